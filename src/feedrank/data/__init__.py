@@ -1,0 +1,1 @@
+"""Data layer: canonical tables, source adapters, validation, splits and descriptions."""

@@ -1,0 +1,1 @@
+"""Source adapters: read one log format, validate every row, write canonical tables."""

@@ -1,0 +1,192 @@
+"""Row validation for canonical tables, vectorized with polars.
+
+Adapters build a frame whose columns carry canonical names (any loose type, often strings) plus a
+`_row` column with the 1-based row or line number in the source file. `validate_rows` casts each
+column to its canonical type, checks ranges and uniqueness, sends each failing row to the
+quarantine once (its first failing check, in column order) and returns the rows that passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from feedrank.data.dataset import conform
+from feedrank.data.quarantine import Quarantine
+from feedrank.data.schema import UTC_TS, Table
+
+ROW = "_row"
+
+# Timestamps outside this window are treated as corrupt (epoch-zero defaults, seconds read as
+# milliseconds, clock skew into the future).
+TS_MIN = datetime(1995, 1, 1, tzinfo=UTC)
+
+
+def ts_max_default() -> datetime:
+    return datetime.now(UTC) + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Accepted timestamps, inclusive."""
+
+    lo: datetime = TS_MIN
+    hi: datetime | None = None  # None: now + 1 day, evaluated when validating
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        return self.lo, self.hi if self.hi is not None else ts_max_default()
+
+
+def to_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Cast a column of strings or datetimes (naive = UTC) to the canonical UTC timestamp."""
+    if dtype == pl.String:
+        return expr.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            return expr.dt.cast_time_unit("us").dt.replace_time_zone("UTC")
+        return expr.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    return expr.cast(UTC_TS, strict=False)
+
+
+def _cast(df: pl.DataFrame, name: str, target: pl.DataType) -> pl.Expr:
+    src = df.schema[name]
+    if target == UTC_TS:
+        return to_utc(pl.col(name), src)
+    if target == pl.Boolean and src == pl.String:
+        lowered = pl.col(name).str.strip_chars().str.to_lowercase()
+        return (
+            pl.when(lowered.is_in(["1", "true", "t", "yes"]))
+            .then(pl.lit(True))
+            .when(lowered.is_in(["0", "false", "f", "no"]))
+            .then(pl.lit(False))
+            .otherwise(pl.lit(None, dtype=pl.Boolean))
+        )
+    if src == pl.String:
+        return pl.col(name).str.strip_chars().cast(target, strict=False)
+    return pl.col(name).cast(target, strict=False)
+
+
+def validate_rows(
+    df: pl.DataFrame,
+    table: Table,
+    *,
+    file: str,
+    quarantine: Quarantine,
+    time_range: TimeRange = TimeRange(),
+    seen_keys: SeenKeys | None = None,
+) -> pl.DataFrame:
+    """Return the valid rows of `df` conformed to `table`; quarantine the others.
+
+    `df` must have a `_row` column. `seen_keys` carries the table key across batches of one input,
+    so a duplicate is caught even when its first occurrence came in an earlier batch.
+    """
+    if df.height == 0:
+        return table.empty()
+    lo, hi = time_range.bounds()
+    casted = df.with_columns(
+        [_cast(df, c.name, c.dtype).alias(f"__{c.name}") for c in table.columns if c.name in df.columns]
+    )
+    checks: list[tuple[pl.Expr, str, str]] = []  # (row is bad, field, reason)
+    for c in table.columns:
+        if c.name not in df.columns:
+            if not c.nullable:
+                checks.append((pl.lit(True), c.name, "required column is missing"))
+            continue
+        raw, typed = pl.col(c.name), pl.col(f"__{c.name}")
+        blank = raw.is_null()
+        if df.schema[c.name] == pl.String:
+            blank = blank | (raw.str.strip_chars() == "")
+        if not c.nullable:
+            checks.append((blank, c.name, "required value is missing"))
+        checks.append((~blank & typed.is_null(), c.name, f"cannot be read as {_type_name(c.dtype)}"))
+        if c.dtype == UTC_TS:
+            checks.append(((typed < lo) | (typed > hi), c.name, f"timestamp outside {lo:%Y-%m-%d}..{hi:%Y-%m-%d}"))
+        if c.name == "dwell_s":
+            checks.append((typed.is_nan(), c.name, "dwell is NaN"))
+            checks.append((typed < 0, c.name, "dwell is negative"))
+        if c.name in ("position", "seq"):
+            checks.append((typed < 0, c.name, "must not be negative"))
+        if c.name == "propensity":
+            checks.append((typed.is_nan() | (typed <= 0) | (typed > 1), c.name, "propensity must be in (0, 1]"))
+        if c.name == "survey":
+            checks.append((typed.is_nan(), c.name, "survey is NaN"))
+
+    bad_frames: list[pl.DataFrame] = []
+    flagged = pl.lit(False)
+    for bad_expr, field, reason in checks:
+        is_bad = bad_expr.fill_null(False) & ~flagged
+        hit = casted.filter(is_bad)
+        if hit.height:
+            value = pl.col(field).cast(pl.String) if field in df.columns else pl.lit("")
+            bad_frames.append(
+                hit.select(
+                    pl.lit(file).alias("file"),
+                    pl.col(ROW).cast(pl.Int64).alias("row"),
+                    pl.lit(field).alias("field"),
+                    value.fill_null("").alias("value"),
+                    pl.lit(reason).alias("reason"),
+                )
+            )
+        flagged = flagged | bad_expr.fill_null(False)
+    passed = casted.filter(~flagged)
+    good = passed.select(
+        [pl.col(f"__{c.name}").alias(c.name) for c in table.columns if c.name in df.columns] + [pl.col(ROW)]
+    )
+
+    key = list(table.key)
+    if all(k in good.columns for k in key) and good.height:
+        first = good.select(pl.struct(key).is_first_distinct()).to_series()
+        if seen_keys is not None:
+            hashes = good.select(pl.struct(key).hash(seed=0)).to_series().to_numpy()
+            first = first & pl.Series(~seen_keys.contains(hashes))
+            seen_keys.add(hashes[first.to_numpy()])
+        dup = good.filter(~first)
+        if dup.height:
+            bad_frames.append(
+                dup.select(
+                    pl.lit(file).alias("file"),
+                    pl.col(ROW).cast(pl.Int64).alias("row"),
+                    pl.lit(",".join(key)).alias("field"),
+                    pl.concat_str([pl.col(k).cast(pl.String) for k in key], separator=",").alias("value"),
+                    pl.lit(f"duplicate {table.name} row (same {', '.join(key)})").alias("reason"),
+                )
+            )
+            good = good.filter(first)
+
+    if bad_frames:
+        quarantine.add_frame(pl.concat(bad_frames))
+    return conform(good.drop(ROW), table)
+
+
+def _type_name(dtype: pl.DataType) -> str:
+    if dtype == UTC_TS:
+        return "a timestamp"
+    return {
+        pl.Int32: "an integer",
+        pl.Int64: "an integer",
+        pl.Float32: "a number",
+        pl.Float64: "a number",
+        pl.Boolean: "a boolean (true/false/1/0)",
+        pl.String: "text",
+    }.get(type(dtype), str(dtype))
+
+
+class SeenKeys:
+    """64-bit hashes of the keys already kept, for duplicate detection across batches."""
+
+    def __init__(self) -> None:
+        self._sorted = np.empty(0, dtype=np.uint64)
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        if self._sorted.size == 0:
+            return np.zeros(hashes.shape, dtype=bool)
+        idx = np.searchsorted(self._sorted, hashes)
+        idx[idx == self._sorted.size] = 0
+        result: np.ndarray = self._sorted[idx] == hashes
+        return result
+
+    def add(self, hashes: np.ndarray) -> None:
+        self._sorted = np.union1d(self._sorted, hashes.astype(np.uint64))
