@@ -61,7 +61,9 @@ class _TableState:
 class DatasetWriter:
     """Writes a canonical dataset atomically: shards go to DIR.tmp-<pid>, renamed to DIR at finish."""
 
-    def __init__(self, out_dir: Path, *, shard_rows: int = DEFAULT_SHARD_ROWS, overwrite: bool = False) -> None:
+    def __init__(
+        self, out_dir: Path, *, shard_rows: int = DEFAULT_SHARD_ROWS, overwrite: bool = False
+    ) -> None:
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not overwrite:
             raise DatasetError(f"output directory already exists: {self.out_dir} (use --overwrite)")
@@ -72,6 +74,9 @@ class DatasetWriter:
         self.overwrite = overwrite
         self.shard_rows = shard_rows
         self._tables = {name: _TableState() for name in TABLES}
+        # Ids referenced by events and ids described by entity tables, to complete the latter.
+        self._referenced: dict[str, set[str]] = {"item_id": set(), "user_id": set()}
+        self._described: dict[str, set[str]] = {"item_id": set(), "user_id": set()}
 
     @property
     def quarantine_path(self) -> Path:
@@ -84,9 +89,10 @@ class DatasetWriter:
         df = conform(df, table)
         state = self._tables[table_name]
         state.rows += df.height
+        self._track_ids(table_name, df)
         ts_col = _TIME_COLUMN.get(table_name)
         if ts_col is not None and df.height:
-            lo, hi = df.select(pl.col(ts_col).min(), pl.col(ts_col).max()).row(0)
+            lo, hi = df.select(pl.col(ts_col).min().alias("lo"), pl.col(ts_col).max().alias("hi")).row(0)
             if lo is not None:
                 state.ts_min = lo if state.ts_min is None else min(state.ts_min, lo)
                 state.ts_max = hi if state.ts_max is None else max(state.ts_max, hi)
@@ -94,6 +100,27 @@ class DatasetWriter:
         state.buffered += df.height
         if state.buffered >= self.shard_rows:
             self._flush(table_name)
+
+    def _track_ids(self, table_name: str, df: pl.DataFrame) -> None:
+        if table_name in ("impressions", "history"):
+            for col in ("item_id", "user_id"):
+                self._referenced[col].update(df.get_column(col).unique().to_list())
+        elif table_name == "items":
+            self._described["item_id"].update(df.get_column("item_id").unique().to_list())
+        elif table_name == "users":
+            self._described["user_id"].update(df.get_column("user_id").unique().to_list())
+
+    def complete_entities(self) -> dict[str, int]:
+        """Add a row with unknown features for every item and user that events mention but the
+        items / users tables do not describe, so downstream code can treat those tables as the
+        full catalog and population. Returns how many rows were added per table."""
+        added: dict[str, int] = {}
+        for table_name, col in (("items", "item_id"), ("users", "user_id")):
+            missing = sorted(self._referenced[col] - self._described[col])
+            added[table_name] = len(missing)
+            if missing:
+                self.write(table_name, pl.DataFrame({col: missing}, schema={col: pl.String}))
+        return added
 
     def _flush(self, table_name: str) -> None:
         state = self._tables[table_name]

@@ -103,14 +103,18 @@ def validate_rows(
             checks.append((blank, c.name, "required value is missing"))
         checks.append((~blank & typed.is_null(), c.name, f"cannot be read as {_type_name(c.dtype)}"))
         if c.dtype == UTC_TS:
-            checks.append(((typed < lo) | (typed > hi), c.name, f"timestamp outside {lo:%Y-%m-%d}..{hi:%Y-%m-%d}"))
+            checks.append(
+                ((typed < lo) | (typed > hi), c.name, f"timestamp outside {lo:%Y-%m-%d}..{hi:%Y-%m-%d}")
+            )
         if c.name == "dwell_s":
             checks.append((typed.is_nan(), c.name, "dwell is NaN"))
             checks.append((typed < 0, c.name, "dwell is negative"))
         if c.name in ("position", "seq"):
             checks.append((typed < 0, c.name, "must not be negative"))
         if c.name == "propensity":
-            checks.append((typed.is_nan() | (typed <= 0) | (typed > 1), c.name, "propensity must be in (0, 1]"))
+            checks.append(
+                (typed.is_nan() | (typed <= 0) | (typed > 1), c.name, "propensity must be in (0, 1]")
+            )
         if c.name == "survey":
             checks.append((typed.is_nan(), c.name, "survey is NaN"))
 

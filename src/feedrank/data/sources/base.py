@@ -25,7 +25,7 @@ from feedrank.data.validate import TimeRange
 class ImportOptions:
     strict: bool = False
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    time_range: TimeRange = TimeRange()
+    time_range: TimeRange = field(default_factory=TimeRange)
     overwrite: bool = False
     batch_rows: int = 1_000_000
 
@@ -52,6 +52,9 @@ def import_source(adapter: Adapter, source: Path, out_dir: Path, options: Import
         quarantine.close()
         ctx.ledger.check()
         click_only = bool(info.pop("click_only", False))
+        for table_name, count in writer.complete_entities().items():
+            if count:
+                ctx.notes.append(f"{count:,} {table_name} appear only in events; added with unknown features")
         writer.finish(
             source={**info, "path": str(Path(source).resolve())},
             extra={

@@ -1,0 +1,54 @@
+"""Human-readable renderings of library results for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+
+def describe_table(stats: dict[str, Any], title: str) -> Table:
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in stats.items():
+        if key in ("quarantined_by_reason", "dwell_s_quantiles", "path"):
+            continue
+        table.add_row(key, _fmt(value))
+    for q, v in (stats.get("dwell_s_quantiles") or {}).items():
+        table.add_row(f"dwell_s {q} (clicked)", _fmt(v))
+    for reason, count in (stats.get("quarantined_by_reason") or {}).items():
+        table.add_row(f"  quarantined: {reason}", _fmt(count))
+    return table
+
+
+def side_by_side(stats_by_name: dict[str, dict[str, Any]], title: str) -> Table:
+    """Several describe() results as columns, so parts of a split compare at a glance."""
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("measure")
+    names = list(stats_by_name)
+    for name in names:
+        table.add_column(name, justify="right")
+    keys = [k for k in next(iter(stats_by_name.values())) if k not in ("quarantined_by_reason", "path")]
+    for key in keys:
+        if key == "dwell_s_quantiles":
+            table.add_row(
+                "dwell_s p50 (clicked)", *[_fmt((stats_by_name[n][key] or {}).get("p50")) for n in names]
+            )
+            continue
+        table.add_row(key, *[_fmt(stats_by_name[n][key]) for n in names])
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, list):
+        return " .. ".join(_fmt(v) for v in value)
+    return str(value)
