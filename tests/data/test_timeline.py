@@ -1,0 +1,62 @@
+"""EventIndex answers strictly-before queries exactly like a brute-force scan."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feedrank.data.timeline import NO_TIME, EventIndex
+
+
+def brute_count(keys: np.ndarray, times: np.ndarray, k: int, t: int, window: int | None) -> int:
+    mask = (keys == k) & (times < t)
+    if window is not None:
+        mask &= times >= t - window
+    return int(mask.sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    num_events=st.integers(0, 200),
+    num_keys=st.integers(1, 8),
+    window=st.one_of(st.none(), st.integers(1, 50)),
+)
+def test_counts_match_brute_force(seed: int, num_events: int, num_keys: int, window: int | None) -> None:
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, num_keys, num_events)
+    times = rng.integers(0, 100, num_events)
+    index = EventIndex(keys, times)
+    qk = rng.integers(-1, num_keys + 1, 50)
+    qt = rng.integers(0, 110, 50)
+    got = index.count_before(qk, qt, window)
+    expected = [brute_count(keys, times, k, t, window) for k, t in zip(qk, qt, strict=True)]
+    assert got.tolist() == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 6))
+def test_last_n_is_the_latest_strictly_before(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 3, 60)
+    times = rng.integers(0, 30, 60)
+    times[rng.random(60) < 0.1] = NO_TIME  # undated history counts as before everything
+    values = np.arange(1, 61)
+    index = EventIndex(keys, times, values)
+    qk = rng.integers(0, 3, 20)
+    qt = rng.integers(0, 35, 20)
+    got = index.last_n(qk, qt, n)
+    for row, (k, t) in enumerate(zip(qk, qt, strict=True)):
+        sel = np.flatnonzero((keys == k) & (times < t))
+        sel = sel[np.argsort(times[sel], kind="stable")][-n:]
+        expected = np.zeros(n, dtype=values.dtype)
+        if sel.size:
+            expected[n - sel.size :] = values[sel]
+        assert got[row].tolist() == expected.tolist()
+
+
+def test_an_event_at_exactly_t_is_not_seen() -> None:
+    index = EventIndex(np.array([0, 0]), np.array([10, 20]), np.array([7, 8]))
+    assert index.count_before(np.array([0]), np.array([20])).tolist() == [1]
+    assert index.last_n(np.array([0]), np.array([20]), 2).tolist() == [[0, 7]]
