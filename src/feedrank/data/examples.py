@@ -1,0 +1,177 @@
+"""Model-ready arrays: the feature space fitted on a split, and examples for both models.
+
+`FeatureSpace` holds everything a model needs to turn (user, item, time) into inputs: the item
+catalog, the user directory, the indexed past events and the statistics fitted on the training
+part (CTR prior, item sampling probabilities for logQ correction). It is built once per split and
+saved with every model, so training, evaluation and serving compute features the same way.
+
+Arrays come out as dicts of numpy arrays keyed like models/inputs.py expects (`user_id`,
+`hist_item`, `item_fresh`, ...); prefixes (`neg_`) mark extra item sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from feedrank.data.dataset import Dataset
+from feedrank.data.features import (
+    FeatureConfig,
+    ItemCatalog,
+    UserDirectory,
+    build_catalog,
+    build_users,
+    freshness_bucket,
+    hash_column,
+    to_us,
+)
+from feedrank.data.history import PastEvents, build_past_events
+
+Arrays = dict[str, np.ndarray]
+LONG_DWELL_S = 10.0
+
+
+@dataclass
+class FeatureSpace:
+    config: FeatureConfig
+    catalog: ItemCatalog
+    users: UserDirectory
+    past: PastEvents
+    ctr_prior: float
+    item_logq: np.ndarray  # (I,) log probability of each catalog item among training positives
+
+    def user_arrays(self, user_ids: pl.Series, ts_us: np.ndarray) -> Arrays:
+        """Inputs of the user tower for users at times ts: (N,) ids → dict of (N,) / (N, L) arrays."""
+        rows = self.users.rows(user_ids)
+        demo = np.zeros((rows.size, self.users.demographics.shape[1]), dtype=np.int64)
+        known = rows >= 0
+        demo[known] = self.users.demographics[rows[known]]
+        hist = self.past.history(rows, ts_us, self.config.history_len)  # item rows + 1, 0 pads
+        cat = self.catalog
+        return {
+            "user_id": hash_column(user_ids, self.config.user_buckets, "user"),
+            "user_demo": demo,
+            "hist_item": _lookup(cat.id_bucket, hist),
+            "hist_cat": _lookup(cat.category, hist),
+            "hist_pub": _lookup(cat.publisher, hist),
+        }
+
+    def item_arrays(self, item_rows: np.ndarray, ts_us: np.ndarray, prefix: str = "") -> Arrays:
+        """Inputs of the item tower for catalog rows seen at times ts (any shape; -1 = no item)."""
+        cat = self.catalog
+        shifted = item_rows + 1
+        published = np.where(item_rows >= 0, cat.published_us[np.maximum(item_rows, 0)], 0)
+        fresh = freshness_bucket(ts_us, published, self.config.freshness_edges_h)
+        return {
+            f"{prefix}item_id": _lookup(cat.id_bucket, shifted),
+            f"{prefix}item_pub": _lookup(cat.publisher, shifted),
+            f"{prefix}item_cat": _lookup(cat.category, shifted),
+            f"{prefix}item_subcat": _lookup(cat.subcategory, shifted),
+            f"{prefix}item_type": _lookup(cat.content_type, shifted),
+            f"{prefix}item_fresh": np.where(item_rows >= 0, fresh, 0),
+        }
+
+
+def _lookup(table: np.ndarray, shifted_rows: np.ndarray) -> np.ndarray:
+    """table[row] for row = shifted_rows - 1, and 0 where shifted_rows == 0 (padding)."""
+    padded = np.concatenate([np.zeros(1, dtype=table.dtype), table])
+    out: np.ndarray = padded[shifted_rows]
+    return out
+
+
+def fit_feature_space(parts: dict[str, Dataset], cfg: FeatureConfig) -> FeatureSpace:
+    """Fit on the train part; index the events of every part for strictly-before lookups.
+
+    Indexing later parts is safe because each lookup at time t sees only events before t; what
+    must come from train alone (the CTR prior, item frequencies) is fitted on train alone.
+    """
+    last = parts["test"] if "test" in parts else next(reversed(parts.values()))
+    catalog = build_catalog(last.read("items"), cfg)
+    users = build_users(last.read("users"), cfg)
+    impressions = pl.concat([ds.read("impressions") for ds in parts.values()])
+    train = parts["train"].read("impressions")
+    ctr_prior = float(train.get_column("clicked").cast(pl.Float64).mean() or 0.0)  # type: ignore[arg-type]
+    past = build_past_events(last.read("history"), impressions, catalog, users, ctr_prior=ctr_prior)
+    positives = catalog.rows(train.filter(pl.col("clicked")).get_column("item_id"))
+    counts = np.bincount(positives[positives >= 0], minlength=len(catalog)).astype(np.float64) + 1.0
+    return FeatureSpace(
+        config=cfg,
+        catalog=catalog,
+        users=users,
+        past=past,
+        ctr_prior=ctr_prior,
+        item_logq=np.log(counts / counts.sum()),
+    )
+
+
+def label_arrays(impressions: pl.DataFrame) -> Arrays:
+    """Binary targets per impression row: click, long dwell (> 10 s), share, hide."""
+    dwell = impressions.get_column("dwell_s").fill_null(0.0).to_numpy()
+    clicked = impressions.get_column("clicked").to_numpy().astype(np.float32)
+    return {
+        "y_click": clicked,
+        "y_long_dwell": (clicked * (dwell > LONG_DWELL_S)).astype(np.float32),
+        "y_share": impressions.get_column("shared").to_numpy().astype(np.float32),
+        "y_hide": impressions.get_column("hidden").to_numpy().astype(np.float32),
+    }
+
+
+def retrieval_examples(space: FeatureSpace, impressions: pl.DataFrame, hard_negatives: int = 0) -> Arrays:
+    """One example per engaged impression: user at t, the engaged item, labels, logQ and optionally
+    up to `hard_negatives` items shown but not clicked in the same request (-1 padded → masked)."""
+    imp = impressions.with_row_index("_row")
+    pos = imp.filter(pl.col("clicked"))
+    ts = to_us(pos.get_column("ts"))
+    rows = space.catalog.rows(pos.get_column("item_id"))
+    keep = rows >= 0
+    pos, ts, rows = pos.filter(pl.Series(keep)), ts[keep], rows[keep]
+    out: Arrays = {**space.user_arrays(pos.get_column("user_id"), ts), **space.item_arrays(rows, ts)}
+    out.update(label_arrays(pos))
+    out["logq"] = space.item_logq[rows].astype(np.float32)
+    if hard_negatives > 0:
+        neg = _shown_not_clicked(space, imp, pos, hard_negatives)
+        out.update(space.item_arrays(neg, np.repeat(ts[:, None], hard_negatives, axis=1), prefix="neg_"))
+    return out
+
+
+def _shown_not_clicked(space: FeatureSpace, imp: pl.DataFrame, pos: pl.DataFrame, k: int) -> np.ndarray:
+    """(P, k) catalog rows of up to k unclicked items of each positive's request; -1 pads."""
+    negs = (
+        imp.filter(~pl.col("clicked"))
+        .group_by("request_id", maintain_order=True)
+        .agg(pl.col("item_id").head(k).alias("negs"))
+    )
+    joined = pos.select("request_id").join(negs, on="request_id", how="left", maintain_order="left")
+    out = np.full((pos.height, k), -1, dtype=np.int64)
+    lists = joined.get_column("negs").to_list()
+    for i, items in enumerate(lists):
+        if items:
+            out[i, : len(items)] = space.catalog.rows(pl.Series(items, dtype=pl.String))
+    return out
+
+
+def ranker_examples(
+    space: FeatureSpace, impressions: pl.DataFrame, negative_rate: float = 1.0, seed: int = 0
+) -> Arrays:
+    """One example per impression (negatives kept with probability `negative_rate`).
+
+    A row with any engagement (click, share or hide) is always kept; `sample_rate` records the
+    keep probability of each row so training can undo the downsampling in its predictions.
+    """
+    labels = label_arrays(impressions)
+    engaged = (labels["y_click"] + labels["y_share"] + labels["y_hide"]) > 0
+    rng = np.random.default_rng(seed)
+    keep = engaged | (rng.random(impressions.height) < negative_rate)
+    imp = impressions.filter(pl.Series(keep))
+    ts = to_us(imp.get_column("ts"))
+    rows = space.catalog.rows(imp.get_column("item_id"))
+    user_rows = space.users.rows(imp.get_column("user_id"))
+    out: Arrays = {**space.user_arrays(imp.get_column("user_id"), ts), **space.item_arrays(rows, ts)}
+    out.update({k: v[keep] for k, v in labels.items()})
+    out["counters"] = space.past.counters(user_rows, rows, ts, space.catalog)
+    out["position"] = imp.get_column("position").fill_null(0).to_numpy().astype(np.int64)
+    out["request"] = imp.get_column("request_id").rank("dense").to_numpy().astype(np.int64)
+    out["sample_rate"] = np.where(engaged[keep], 1.0, negative_rate).astype(np.float32)
+    return out

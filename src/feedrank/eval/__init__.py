@@ -1,0 +1,13 @@
+"""Offline evaluation: metrics, calibration, baselines and report charts (pure numpy / polars).
+
+    metrics       ranking within impressions: AUC, GAUC, MRR, nDCG@k, precision@k, per-group arrays
+    retrieval     top-K retrieval over the catalog: recall, NDCG, hit rate, MRR, coverage
+    calibration   normalized entropy, calibration ratio, reliability table, ECE
+    baselines     the Scorer interface, random and popularity (all-time, recent) scorers
+    covisitation  the co-visitation scorer
+    plots         PNG writers (matplotlib Agg): reliability, system comparison, training curves, metric@K
+    arrays        sort-based unique helpers (numpy 2.4's np.unique is slow at our sizes)
+
+Every metric is a plain function of arrays; every scorer sees only events strictly before each
+query's time.
+"""

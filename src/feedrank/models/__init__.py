@@ -1,0 +1,1 @@
+"""Networks only: they return embeddings or logits. Losses and metrics live in train/ and eval/."""

@@ -1,0 +1,113 @@
+"""Multi-task ranker: DCN-v2 over tower embeddings, content features and engagement counters.
+
+    x = [u | v | u*v | publisher | category | content type | freshness | counters]
+    x_{l+1} = x_0 * (W_l x_l + b_l) + x_l          (cross layers: explicit feature crosses)
+    h = MLP([x_L | MLP_deep(x_0)])                  (stacked cross + parallel deep)
+    logits = heads(h) + position_bias(position)    (the position term only while training)
+
+u and v are the two-tower user and item embeddings (the ranker refines retrieval's view of a pair
+rather than relearning it). Position enters through a separate shallow term so that, at serving
+time, when there is no position yet, the heads score every candidate as if shown in the same slot:
+this keeps the position bias of the logged data out of the learned relevance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from feedrank.data.features import FeatureConfig
+
+HEADS = ("click", "long_dwell", "share", "hide")
+MAX_POSITION = 64
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    embed_dim: int = 16
+    cross_layers: int = 2
+    deep_hidden: tuple[int, ...] = (256, 128)
+    dropout: float = 0.1
+    sparse: bool = True
+
+
+@dataclass(frozen=True)
+class RankerInputs:
+    user_emb: Tensor  # (N, d) two-tower user embedding
+    item_emb: Tensor  # (N, d) two-tower item embedding
+    publisher: Tensor  # (N,) int64
+    category: Tensor  # (N,) int64
+    content_type: Tensor  # (N,) int64
+    freshness: Tensor  # (N,) int64
+    counters: Tensor  # (N, F) float32 (data/history.COUNTER_NAMES, plus any extra dense features)
+    position: Tensor | None = None  # (N,) int64 slot in the slate, training only
+
+
+class CrossNetwork(nn.Module):
+    """DCN-v2 cross layers: x_{l+1} = x_0 ⊙ (W x_l + b) + x_l."""
+
+    def __init__(self, dim: int, num_layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_layers))
+
+    def forward(self, x0: Tensor) -> Tensor:
+        x = x0
+        for layer in self.layers:
+            x = x0 * layer(x) + x
+        return x
+
+
+class Ranker(nn.Module):
+    """Returns one logit per head: (N, len(HEADS))."""
+
+    def __init__(self, features: FeatureConfig, cfg: RankerConfig, tower_dim: int, num_counters: int) -> None:
+        super().__init__()
+        e, sparse = cfg.embed_dim, cfg.sparse
+        self.cfg = cfg
+        self.num_counters = num_counters
+        self.publisher = nn.Embedding(features.publisher_buckets, e, padding_idx=0, sparse=sparse)
+        self.category = nn.Embedding(features.category_buckets, e, padding_idx=0, sparse=sparse)
+        self.content_type = nn.Embedding(features.content_type_buckets, e, padding_idx=0, sparse=sparse)
+        self.freshness = nn.Embedding(features.num_freshness_buckets, e, padding_idx=0, sparse=sparse)
+        self.counter_norm = nn.LayerNorm(num_counters)
+        in_dim = 3 * tower_dim + 4 * e + num_counters
+        self.cross = CrossNetwork(in_dim, cfg.cross_layers)
+        deep: list[nn.Module] = []
+        width = in_dim
+        for hidden in cfg.deep_hidden:
+            deep += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Dropout(cfg.dropout)]
+            width = hidden
+        self.deep = nn.Sequential(*deep)
+        self.heads = nn.Sequential(nn.Linear(in_dim + width, 64), nn.ReLU(), nn.Linear(64, len(HEADS)))
+        self.position_bias = nn.Embedding(MAX_POSITION, len(HEADS))
+        nn.init.zeros_(self.position_bias.weight)
+
+    def forward(self, x: RankerInputs) -> Tensor:
+        """(N, len(HEADS)) logits; adds the position term only when positions are given."""
+        x0 = torch.cat(
+            [
+                x.user_emb,
+                x.item_emb,
+                x.user_emb * x.item_emb,
+                self.publisher(x.publisher),
+                self.category(x.category),
+                self.content_type(x.content_type),
+                self.freshness(x.freshness),
+                self.counter_norm(x.counters),
+            ],
+            dim=-1,
+        )  # (N, in_dim)
+        logits: Tensor = self.heads(torch.cat([self.cross(x0), self.deep(x0)], dim=-1))
+        if x.position is not None:
+            logits = logits + self.position_bias(x.position.clamp(0, MAX_POSITION - 1))
+        return logits
+
+
+def feed_score(probabilities: Tensor, weights: dict[str, float]) -> Tensor:
+    """(N,) weighted combination of head probabilities (N, len(HEADS)); a negative weight demotes."""
+    w = torch.tensor(
+        [weights.get(h, 0.0) for h in HEADS], dtype=probabilities.dtype, device=probabilities.device
+    )
+    return probabilities @ w

@@ -1,0 +1,181 @@
+"""Two-tower retrieval network: a user tower and an item tower meeting in a dot product.
+
+    user: [user-id emb | demographic embs | mean of history item embs] → MLP → d
+    item: [item-id emb | publisher | category | subcategory | content type | freshness] → MLP → d
+    score(u, i) = <u, i> / temperature, both sides L2-normalised
+
+The history mean reuses the item tower's id, category and publisher tables, so a user's history
+and the catalog live in one space and a history of never-trained items still carries its
+categories and publishers. LayerNorm, not BatchNorm: sparse features give batch statistics that
+swing with the mix of ids in a batch and differ between training and one-user serving.
+An optional small transformer encodes the history instead of the mean (`history_encoder`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from feedrank.data.features import FeatureConfig
+from feedrank.models.inputs import ItemInputs, UserInputs
+
+
+@dataclass(frozen=True)
+class TwoTowerConfig:
+    dim: int = 128  # output embedding size d
+    embed_dim: int = 32  # width of each input embedding table
+    hidden: int = 256
+    temperature: float = 0.05
+    history_encoder: Literal["mean", "transformer"] = "mean"
+    transformer_layers: int = 1
+    transformer_heads: int = 2
+    gradient_checkpointing: bool = False
+    id_dropout: float = 0.1  # share of training rows whose id is hidden, to learn the features-only path
+    sparse: bool = True  # sparse gradients for embedding tables (several times faster on CPU)
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Linear(hidden, out_dim)
+    )
+
+
+def drop_ids(ids: Tensor, rate: float, training: bool) -> Tensor:
+    """Replace a random share of ids with bucket 0 while training (0 = unknown)."""
+    if not training or rate <= 0:
+        return ids
+    keep = torch.rand(ids.shape, device=ids.device) >= rate
+    return ids * keep
+
+
+class ItemTower(nn.Module):
+    def __init__(self, features: FeatureConfig, cfg: TwoTowerConfig) -> None:
+        super().__init__()
+        e, sparse = cfg.embed_dim, cfg.sparse
+        self.cfg = cfg
+        self.item_id = nn.Embedding(features.item_buckets, e, padding_idx=0, sparse=sparse)
+        self.publisher = nn.Embedding(features.publisher_buckets, e, padding_idx=0, sparse=sparse)
+        self.category = nn.Embedding(features.category_buckets, e, padding_idx=0, sparse=sparse)
+        self.subcategory = nn.Embedding(features.subcategory_buckets, e, padding_idx=0, sparse=sparse)
+        self.content_type = nn.Embedding(features.content_type_buckets, e, padding_idx=0, sparse=sparse)
+        self.freshness = nn.Embedding(features.num_freshness_buckets, e, padding_idx=0, sparse=sparse)
+        self.mlp = mlp(6 * e, cfg.hidden, cfg.dim)
+
+    def forward(self, items: ItemInputs) -> Tensor:
+        """(..., d) L2-normalised item embeddings."""
+        shape = items.shape
+        flat = items.flatten()
+        x = torch.cat(
+            [
+                self.item_id(drop_ids(flat.item_id, self.cfg.id_dropout, self.training)),
+                self.publisher(flat.publisher),
+                self.category(flat.category),
+                self.subcategory(flat.subcategory),
+                self.content_type(flat.content_type),
+                self.freshness(flat.freshness),
+            ],
+            dim=-1,
+        )  # (N, 6e)
+        return F.normalize(self.mlp(x), dim=-1).reshape(*shape, -1)
+
+
+class HistoryEncoder(nn.Module):
+    """(B, L) history → (B, e): masked mean, or a small transformer over the sequence."""
+
+    def __init__(self, cfg: TwoTowerConfig, max_len: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.history_encoder == "transformer":
+            layer = nn.TransformerEncoderLayer(
+                d_model=cfg.embed_dim,
+                nhead=cfg.transformer_heads,
+                dim_feedforward=2 * cfg.embed_dim,
+                dropout=0.0,
+                batch_first=True,
+                norm_first=True,
+            )
+            self.encoder: nn.TransformerEncoder | None = nn.TransformerEncoder(
+                layer, cfg.transformer_layers, enable_nested_tensor=False
+            )
+            self.position = nn.Embedding(max_len, cfg.embed_dim)
+        else:
+            self.encoder = None
+
+    def forward(self, seq: Tensor, mask: Tensor) -> Tensor:
+        """seq (B, L, e), mask (B, L) True where an item is present → (B, e)."""
+        if self.encoder is not None:
+            pos = torch.arange(seq.shape[1], device=seq.device)
+            x = seq + self.position(pos)[None]
+            # A row with an empty history would attend to nothing (NaN); let it attend to padding,
+            # the masked mean below zeroes it anyway.
+            pad = ~mask
+            pad = pad & mask.any(dim=1, keepdim=True)
+            if self.cfg.gradient_checkpointing and self.training:
+                x = checkpoint(self._encode, x, pad, use_reentrant=False)
+            else:
+                x = self._encode(x, pad)
+            seq = x
+        weights = mask.to(seq.dtype).unsqueeze(-1)  # (B, L, 1)
+        return (seq * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    def _encode(self, x: Tensor, pad: Tensor) -> Tensor:
+        assert self.encoder is not None
+        out: Tensor = self.encoder(x, src_key_padding_mask=pad)
+        return out
+
+
+class UserTower(nn.Module):
+    def __init__(
+        self, features: FeatureConfig, cfg: TwoTowerConfig, items: ItemTower, num_demographics: int
+    ) -> None:
+        super().__init__()
+        e, sparse = cfg.embed_dim, cfg.sparse
+        self.cfg = cfg
+        self.user_id = nn.Embedding(features.user_buckets, e, padding_idx=0, sparse=sparse)
+        self.demographics = nn.ModuleList(
+            nn.Embedding(features.demographic_buckets, e, padding_idx=0, sparse=sparse)
+            for _ in range(num_demographics)
+        )
+        self.items = [items]  # shared tables; a list so the tower is not registered twice
+        self.history = HistoryEncoder(cfg, features.history_len)
+        self.mlp = mlp((2 + num_demographics) * e, cfg.hidden, cfg.dim)
+
+    def forward(self, users: UserInputs) -> Tensor:
+        """(B, d) L2-normalised user embeddings; a user with no id and no history still gets one."""
+        items = self.items[0]
+        hist = (
+            items.item_id(users.hist_item) + items.category(users.hist_cat) + items.publisher(users.hist_pub)
+        )
+        hist_vec = self.history(hist, users.hist_item > 0)  # (B, e)
+        demo = [emb(users.demographics[:, k]) for k, emb in enumerate(self.demographics)]
+        x = torch.cat(
+            [self.user_id(drop_ids(users.user_id, self.cfg.id_dropout, self.training)), *demo, hist_vec], -1
+        )
+        return F.normalize(self.mlp(x), dim=-1)
+
+
+class TwoTower(nn.Module):
+    """The retrieval network: `user(...)` and `item(...)` embed, `score` compares."""
+
+    def __init__(self, features: FeatureConfig, cfg: TwoTowerConfig, num_demographics: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.item_tower = ItemTower(features, cfg)
+        self.user_tower = UserTower(features, cfg, self.item_tower, num_demographics)
+
+    def user(self, users: UserInputs) -> Tensor:
+        out: Tensor = self.user_tower(users)
+        return out
+
+    def item(self, items: ItemInputs) -> Tensor:
+        out: Tensor = self.item_tower(items)
+        return out
+
+    def score(self, user_emb: Tensor, item_emb: Tensor) -> Tensor:
+        """Logits <u, i> / temperature: (B, d) x (N, d) → (B, N)."""
+        return user_emb @ item_emb.T / self.cfg.temperature

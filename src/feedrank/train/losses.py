@@ -1,0 +1,78 @@
+"""Losses of the two models. Models return embeddings or logits; the objectives live here."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def sampled_softmax_loss(
+    user: Tensor,
+    item: Tensor,
+    temperature: float,
+    *,
+    logq: Tensor | None = None,
+    item_ids: Tensor | None = None,
+    weights: Tensor | None = None,
+    hard_negatives: Tensor | None = None,
+    hard_mask: Tensor | None = None,
+) -> Tensor:
+    """In-batch sampled softmax with logQ correction and optional hard negatives.
+
+    Args:
+        user: (B, d) user embeddings; item: (B, d) embeddings of each user's engaged item.
+        logq: (B,) log probability that each in-batch item is sampled as a positive. In-batch
+            negatives are drawn by popularity, so popular items are over-represented as negatives;
+            subtracting log q from their logits makes the loss estimate a softmax over the whole
+            catalog instead of one that punishes popularity (Yi et al., RecSys 2019).
+        item_ids: (B,) hashed ids; another row holding the same item is not a negative.
+        weights: (B,) engagement value of each example (0 drops it).
+        hard_negatives: (B, H, d) items shown to the same user and not engaged with; they were
+            not sampled by popularity, so they get no logQ term. hard_mask: (B, H) True = real.
+
+    Returns the weighted mean cross-entropy of picking each row's own item.
+    """
+    logits = user @ item.T / temperature  # (B, B)
+    if logq is not None:
+        logits = logits - logq[None, :]
+    batch = user.shape[0]
+    if item_ids is not None:
+        same = item_ids[None, :] == item_ids[:, None]
+        collision = same & ~torch.eye(batch, dtype=torch.bool, device=user.device)
+        logits = logits.masked_fill(collision, float("-inf"))
+    if hard_negatives is not None:
+        hard = torch.einsum("bd,bhd->bh", user, hard_negatives) / temperature  # (B, H)
+        if hard_mask is not None:
+            hard = hard.masked_fill(~hard_mask, float("-inf"))
+        logits = torch.cat([logits, hard], dim=1)
+    target = torch.arange(batch, device=user.device)
+    losses = F.cross_entropy(logits.float(), target, reduction="none")
+    if weights is None:
+        return losses.mean()
+    return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
+
+
+def multitask_bce(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    head_weights: Tensor | None = None,
+    sample_weights: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Weighted binary cross-entropy per head.
+
+    Args:
+        logits, targets: (N, H). head_weights: (H,) importance of each head in the total.
+        sample_weights: (N,) per-row weights, e.g. 1 / keep-rate of downsampled negatives, which
+            keeps predicted probabilities calibrated to the full data.
+
+    Returns (total loss, (H,) per-head losses).
+    """
+    per = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")  # (N, H)
+    if sample_weights is not None:
+        per_head = (per * sample_weights[:, None]).sum(0) / sample_weights.sum().clamp(min=1e-6)
+    else:
+        per_head = per.mean(0)
+    total = per_head.sum() if head_weights is None else (per_head * head_weights).sum()
+    return total, per_head.detach()

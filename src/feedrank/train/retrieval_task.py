@@ -1,0 +1,54 @@
+"""The retrieval Task: the two-tower network trained with in-batch sampled softmax."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from feedrank.models.inputs import Batch, ItemInputs, UserInputs
+from feedrank.models.two_tower import TwoTower
+from feedrank.train.losses import sampled_softmax_loss
+
+
+@dataclass(frozen=True)
+class RetrievalLossConfig:
+    logq_correction: bool = True
+    hard_negatives: int = 0  # shown-not-clicked items per positive from the same request (up to 50)
+
+
+class RetrievalTask:
+    """Network + loss. Batches are dicts from data/examples.retrieval_examples, as tensors."""
+
+    def __init__(self, model: TwoTower, cfg: RetrievalLossConfig) -> None:
+        self._model = model
+        self.cfg = cfg
+
+    @property
+    def model(self) -> TwoTower:
+        return self._model
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        user = self._model.user(UserInputs.from_batch(batch))  # (B, d)
+        item = self._model.item(ItemInputs.from_batch(batch))  # (B, d)
+        hard: Tensor | None = None
+        hard_mask: Tensor | None = None
+        if self.cfg.hard_negatives > 0 and "neg_item_id" in batch:
+            hard = self._model.item(ItemInputs.from_batch(batch, prefix="neg_"))  # (B, H, d)
+            hard_mask = batch["neg_item_id"] > 0
+        loss = sampled_softmax_loss(
+            user,
+            item,
+            self._model.cfg.temperature,
+            logq=batch["logq"] if self.cfg.logq_correction else None,
+            item_ids=batch["item_id"],
+            weights=batch.get("weight"),
+            hard_negatives=hard,
+            hard_mask=hard_mask,
+        )
+        with torch.no_grad():
+            # Share of rows whose own item out-scores every other in-batch item: a cheap accuracy.
+            logits = user @ item.T
+            top1 = (logits.argmax(dim=1) == torch.arange(len(logits), device=logits.device)).float().mean()
+        return loss, {"loss": float(loss.detach()), "in_batch_top1": float(top1)}

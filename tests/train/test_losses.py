@@ -1,0 +1,90 @@
+"""Loss functions: logQ correction recovers true preferences; BCE weights behave."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from feedrank.train.labels import EngagementWeights
+from feedrank.train.losses import multitask_bce, sampled_softmax_loss
+
+NUM_ITEMS = 8
+
+
+def learned_order_of_minority_user(correct: bool, seed: int = 0) -> list[int]:
+    """Two users: user 0 (90% of traffic) loves item 0; user 1 truly prefers 0 > 1 > 2 > ...
+
+    Item 0 is therefore by far the most frequent in-batch negative. Each user's embedding is a free
+    row of logits over items (item embeddings are one-hot), so the learned row is the preference.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    p0 = torch.tensor([0.9] + [0.1 / (NUM_ITEMS - 1)] * (NUM_ITEMS - 1))
+    p1 = torch.softmax(-0.5 * torch.arange(NUM_ITEMS).float(), 0)
+    q = 0.9 * p0 + 0.1 * p1  # the known sampling distribution of in-batch items
+    scores = torch.zeros(2, NUM_ITEMS, requires_grad=True)
+    opt = torch.optim.Adam([scores], lr=0.05)
+    for _ in range(600):
+        user = (torch.rand(256, generator=gen) < 0.1).long()
+        item = torch.where(
+            user == 0,
+            torch.multinomial(p0, 256, True, generator=gen),
+            torch.multinomial(p1, 256, True, generator=gen),
+        )
+        loss = sampled_softmax_loss(
+            scores[user],
+            F.one_hot(item, NUM_ITEMS).float(),
+            1.0,
+            logq=torch.log(q[item]) if correct else None,
+            item_ids=item,
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    order: list[int] = scores.detach()[1].argsort(descending=True).tolist()
+    return order
+
+
+def test_logq_correction_recovers_the_true_order_and_its_absence_does_not() -> None:
+    assert learned_order_of_minority_user(correct=True) == list(range(NUM_ITEMS))
+    uncorrected = learned_order_of_minority_user(correct=False)
+    assert uncorrected != list(range(NUM_ITEMS))
+    assert uncorrected.index(0) > 3  # the popular item is pushed down by popularity alone
+
+
+def test_hard_negatives_and_masks() -> None:
+    user = F.normalize(torch.randn(4, 8), dim=-1)
+    item = F.normalize(torch.randn(4, 8), dim=-1)
+    base = sampled_softmax_loss(user, item, 0.1)
+    hard = F.normalize(torch.randn(4, 3, 8), dim=-1)
+    masked_out = sampled_softmax_loss(
+        user, item, 0.1, hard_negatives=hard, hard_mask=torch.zeros(4, 3, dtype=torch.bool)
+    )
+    assert torch.allclose(base, masked_out)
+    with_hard = sampled_softmax_loss(
+        user, item, 0.1, hard_negatives=hard, hard_mask=torch.ones(4, 3, dtype=torch.bool)
+    )
+    assert with_hard > base  # more negatives can only raise the cross-entropy
+    zero_weight = sampled_softmax_loss(user, item, 0.1, weights=torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    first_only = F.cross_entropy((user @ item.T / 0.1)[:1], torch.tensor([0]))
+    assert torch.allclose(zero_weight, first_only)
+
+
+def test_importance_weights_equal_duplicating_rows() -> None:
+    logits = torch.randn(5, 4)
+    targets = (torch.rand(5, 4) > 0.5).float()
+    weights = torch.tensor([1.0, 2.0, 1.0, 1.0, 3.0])
+    weighted, _ = multitask_bce(logits, targets, sample_weights=weights)
+    idx = torch.tensor([0, 1, 1, 2, 3, 4, 4, 4])
+    duplicated, _ = multitask_bce(logits[idx], targets[idx])
+    assert torch.allclose(weighted, duplicated, atol=1e-6)
+
+
+def test_engagement_weights() -> None:
+    y = {
+        "y_click": np.array([1.0, 1.0, 1.0, 0.0]),
+        "y_long_dwell": np.array([0.0, 1.0, 1.0, 0.0]),
+        "y_share": np.array([0.0, 0.0, 1.0, 0.0]),
+        "y_hide": np.array([0.0, 0.0, 0.0, 1.0]),
+    }
+    assert EngagementWeights().example_weight(y).tolist() == [1.0, 3.0, 8.0, 0.0]
