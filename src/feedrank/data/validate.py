@@ -8,6 +8,7 @@ quarantine once (its first failing check, in column order) and returns the rows 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +28,60 @@ TS_MIN = datetime(1995, 1, 1, tzinfo=UTC)
 
 def ts_max_default() -> datetime:
     return datetime.now(UTC) + timedelta(days=1)
+
+
+BAD_SCHEMA = pl.Schema(
+    {"file": pl.String, "row": pl.Int64, "field": pl.String, "value": pl.String, "reason": pl.String}
+)
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """One check: rows where `bad` is true fail with `reason`.
+
+    `value` renders the offending value for the quarantine record (default: the `field` column).
+    """
+
+    bad: pl.Expr
+    field: str
+    reason: str
+    value: pl.Expr | None = None
+
+
+def split_bad_rows(
+    df: pl.DataFrame, checks: Sequence[RowCheck], *, file: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows passing every check, bad-row frame). Each failing row appears once, at its first check.
+
+    `df` must have a `_row` column; the bad-row frame has columns file, row, field, value, reason,
+    ready for `Quarantine.add_frame`. The first failing check is tagged in one pass (a coalesce
+    over the checks), so the cost grows linearly with the number of checks.
+    """
+    if not checks:
+        return df, concat_bad([])
+    first_failed = pl.coalesce(
+        [pl.when(c.bad.fill_null(False)).then(pl.lit(i)) for i, c in enumerate(checks)]
+    )
+    tagged = df.with_columns(first_failed.alias("__check"))
+    bad = []
+    for i, c in enumerate(checks):
+        hit = tagged.filter(pl.col("__check") == i)
+        if hit.height:
+            value = c.value if c.value is not None else pl.col(c.field)
+            bad.append(
+                hit.select(
+                    pl.lit(file).alias("file"),
+                    pl.col(ROW).cast(pl.Int64).alias("row"),
+                    pl.lit(c.field).alias("field"),
+                    value.cast(pl.String).fill_null("").alias("value"),
+                    pl.lit(c.reason).alias("reason"),
+                )
+            )
+    return tagged.filter(pl.col("__check").is_null()).drop("__check"), concat_bad(bad)
+
+
+def concat_bad(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat([pl.DataFrame(schema=BAD_SCHEMA), *frames])
 
 
 @dataclass(frozen=True)
@@ -89,53 +144,35 @@ def validate_rows(
     casted = df.with_columns(
         [_cast(df, c.name, c.dtype).alias(f"__{c.name}") for c in table.columns if c.name in df.columns]
     )
-    checks: list[tuple[pl.Expr, str, str]] = []  # (row is bad, field, reason)
+    checks: list[RowCheck] = []
     for c in table.columns:
         if c.name not in df.columns:
             if not c.nullable:
-                checks.append((pl.lit(True), c.name, "required column is missing"))
+                checks.append(RowCheck(pl.lit(True), c.name, "required column is missing", pl.lit("")))
             continue
         raw, typed = pl.col(c.name), pl.col(f"__{c.name}")
         blank = raw.is_null()
         if df.schema[c.name] == pl.String:
             blank = blank | (raw.str.strip_chars() == "")
         if not c.nullable:
-            checks.append((blank, c.name, "required value is missing"))
-        checks.append((~blank & typed.is_null(), c.name, f"cannot be read as {_type_name(c.dtype)}"))
+            checks.append(RowCheck(blank, c.name, "required value is missing"))
+        checks.append(RowCheck(~blank & typed.is_null(), c.name, f"cannot be read as {_type_name(c.dtype)}"))
         if c.dtype == UTC_TS:
-            checks.append(
-                ((typed < lo) | (typed > hi), c.name, f"timestamp outside {lo:%Y-%m-%d}..{hi:%Y-%m-%d}")
-            )
+            outside = f"timestamp outside {lo:%Y-%m-%d}..{hi:%Y-%m-%d}"
+            checks.append(RowCheck((typed < lo) | (typed > hi), c.name, outside))
         if c.name == "dwell_s":
-            checks.append((typed.is_nan(), c.name, "dwell is NaN"))
-            checks.append((typed < 0, c.name, "dwell is negative"))
+            checks.append(RowCheck(typed.is_nan(), c.name, "dwell is NaN"))
+            checks.append(RowCheck(typed < 0, c.name, "dwell is negative"))
         if c.name in ("position", "seq"):
-            checks.append((typed < 0, c.name, "must not be negative"))
+            checks.append(RowCheck(typed < 0, c.name, "must not be negative"))
         if c.name == "propensity":
-            checks.append(
-                (typed.is_nan() | (typed <= 0) | (typed > 1), c.name, "propensity must be in (0, 1]")
-            )
+            bad_p = typed.is_nan() | (typed <= 0) | (typed > 1)
+            checks.append(RowCheck(bad_p, c.name, "propensity must be in (0, 1]"))
         if c.name == "survey":
-            checks.append((typed.is_nan(), c.name, "survey is NaN"))
+            checks.append(RowCheck(typed.is_nan(), c.name, "survey is NaN"))
 
-    bad_frames: list[pl.DataFrame] = []
-    flagged = pl.lit(False)
-    for bad_expr, field, reason in checks:
-        is_bad = bad_expr.fill_null(False) & ~flagged
-        hit = casted.filter(is_bad)
-        if hit.height:
-            value = pl.col(field).cast(pl.String) if field in df.columns else pl.lit("")
-            bad_frames.append(
-                hit.select(
-                    pl.lit(file).alias("file"),
-                    pl.col(ROW).cast(pl.Int64).alias("row"),
-                    pl.lit(field).alias("field"),
-                    value.fill_null("").alias("value"),
-                    pl.lit(reason).alias("reason"),
-                )
-            )
-        flagged = flagged | bad_expr.fill_null(False)
-    passed = casted.filter(~flagged)
+    passed, bad = split_bad_rows(casted, checks, file=file)
+    bad_frames = [bad]
     good = passed.select(
         [pl.col(f"__{c.name}").alias(c.name) for c in table.columns if c.name in df.columns] + [pl.col(ROW)]
     )
@@ -160,8 +197,9 @@ def validate_rows(
             )
             good = good.filter(first)
 
-    if bad_frames:
-        quarantine.add_frame(pl.concat(bad_frames))
+    bad_rows = concat_bad(bad_frames)
+    if bad_rows.height:
+        quarantine.add_frame(bad_rows)
     return conform(good.drop(ROW), table)
 
 
@@ -193,4 +231,6 @@ class SeenKeys:
         return result
 
     def add(self, hashes: np.ndarray) -> None:
-        self._sorted = np.union1d(self._sorted, hashes.astype(np.uint64))
+        # Insert into the sorted array instead of re-sorting everything seen (np.union1d would).
+        new = np.sort(hashes.astype(np.uint64))
+        self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new), new)

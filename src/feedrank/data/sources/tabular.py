@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from feedrank.data.schema import TABLES, Table
 from feedrank.data.sources.base import ImportContext
+from feedrank.data.sources.checks import parquet_batches
 from feedrank.data.sources.text import iter_lines, open_checked
 from feedrank.data.validate import ROW, SeenKeys, validate_rows
 from feedrank.errors import DataError, SourceNotFoundError
@@ -154,12 +155,7 @@ def _parquet_batches(path: Path, label: str, batch_rows: int) -> Iterator[pl.Dat
         parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise DataError(f"{label}: not a readable Parquet file: {exc}") from exc
-    offset = 0
-    for record_batch in parquet.iter_batches(batch_size=batch_rows):
-        frame = pl.from_arrow(record_batch)
-        assert isinstance(frame, pl.DataFrame)  # from_arrow of a RecordBatch is always a frame
-        yield frame.with_row_index(ROW, offset=offset + 1)
-        offset += frame.height
+    yield from parquet_batches(parquet, batch_rows)
 
 
 def _csv_batches(path: Path, label: str, ctx: ImportContext) -> Iterator[pl.DataFrame]:
