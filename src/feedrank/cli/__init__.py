@@ -6,6 +6,7 @@ import logging
 import sys
 
 import typer
+from rich.markup import escape
 
 from feedrank.cli import data, demo, simulate
 from feedrank.cli.console import console, err_console
@@ -35,7 +36,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except FeedrankError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
