@@ -46,3 +46,11 @@ def tiny_impressions(num_requests: int = 6, slate: int = 3, start: datetime | No
                 }
             )
     return pl.DataFrame(rows)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One intra-op thread per test process: on a small shared machine two threads contending with
+    # other processes run many times slower than one, and the DDP tests spawn processes of their own.
+    import torch
+
+    torch.set_num_threads(1)

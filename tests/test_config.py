@@ -60,3 +60,11 @@ def test_bad_toml(tmp_path: Path) -> None:
     path.write_text("seed = = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(Outer, path)
+
+
+def test_a_file_merges_into_nested_base_fields(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[inner]\nlr = 0.5\n")
+    base = Outer(inner=Inner(lr=0.1, names=("kept",)))
+    cfg = load_config(Outer, path, [], base=base)
+    assert cfg.inner == Inner(lr=0.5, names=("kept",))

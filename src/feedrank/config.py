@@ -34,12 +34,30 @@ def load_config(
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     source = str(path) if path else "defaults"
-    if base is None:
-        config = from_dict(cls, values, source=source)
-    else:
-        fields = dataclasses.asdict(from_dict(cls, values, source=source))  # validates the keys
-        config = dataclasses.replace(base, **{k: fields[k] for k in values})  # type: ignore[type-var]
+    config = from_dict(cls, values, source=source) if base is None else merge(base, values, source=source)
     return apply_overrides(config, overrides or [])
+
+
+def merge(base: C, values: dict[str, Any], *, source: str = "config") -> C:
+    """`base` with the fields named in `values` replaced; nested config tables merge field by field."""
+    if not dataclasses.is_dataclass(base) or isinstance(base, type):
+        raise TypeError(f"{base!r} is not a dataclass instance")
+    hints = typing.get_type_hints(type(base))
+    names = {f.name for f in dataclasses.fields(base)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{source}: unknown key {key!r} for {type(base).__name__}; known: {known}")
+        current = getattr(base, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            changes[key] = merge(current, value, source=f"{source}: {key}")
+        else:
+            changes[key] = _coerce(hints[key], value, f"{source}: {key}")
+    try:
+        return dataclasses.replace(base, **changes)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
 
 
 def from_dict(cls: type[C], values: dict[str, Any], *, source: str = "config") -> C:

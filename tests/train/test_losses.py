@@ -31,13 +31,8 @@ def learned_order_of_minority_user(correct: bool, seed: int = 0) -> list[int]:
             torch.multinomial(p0, 256, True, generator=gen),
             torch.multinomial(p1, 256, True, generator=gen),
         )
-        loss = sampled_softmax_loss(
-            scores[user],
-            F.one_hot(item, NUM_ITEMS).float(),
-            1.0,
-            logq=torch.log(q[item]) if correct else None,
-            item_ids=item,
-        )
+        logits = scores[user] @ F.one_hot(item, NUM_ITEMS).float().T
+        loss = sampled_softmax_loss(logits, logq=torch.log(q[item]) if correct else None, item_ids=item)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -55,18 +50,15 @@ def test_logq_correction_recovers_the_true_order_and_its_absence_does_not() -> N
 def test_hard_negatives_and_masks() -> None:
     user = F.normalize(torch.randn(4, 8), dim=-1)
     item = F.normalize(torch.randn(4, 8), dim=-1)
-    base = sampled_softmax_loss(user, item, 0.1)
-    hard = F.normalize(torch.randn(4, 3, 8), dim=-1)
-    masked_out = sampled_softmax_loss(
-        user, item, 0.1, hard_negatives=hard, hard_mask=torch.zeros(4, 3, dtype=torch.bool)
-    )
+    logits = user @ item.T / 0.1
+    base = sampled_softmax_loss(logits)
+    hard = torch.randn(4, 3)
+    masked_out = sampled_softmax_loss(logits, hard_logits=hard, hard_mask=torch.zeros(4, 3, dtype=torch.bool))
     assert torch.allclose(base, masked_out)
-    with_hard = sampled_softmax_loss(
-        user, item, 0.1, hard_negatives=hard, hard_mask=torch.ones(4, 3, dtype=torch.bool)
-    )
+    with_hard = sampled_softmax_loss(logits, hard_logits=hard, hard_mask=torch.ones(4, 3, dtype=torch.bool))
     assert with_hard > base  # more negatives can only raise the cross-entropy
-    zero_weight = sampled_softmax_loss(user, item, 0.1, weights=torch.tensor([1.0, 0.0, 0.0, 0.0]))
-    first_only = F.cross_entropy((user @ item.T / 0.1)[:1], torch.tensor([0]))
+    zero_weight = sampled_softmax_loss(logits, weights=torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    first_only = F.cross_entropy(logits[:1], torch.tensor([0]))
     assert torch.allclose(zero_weight, first_only)
 
 

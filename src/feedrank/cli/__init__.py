@@ -8,18 +8,20 @@ import sys
 import typer
 from rich.markup import escape
 
-from feedrank.cli import data, demo, simulate
+from feedrank.cli import data, demo, evaluate, simulate, train
 from feedrank.cli.console import console, err_console
 from feedrank.errors import FeedrankError
 
 app = typer.Typer(
     name="feedrank",
-    help="A news-feed ranking system: simulate, import, split and describe engagement logs.",
+    help="A news-feed ranking system: simulate or import logs, train, evaluate.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 app.add_typer(data.app, name="data")
+app.add_typer(train.app, name="train")
+app.command(name="evaluate")(evaluate.evaluate_command)
 app.command(name="simulate")(simulate.simulate_command)
 app.command(name="demo")(demo.demo_command)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import TaskID
 
 from feedrank.cli.console import console, progress_bar
 from feedrank.cli.render import side_by_side
@@ -29,7 +30,7 @@ def demo_command(
     """
     sim_config = load_config(SimConfig, None, set_, base=SimConfig.preset(preset))
     with progress_bar() as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def report(step: str, done: int, total: int | None) -> None:
             if step not in tasks:

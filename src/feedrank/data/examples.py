@@ -28,6 +28,7 @@ from feedrank.data.features import (
     to_us,
 )
 from feedrank.data.history import PastEvents, build_past_events
+from feedrank.data.timeline import NO_TIME
 
 Arrays = dict[str, np.ndarray]
 LONG_DWELL_S = 10.0
@@ -62,8 +63,8 @@ class FeatureSpace:
         """Inputs of the item tower for catalog rows seen at times ts (any shape; -1 = no item)."""
         cat = self.catalog
         shifted = item_rows + 1
-        published = np.where(item_rows >= 0, cat.published_us[np.maximum(item_rows, 0)], 0)
-        fresh = freshness_bucket(ts_us, published, self.config.freshness_edges_h)
+        published_raw = cat.published_us[np.maximum(item_rows, 0)]
+        fresh = freshness_bucket(ts_us, published_raw, self.config.freshness_edges_h)
         return {
             f"{prefix}item_id": _lookup(cat.id_bucket, shifted),
             f"{prefix}item_pub": _lookup(cat.publisher, shifted),
@@ -71,6 +72,7 @@ class FeatureSpace:
             f"{prefix}item_subcat": _lookup(cat.subcategory, shifted),
             f"{prefix}item_type": _lookup(cat.content_type, shifted),
             f"{prefix}item_fresh": np.where(item_rows >= 0, fresh, 0),
+            f"{prefix}item_published_us": np.where(item_rows >= 0, published_raw, NO_TIME),
         }
 
 
@@ -129,6 +131,7 @@ def retrieval_examples(space: FeatureSpace, impressions: pl.DataFrame, hard_nega
     pos, ts, rows = pos.filter(pl.Series(keep)), ts[keep], rows[keep]
     out: Arrays = {**space.user_arrays(pos.get_column("user_id"), ts), **space.item_arrays(rows, ts)}
     out.update(label_arrays(pos))
+    out["ts_us"] = ts
     out["logq"] = space.item_logq[rows].astype(np.float32)
     if hard_negatives > 0:
         neg = _shown_not_clicked(space, imp, pos, hard_negatives)

@@ -14,7 +14,7 @@ from torch import Tensor
 Batch = dict[str, Tensor]
 
 USER_KEYS = ("user_id", "user_demo", "hist_item", "hist_cat", "hist_pub")
-ITEM_KEYS = ("item_id", "item_pub", "item_cat", "item_subcat", "item_type", "item_fresh")
+ITEM_KEYS = ("item_id", "item_pub", "item_cat", "item_subcat", "item_type", "item_fresh", "item_published_us")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class ItemInputs:
     subcategory: Tensor  # (...,) int64
     content_type: Tensor  # (...,) int64
     freshness: Tensor  # (...,) int64 age bucket at the request time
+    published_us: Tensor | None = None  # (...,) int64 publication time, to re-bucket at other times
 
     @classmethod
     def from_batch(cls, batch: Batch, prefix: str = "") -> ItemInputs:
@@ -58,11 +59,20 @@ class ItemInputs:
             subcategory=batch[f"{prefix}item_subcat"],
             content_type=batch[f"{prefix}item_type"],
             freshness=batch[f"{prefix}item_fresh"],
+            published_us=batch.get(f"{prefix}item_published_us"),
         )
 
     def flatten(self) -> ItemInputs:
         """Reshape (B, H) fields to (B*H,) so a tower can embed them in one call."""
-        return ItemInputs(*(t.reshape(-1) for t in self.fields()))
+        return ItemInputs(
+            item_id=self.item_id.reshape(-1),
+            publisher=self.publisher.reshape(-1),
+            category=self.category.reshape(-1),
+            subcategory=self.subcategory.reshape(-1),
+            content_type=self.content_type.reshape(-1),
+            freshness=self.freshness.reshape(-1),
+            published_us=None if self.published_us is None else self.published_us.reshape(-1),
+        )
 
     def fields(self) -> tuple[Tensor, ...]:
         return (

@@ -1,8 +1,16 @@
 """Two-tower retrieval network: a user tower and an item tower meeting in a dot product.
 
-    user: [user-id emb | demographic embs | mean of history item embs] → MLP → d
-    item: [item-id emb | publisher | category | subcategory | content type | freshness] → MLP → d
-    score(u, i) = <u, i> / temperature, both sides L2-normalised
+    user: [user-id emb | demographic embs | mean of history item embs] → MLP → d, L2-normalised
+    item: [item-id emb | publisher | category | subcategory | content type] → MLP → d, L2-normalised
+          + freshness(age of the item at the request time) → d      (added after the MLP)
+    score(u, i, t) = <u, content(i) + freshness(i, t)> / temperature
+
+Freshness is added to the item embedding instead of feeding the MLP. An item's age depends on
+*when* it is scored: training scores every in-batch item against every row, each at that row's
+time, and an additive term makes that exact and cheap (a (B, B) gather of <u, freshness_bucket>
+instead of B x B item-tower passes). Without it, in-batch negatives carry the age they had at
+their own click, all young, and the model never learns that old news is unwanted. At serving time
+the ANN index holds content + freshness at the snapshot time and is refreshed as items age.
 
 The history mean reuses the item tower's id, category and publisher tables, so a user's history
 and the catalog live in one space and a history of never-trained items still carries its
@@ -22,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from feedrank.data.features import FeatureConfig
+from feedrank.data.timeline import NO_TIME
 from feedrank.models.inputs import ItemInputs, UserInputs
 
 
@@ -63,11 +72,14 @@ class ItemTower(nn.Module):
         self.category = nn.Embedding(features.category_buckets, e, padding_idx=0, sparse=sparse)
         self.subcategory = nn.Embedding(features.subcategory_buckets, e, padding_idx=0, sparse=sparse)
         self.content_type = nn.Embedding(features.content_type_buckets, e, padding_idx=0, sparse=sparse)
-        self.freshness = nn.Embedding(features.num_freshness_buckets, e, padding_idx=0, sparse=sparse)
-        self.mlp = mlp(6 * e, cfg.hidden, cfg.dim)
+        # Dense, small and added after the MLP: it must be gathered for (B, B) pairs in training.
+        self.freshness = nn.Embedding(features.num_freshness_buckets, cfg.dim)
+        nn.init.normal_(self.freshness.weight, std=0.01)
+        self.edges_h = torch.tensor(features.freshness_edges_h, dtype=torch.float64)
+        self.mlp = mlp(5 * e, cfg.hidden, cfg.dim)
 
-    def forward(self, items: ItemInputs) -> Tensor:
-        """(..., d) L2-normalised item embeddings."""
+    def content(self, items: ItemInputs) -> Tensor:
+        """(..., d) L2-normalised time-independent part of the item embedding."""
         shape = items.shape
         flat = items.flatten()
         x = torch.cat(
@@ -77,11 +89,25 @@ class ItemTower(nn.Module):
                 self.category(flat.category),
                 self.subcategory(flat.subcategory),
                 self.content_type(flat.content_type),
-                self.freshness(flat.freshness),
             ],
             dim=-1,
-        )  # (N, 6e)
+        )  # (N, 5e)
         return F.normalize(self.mlp(x), dim=-1).reshape(*shape, -1)
+
+    def forward(self, items: ItemInputs) -> Tensor:
+        """(..., d) item embeddings at the time their `freshness` buckets were computed for."""
+        out: Tensor = self.content(items) + self.freshness(items.freshness)
+        return out
+
+    def freshness_bucket(self, published_us: Tensor, ts_us: Tensor) -> Tensor:
+        """Bucket of items published at `published_us` seen at `ts_us` (broadcast; int64 µs).
+
+        Same buckets as data/features.freshness_bucket: 0 unknown (published_us == NO_TIME), then
+        by age in hours against the configured edges.
+        """
+        age_h = (ts_us - published_us).to(torch.float64) / 3.6e9
+        bucket = 1 + torch.bucketize(age_h.clamp(min=0.0), self.edges_h.to(age_h.device), right=True)
+        return torch.where(published_us == NO_TIME, torch.zeros_like(bucket), bucket)
 
 
 class HistoryEncoder(nn.Module):
@@ -179,3 +205,12 @@ class TwoTower(nn.Module):
     def score(self, user_emb: Tensor, item_emb: Tensor) -> Tensor:
         """Logits <u, i> / temperature: (B, d) x (N, d) → (B, N)."""
         return user_emb @ item_emb.T / self.cfg.temperature
+
+    def score_at(self, user_emb: Tensor, content: Tensor, published_us: Tensor, ts_us: Tensor) -> Tensor:
+        """(B, N) logits of N items for B users, each item seen at its user's time.
+
+        user_emb (B, d); content (N, d) from `item_tower.content`; published_us (N,); ts_us (B,).
+        """
+        buckets = self.item_tower.freshness_bucket(published_us[None, :], ts_us[:, None])  # (B, N)
+        fresh = user_emb @ self.item_tower.freshness.weight.T  # (B, num_buckets)
+        return (user_emb @ content.T + torch.gather(fresh, 1, buckets)) / self.cfg.temperature

@@ -8,45 +8,42 @@ from torch import Tensor
 
 
 def sampled_softmax_loss(
-    user: Tensor,
-    item: Tensor,
-    temperature: float,
+    logits: Tensor,
     *,
     logq: Tensor | None = None,
     item_ids: Tensor | None = None,
     weights: Tensor | None = None,
-    hard_negatives: Tensor | None = None,
+    hard_logits: Tensor | None = None,
     hard_mask: Tensor | None = None,
 ) -> Tensor:
     """In-batch sampled softmax with logQ correction and optional hard negatives.
 
     Args:
-        user: (B, d) user embeddings; item: (B, d) embeddings of each user's engaged item.
+        logits: (B, B) score of row i's user for row j's item (temperature applied); the
+            diagonal holds each row's own, engaged item.
         logq: (B,) log probability that each in-batch item is sampled as a positive. In-batch
             negatives are drawn by popularity, so popular items are over-represented as negatives;
             subtracting log q from their logits makes the loss estimate a softmax over the whole
             catalog instead of one that punishes popularity (Yi et al., RecSys 2019).
         item_ids: (B,) hashed ids; another row holding the same item is not a negative.
         weights: (B,) engagement value of each example (0 drops it).
-        hard_negatives: (B, H, d) items shown to the same user and not engaged with; they were
+        hard_logits: (B, H) scores of items shown to the same user and not engaged with; they were
             not sampled by popularity, so they get no logQ term. hard_mask: (B, H) True = real.
 
     Returns the weighted mean cross-entropy of picking each row's own item.
     """
-    logits = user @ item.T / temperature  # (B, B)
+    batch = logits.shape[0]
     if logq is not None:
         logits = logits - logq[None, :]
-    batch = user.shape[0]
     if item_ids is not None:
         same = item_ids[None, :] == item_ids[:, None]
-        collision = same & ~torch.eye(batch, dtype=torch.bool, device=user.device)
+        collision = same & ~torch.eye(batch, dtype=torch.bool, device=logits.device)
         logits = logits.masked_fill(collision, float("-inf"))
-    if hard_negatives is not None:
-        hard = torch.einsum("bd,bhd->bh", user, hard_negatives) / temperature  # (B, H)
+    if hard_logits is not None:
         if hard_mask is not None:
-            hard = hard.masked_fill(~hard_mask, float("-inf"))
-        logits = torch.cat([logits, hard], dim=1)
-    target = torch.arange(batch, device=user.device)
+            hard_logits = hard_logits.masked_fill(~hard_mask, float("-inf"))
+        logits = torch.cat([logits, hard_logits], dim=1)
+    target = torch.arange(batch, device=logits.device)
     losses = F.cross_entropy(logits.float(), target, reduction="none")
     if weights is None:
         return losses.mean()

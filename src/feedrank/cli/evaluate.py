@@ -1,0 +1,34 @@
+"""`feedrank evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from feedrank.cli.console import console
+from feedrank.eval.offline import EvalOptions, evaluate_run
+from feedrank.eval.report import write_report
+
+
+def evaluate_command(
+    run: Annotated[Path, typer.Argument(help="Training run (retrieval or ranker).")],
+    data: Annotated[
+        Path | None, typer.Option("--data", "-d", help="Split to evaluate on (default: the run's).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report directory (default: RUN/eval).")
+    ] = None,
+    max_queries: Annotated[int, typer.Option(help="Test requests ranked against the full catalog.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the query sample.")] = 0,
+) -> None:
+    """Evaluate a run beside the baselines (and the oracle in the simulator); write a report.
+
+    Example: feedrank evaluate runs/ranker --out runs/ranker/eval
+    """
+    with console.status(f"evaluating {run}"):
+        report = evaluate_run(run, data, EvalOptions(max_queries=max_queries, seed=seed))
+        paths = write_report(report, out or run / "eval")
+    console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, highlight=False)
+    console.print(f"[green]report[/] {paths['markdown']} (JSON {paths['json'].name}, plots beside it)")

@@ -1,0 +1,79 @@
+"""`feedrank train retrieval|ranker`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from feedrank.cli.console import console
+from feedrank.config import load_config
+from feedrank.data.split import open_split
+from feedrank.eval.validation import ranker_validator, retrieval_validator
+from feedrank.train.report import TrainResult
+from feedrank.train.run import (
+    RankerRunConfig,
+    RetrievalRunConfig,
+    load_retrieval,
+    train_ranker,
+    train_retrieval,
+)
+
+app = typer.Typer(help="Train the two-tower retrieval model or the multi-task ranker.", no_args_is_help=True)
+
+DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Split directory (feedrank data split).")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run directory (created; resumable).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file with the run config.")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config field: key=value (dots nest).")
+]
+ResumeOpt = Annotated[bool, typer.Option(help="Continue from the newest checkpoint in OUT.")]
+
+
+@app.command("retrieval")
+def retrieval_command(
+    data: DataOpt, out: OutOpt, config: ConfigOpt = None, set_: SetOpt = None, resume: ResumeOpt = False
+) -> None:
+    """Train the two-tower on the train part; early-stop on valid recall@100.
+
+    Example: feedrank train retrieval --data runs/demo/split --out runs/retrieval --set train.epochs=4
+    """
+    cfg = load_config(RetrievalRunConfig, config, set_)
+    validator = retrieval_validator(open_split(data))
+    result = train_retrieval(data, out, cfg, make_evaluate=validator, resume=resume)
+    _print_result("retrieval", out, result)
+
+
+@app.command("ranker")
+def ranker_command(
+    data: DataOpt,
+    out: OutOpt,
+    retrieval: Annotated[Path, typer.Option("--retrieval", "-r", help="Retrieval run whose towers to use.")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    resume: ResumeOpt = False,
+) -> None:
+    """Train the ranker over a retrieval run's frozen towers; early-stop on valid GAUC.
+
+    Example: feedrank train ranker --data runs/demo/split --retrieval runs/retrieval --out runs/ranker
+    """
+    cfg = load_config(RankerRunConfig, config, set_)
+    towers, _ = load_retrieval(retrieval)
+    validator = ranker_validator(open_split(data), towers, cfg.weights.as_dict())
+    result = train_ranker(data, retrieval, out, cfg, make_evaluate=validator, resume=resume)
+    _print_result("ranker", out, result)
+
+
+def _print_result(kind: str, out: Path, result: TrainResult) -> None:
+    logging.getLogger(__name__).debug("%s", result)
+    best = (
+        f", best {result.best_metric:.4f} at step {result.best_step}"
+        if result.best_metric is not None
+        else ""
+    )
+    console.print(
+        f"[green]trained[/] {kind} → {out}: {result.steps:,} steps, {result.samples_per_s:,.0f} samples/s"
+        f"{best}; peak RSS {result.peak_rss_mib:,.0f} MiB; curves in {out / 'curves.png'}"
+    )

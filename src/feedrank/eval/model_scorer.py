@@ -1,0 +1,127 @@
+"""Trained models behind the same `Scorer` interface as the baselines, so they are judged alike.
+
+Features come from the `FeatureSpace` the models were trained with: every lookup at time t sees
+only events before t, exactly as for the baselines.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import polars as pl
+import torch
+from torch import Tensor
+
+from feedrank.data.examples import Arrays, FeatureSpace
+from feedrank.eval.baselines import F64, query_micros
+from feedrank.models.inputs import ItemInputs, UserInputs
+from feedrank.models.ranker import HEADS, Ranker, RankerInputs
+from feedrank.models.two_tower import TwoTower
+
+BATCH = 8192
+
+
+def to_tensors(arrays: Arrays) -> dict[str, Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+
+class TwoTowerScorer:
+    """Scores (user, time, item) rows by the two-tower dot product."""
+
+    name = "two-tower"
+
+    def __init__(self, space: FeatureSpace, model: TwoTower) -> None:
+        self.space = space
+        self.model = model.eval()
+
+    def fit(self, events: pl.DataFrame) -> Self:
+        return self  # everything it needs is in the feature space
+
+    @torch.no_grad()
+    def user_embeddings(self, user_ids: np.ndarray, ts_us: np.ndarray) -> Tensor:
+        """(Q, d) embeddings of users at times ts (µs)."""
+        out = []
+        for lo in range(0, len(user_ids), BATCH):
+            arrays = self.space.user_arrays(
+                pl.Series(user_ids[lo : lo + BATCH], dtype=pl.String), ts_us[lo : lo + BATCH]
+            )
+            out.append(self.model.user(UserInputs.from_batch(to_tensors(arrays))))
+        return torch.cat(out) if out else torch.zeros(0, self.model.cfg.dim)
+
+    @torch.no_grad()
+    def item_embeddings(self, item_rows: np.ndarray, ts_us: np.ndarray) -> Tensor:
+        """(N, d) embeddings of catalog rows as seen at times ts (µs)."""
+        out = []
+        for lo in range(0, len(item_rows), BATCH):
+            arrays = self.space.item_arrays(item_rows[lo : lo + BATCH], ts_us[lo : lo + BATCH])
+            out.append(self.model.item(ItemInputs.from_batch(to_tensors(arrays))))
+        return torch.cat(out) if out else torch.zeros(0, self.model.cfg.dim)
+
+    def user_embeddings_per_row(self, user_ids: np.ndarray, ts_us: np.ndarray) -> Tensor:
+        """(N, d) user embedding of each row, computed once per distinct (user, time): slates share it."""
+        keys = pl.DataFrame(
+            {"u": np.asarray(user_ids, dtype=object), "t": ts_us}, schema={"u": pl.String, "t": pl.Int64}
+        )
+        distinct = keys.unique(maintain_order=True).with_row_index("q")
+        q = keys.join(distinct, on=["u", "t"], how="left", maintain_order="left").get_column("q").to_numpy()
+        users = self.user_embeddings(distinct.get_column("u").to_numpy(), distinct.get_column("t").to_numpy())
+        return users[torch.from_numpy(q.astype(np.int64))]
+
+    def score(self, user_ids: np.ndarray, ts: np.ndarray, item_ids: np.ndarray) -> F64:
+        ts_us = query_micros(ts)
+        users = self.user_embeddings_per_row(user_ids, ts_us)
+        rows = self.space.catalog.rows(pl.Series(np.asarray(item_ids, dtype=object), dtype=pl.String))
+        items = self.item_embeddings(rows, ts_us)
+        scores = (users * items).sum(-1)
+        return scores.double().numpy()
+
+
+class RankerScorer:
+    """Scores rows by the ranker's feed score: a weighted sum of its head probabilities."""
+
+    name = "ranker"
+
+    def __init__(
+        self, space: FeatureSpace, towers: TwoTower, ranker: Ranker, weights: dict[str, float]
+    ) -> None:
+        self.space = space
+        self.towers = TwoTowerScorer(space, towers)
+        self.ranker = ranker.eval()
+        self.weights = weights
+
+    def fit(self, events: pl.DataFrame) -> Self:
+        return self
+
+    @torch.no_grad()
+    def probabilities(self, user_ids: np.ndarray, ts: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        """(N, len(HEADS)) head probabilities, with no position term (as at serving time)."""
+        ts_us = query_micros(ts)
+        users = self.space.users.rows(pl.Series(np.asarray(user_ids, dtype=object), dtype=pl.String))
+        rows = self.space.catalog.rows(pl.Series(np.asarray(item_ids, dtype=object), dtype=pl.String))
+        counters = self.space.past.counters(users, rows, ts_us, self.space.catalog)
+        user_emb_all = self.towers.user_embeddings_per_row(np.asarray(user_ids, dtype=object), ts_us)
+        out = []
+        for lo in range(0, len(rows), BATCH):
+            sl = slice(lo, lo + BATCH)
+            item_arrays = to_tensors(self.space.item_arrays(rows[sl], ts_us[sl]))
+            user_emb = user_emb_all[sl]
+            item_emb = self.towers.model.item(ItemInputs.from_batch(item_arrays))
+            inputs = RankerInputs(
+                user_emb=user_emb,
+                item_emb=item_emb,
+                publisher=item_arrays["item_pub"],
+                category=item_arrays["item_cat"],
+                content_type=item_arrays["item_type"],
+                freshness=item_arrays["item_fresh"],
+                counters=torch.from_numpy(counters[sl]),
+            )
+            out.append(torch.sigmoid(self.ranker(inputs)))
+        probs = torch.cat(out) if out else torch.zeros(0, len(HEADS))
+        return probs.double().numpy()
+
+    def score(self, user_ids: np.ndarray, ts: np.ndarray, item_ids: np.ndarray) -> F64:
+        probs = self.probabilities(user_ids, ts, item_ids)
+        w = np.array([self.weights.get(h, 0.0) for h in HEADS])
+        result: F64 = probs @ w
+        return result

@@ -1,0 +1,179 @@
+"""`feedrank evaluate RUN`: a trained run against the baselines (and the oracle, in the simulator).
+
+Two views, every system in the same run on the same rows:
+- retrieval over the full catalog (two-tower, baselines, oracle): Recall/NDCG/hit rate@K, MRR,
+  coverage on sampled test requests with clicks;
+- ranking within impressions (all of the above plus the ranker): AUC, GAUC, MRR, nDCG@5/10,
+  precision, value-weighted nDCG, the ranker's calibration, and in the simulator the share of the
+  oracle's slate value.
+A ranker run also gets the engagement-weight sweep on the validation part.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from feedrank.data.split import open_split
+from feedrank.eval.baselines import GlobalPopularity, RandomScorer, RecentPopularity, Scorer
+from feedrank.eval.catalog import (
+    CatalogRanker,
+    LiveCatalog,
+    ScorerRanker,
+    TwoTowerRanker,
+    click_queries,
+    evaluate_catalog,
+)
+from feedrank.eval.covisitation import CoVisitation
+from feedrank.eval.impressions import calibration_of, engagement_value, evaluate_impressions
+from feedrank.eval.metrics import group_metrics
+from feedrank.eval.model_scorer import RankerScorer, TwoTowerScorer
+from feedrank.eval.oracle import OracleScorer, world_of
+from feedrank.eval.utility import share_of_oracle
+from feedrank.models.ranker import HEADS
+from feedrank.train.run import build_space, load_ranker, load_retrieval, read_run
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SWEEP: dict[str, dict[str, float]] = {
+    "clicks only": {"click": 1.0},
+    "default (1/2/5/-1)": {"click": 1.0, "long_dwell": 2.0, "share": 5.0, "hide": -1.0},
+    "dwell-heavy": {"click": 1.0, "long_dwell": 5.0, "share": 5.0, "hide": -1.0},
+    "share-heavy": {"click": 1.0, "long_dwell": 2.0, "share": 20.0, "hide": -1.0},
+    "hide-averse": {"click": 1.0, "long_dwell": 2.0, "share": 5.0, "hide": -10.0},
+    "no clicks": {"long_dwell": 1.0, "share": 2.0, "hide": -1.0},
+}
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    max_queries: int = 2000  # test requests ranked against the full catalog
+    ks: tuple[int, ...] = (10, 20, 50, 100, 500)
+    part: str = "test"
+    seed: int = 0
+    live_window_h: float = 48.0  # an item is a candidate while published or shown this recently
+
+
+@dataclass
+class OfflineReport:
+    run: str
+    data: str
+    kind: str
+    retrieval: dict[str, dict[str, float]]
+    impressions: dict[str, dict[str, float]]
+    calibration: dict[str, float] | None = None
+    reliability: pl.DataFrame | None = None
+    oracle_share: dict[str, dict[str, float]] = field(default_factory=dict)
+    sweep: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def baselines() -> dict[str, Scorer]:
+    return {
+        "random": RandomScorer(seed=0),
+        "popularity": GlobalPopularity(),
+        "recent popularity (24 h)": RecentPopularity(window=timedelta(hours=24)),
+        "co-visitation": CoVisitation(),
+    }
+
+
+def evaluate_run(
+    run_dir: Path, split_dir: Path | None = None, options: EvalOptions = EvalOptions()
+) -> OfflineReport:
+    """Evaluate a retrieval or ranker run on a split (default: the split it was trained on)."""
+    info = read_run(run_dir)
+    kind = info["kind"]
+    ranker_bits = load_ranker(run_dir) if kind == "ranker" else None
+    retrieval_run = ranker_bits[2] if ranker_bits else run_dir
+    towers, retrieval_cfg = load_retrieval(retrieval_run)
+    split_dir = Path(split_dir or info["data"])
+    parts = open_split(split_dir)
+    space = build_space(split_dir, retrieval_cfg.features)
+    events = pl.concat([ds.read("impressions") for ds in parts.values()])
+    target = parts[options.part].read("impressions")
+    world = world_of(parts[options.part])
+
+    weights = (ranker_bits[1] if ranker_bits else retrieval_cfg).weights.as_dict()
+    scorers: dict[str, Scorer] = {name: s.fit(events) for name, s in baselines().items()}
+    two_tower = TwoTowerScorer(space, towers)
+    scorers["two-tower"] = two_tower
+    ranker_scorer = None
+    if ranker_bits is not None:
+        ranker_scorer = RankerScorer(space, towers, ranker_bits[0], weights)
+        scorers["ranker"] = ranker_scorer
+    oracle = OracleScorer(world) if world is not None else None
+    if oracle is not None:
+        scorers["oracle"] = oracle
+
+    log.info("retrieval over the full catalog")
+    queries = click_queries(space, target, options.max_queries, options.seed)
+    live = LiveCatalog(space, events, options.live_window_h)
+    rankers: list[CatalogRanker] = [
+        ScorerRanker(name, s, space) for name, s in scorers.items() if name not in ("two-tower", "ranker")
+    ]
+    rankers.insert(-1 if oracle is not None else len(rankers), TwoTowerRanker(two_tower))
+    retrieval = evaluate_catalog(rankers, queries, live, options.ks, ground_truth=oracle, space=space)
+
+    log.info("ranking within impressions")
+    impressions, scores = evaluate_impressions(target, scorers, weights)
+    report = OfflineReport(
+        run=str(run_dir), data=str(split_dir), kind=kind, retrieval=retrieval, impressions=impressions
+    )
+    if ranker_scorer is not None:
+        probs = ranker_scorer.probabilities(*_rows(target))
+        report.calibration, report.reliability = calibration_of(probs[:, HEADS.index("click")], target)
+        report.sweep = weight_sweep(ranker_scorer, parts["valid"].read("impressions"), world)
+    if oracle is not None:
+        groups = target.get_column("request_id").rank("dense").to_numpy()
+        exam = world.examination(np.arange(64)) if world is not None else np.ones(64)
+        for name, sc in scores.items():
+            impressions[name]["slate_value_share"] = share_of_oracle(sc, scores["oracle"], groups, exam)
+        report.oracle_share = _shares(retrieval, "oracle") | {
+            f"impressions/{k}": v for k, v in _shares(impressions, "oracle").items()
+        }
+    else:
+        report.notes.append("no simulated world behind this data: oracle values are not available")
+    return report
+
+
+def _rows(impressions: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        impressions.get_column("user_id").to_numpy().astype(object),
+        impressions.get_column("ts").dt.replace_time_zone(None).to_numpy(),
+        impressions.get_column("item_id").to_numpy().astype(object),
+    )
+
+
+def _shares(results: dict[str, dict[str, float]], oracle: str) -> dict[str, dict[str, float]]:
+    """Each system's metrics as a fraction of the oracle's."""
+    best = results.get(oracle, {})
+    return {
+        name: {k: v / best[k] for k, v in metrics.items() if k in best and best[k] and np.isfinite(best[k])}
+        for name, metrics in results.items()
+        if name != oracle
+    }
+
+
+def weight_sweep(ranker: RankerScorer, valid: pl.DataFrame, world: Any) -> list[dict[str, Any]]:
+    """Rank the validation slates by each weighting of the heads; judge each by the long-term
+    outcome: the share of the oracle's slate value (simulator) and the value-weighted nDCG@10."""
+    probs = ranker.probabilities(*_rows(valid))
+    groups = valid.get_column("request_id").rank("dense").to_numpy()
+    value = engagement_value(valid, WEIGHT_SWEEP["default (1/2/5/-1)"])
+    utility = OracleScorer(world).score(*_rows(valid)) if world is not None else None
+    exam = world.examination(np.arange(64)) if world is not None else None
+    rows = []
+    for name, weights in WEIGHT_SWEEP.items():
+        scores = probs @ np.array([weights.get(h, 0.0) for h in HEADS])
+        row: dict[str, Any] = {"weighting": name, **weights}
+        row["value_ndcg@10"] = group_metrics(scores, value, groups, ks=(10,)).summary()["ndcg@10"]
+        if utility is not None and exam is not None:
+            row["slate_value_share"] = share_of_oracle(scores, utility, groups, exam)
+        rows.append(row)
+    return rows

@@ -1,0 +1,218 @@
+"""Training runs: from a time split to a trained model in a run directory.
+
+    RUN/
+      run.json         kind, resolved config, data split, training result
+      model.pt         the network's weights (best validation step when early stopping, else final)
+      metrics.jsonl    curves; curves.png their plot; checkpoints/ for exact resume
+
+A ranker run points at the retrieval run whose towers it builds on. Models are rebuilt from the
+config saved in run.json and weights loaded with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from feedrank.config import from_dict, to_dict
+from feedrank.data.examples import (
+    Arrays,
+    FeatureSpace,
+    fit_feature_space,
+    ranker_examples,
+    retrieval_examples,
+)
+from feedrank.data.features import DEMOGRAPHICS, FeatureConfig, table_memory
+from feedrank.data.history import COUNTER_NAMES
+from feedrank.data.split import open_split
+from feedrank.errors import DatasetError
+from feedrank.models.ranker import Ranker, RankerConfig
+from feedrank.models.two_tower import TwoTower, TwoTowerConfig
+from feedrank.train.batches import TensorBatchSource
+from feedrank.train.config import TrainConfig
+from feedrank.train.labels import EngagementWeights
+from feedrank.train.loop import Evaluate, train
+from feedrank.train.ranker_task import RankerLossConfig, RankerTask
+from feedrank.train.report import TrainResult
+from feedrank.train.retrieval_task import RetrievalLossConfig, RetrievalTask
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+WEIGHTS_FILE = "model.pt"
+MakeEvaluate = Callable[[FeatureSpace], Evaluate]
+
+
+@dataclass(frozen=True)
+class RetrievalRunConfig:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: TwoTowerConfig = field(default_factory=TwoTowerConfig)
+    loss: RetrievalLossConfig = field(default_factory=RetrievalLossConfig)
+    weights: EngagementWeights = field(default_factory=EngagementWeights)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=8, lr=3e-3, sparse_lr=0.05, early_stop_metric="recall@100", patience=2
+        )
+    )
+    batch_size: int = 1024
+
+
+@dataclass(frozen=True)
+class RankerRunConfig:
+    model: RankerConfig = field(default_factory=RankerConfig)
+    loss: RankerLossConfig = field(default_factory=RankerLossConfig)
+    weights: EngagementWeights = field(default_factory=EngagementWeights)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=3, lr=2e-3, sparse_lr=0.05, early_stop_metric="gauc", patience=1
+        )
+    )
+    batch_size: int = 1024
+
+
+def to_tensors(arrays: Arrays) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+
+def build_space(split_dir: Path, features: FeatureConfig) -> FeatureSpace:
+    return fit_feature_space(open_split(split_dir), features)
+
+
+def build_two_tower(cfg: RetrievalRunConfig) -> TwoTower:
+    return TwoTower(cfg.features, cfg.model, num_demographics=len(DEMOGRAPHICS))
+
+
+def build_ranker(cfg: RankerRunConfig, features: FeatureConfig, tower_dim: int) -> Ranker:
+    return Ranker(features, cfg.model, tower_dim=tower_dim, num_counters=len(COUNTER_NAMES))
+
+
+def train_retrieval(
+    split_dir: Path,
+    out_dir: Path,
+    cfg: RetrievalRunConfig,
+    *,
+    make_evaluate: MakeEvaluate | None = None,
+    space: FeatureSpace | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train the two-tower on the train part of `split_dir`; write the run to `out_dir`."""
+    space = space or build_space(split_dir, cfg.features)
+    parts = open_split(split_dir)
+    arrays = retrieval_examples(space, parts["train"].read("impressions"), cfg.loss.hard_negatives)
+    arrays["weight"] = cfg.weights.example_weight(arrays)
+    keep = arrays["weight"] > 0
+    arrays = {k: v[keep] for k, v in arrays.items()}
+    if keep.sum() < cfg.batch_size:
+        raise DatasetError(
+            f"{split_dir}: only {int(keep.sum())} engaged training examples, fewer than one batch "
+            f"of {cfg.batch_size}; lower batch_size or use more data"
+        )
+    model = build_two_tower(cfg)
+    _log_tables(cfg.features, cfg.model.embed_dim)
+    task = RetrievalTask(model, cfg.loss)
+    data = TensorBatchSource(to_tensors(arrays), cfg.batch_size, seed=cfg.train.seed)
+    evaluate = make_evaluate(space) if make_evaluate else None
+    result = train(task, data, cfg.train, out_dir, evaluate, resume=resume)
+    _finish(out_dir, "retrieval", cfg, split_dir, model, result, {"examples": int(keep.sum())})
+    return result
+
+
+def train_ranker(
+    split_dir: Path,
+    retrieval_run: Path,
+    out_dir: Path,
+    cfg: RankerRunConfig,
+    *,
+    make_evaluate: MakeEvaluate | None = None,
+    space: FeatureSpace | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train the ranker on the train part, over the frozen towers of `retrieval_run`."""
+    towers, retrieval_cfg = load_retrieval(retrieval_run)
+    space = space or build_space(split_dir, retrieval_cfg.features)
+    parts = open_split(split_dir)
+    arrays = ranker_examples(
+        space, parts["train"].read("impressions"), cfg.loss.negative_rate, seed=cfg.train.seed
+    )
+    ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
+    task = RankerTask(ranker, towers, cfg.loss)
+    data = TensorBatchSource(to_tensors(arrays), cfg.batch_size, seed=cfg.train.seed)
+    evaluate = make_evaluate(space) if make_evaluate else None
+    result = train(task, data, cfg.train, out_dir, evaluate, resume=resume)
+    extra = {"examples": len(arrays["y_click"]), "retrieval_run": str(Path(retrieval_run).resolve())}
+    _finish(out_dir, "ranker", cfg, split_dir, ranker, result, extra)
+    return result
+
+
+def _log_tables(features: FeatureConfig, dim: int) -> None:
+    sizes = table_memory(features, dim)
+    total = sum(sizes.values())
+    log.info(
+        "embedding tables (rows x %d): %s; %.1f MiB in all",
+        dim,
+        ", ".join(f"{k} {features.table_sizes()[k]:,}" for k in sizes),
+        total / 2**20,
+    )
+
+
+def _finish(
+    out_dir: Path,
+    kind: str,
+    cfg: Any,
+    split_dir: Path,
+    model: nn.Module,
+    result: TrainResult,
+    extra: dict[str, Any],
+) -> None:
+    best = out_dir / "checkpoints" / "best.pt"
+    if best.is_file():  # early stopping kept the best evaluation's weights apart
+        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
+    torch.save(model.state_dict(), out_dir / WEIGHTS_FILE)
+    summary = {
+        "kind": kind,
+        "config": to_dict(cfg),
+        "data": str(Path(split_dir).resolve()),
+        "result": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()},
+        **extra,
+    }
+    (out_dir / RUN_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise DatasetError(f"{run_dir} is not a training run: {RUN_FILE} is missing")
+    info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return info
+
+
+def load_retrieval(run_dir: Path) -> tuple[TwoTower, RetrievalRunConfig]:
+    info = read_run(run_dir)
+    if info["kind"] != "retrieval":
+        raise DatasetError(f"{run_dir} is a {info['kind']} run, not a retrieval run")
+    cfg = from_dict(RetrievalRunConfig, info["config"], source=str(Path(run_dir) / RUN_FILE))
+    model = build_two_tower(cfg)
+    model.load_state_dict(torch.load(Path(run_dir) / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    return model.eval(), cfg
+
+
+def load_ranker(run_dir: Path) -> tuple[Ranker, RankerRunConfig, Path]:
+    """The ranker, its config, and the retrieval run it was trained over."""
+    info = read_run(run_dir)
+    if info["kind"] != "ranker":
+        raise DatasetError(f"{run_dir} is a {info['kind']} run, not a ranker run")
+    cfg = from_dict(RankerRunConfig, info["config"], source=str(Path(run_dir) / RUN_FILE))
+    retrieval_run = Path(info["retrieval_run"])
+    _, retrieval_cfg = load_retrieval(retrieval_run)
+    ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
+    ranker.load_state_dict(torch.load(Path(run_dir) / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    return ranker.eval(), cfg, retrieval_run

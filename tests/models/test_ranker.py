@@ -1,0 +1,42 @@
+"""Ranker: one logit per head, the position term only when positions are given, feed score."""
+
+from __future__ import annotations
+
+import torch
+
+from feedrank.data.features import FeatureConfig
+from feedrank.models.ranker import HEADS, Ranker, RankerConfig, RankerInputs, feed_score
+
+FEATURES = FeatureConfig(publisher_buckets=20, category_buckets=10)
+
+
+def inputs(n: int, position: torch.Tensor | None = None) -> RankerInputs:
+    gen = torch.Generator().manual_seed(0)
+    return RankerInputs(
+        user_emb=torch.randn(n, 16, generator=gen),
+        item_emb=torch.randn(n, 16, generator=gen),
+        publisher=torch.randint(0, 20, (n,), generator=gen),
+        category=torch.randint(0, 10, (n,), generator=gen),
+        content_type=torch.randint(0, 16, (n,), generator=gen),
+        freshness=torch.randint(0, 10, (n,), generator=gen),
+        counters=torch.randn(n, 9, generator=gen),
+        position=position,
+    )
+
+
+def test_logits_per_head_and_position_term() -> None:
+    torch.manual_seed(0)
+    ranker = Ranker(FEATURES, RankerConfig(), tower_dim=16, num_counters=9).eval()
+    with torch.no_grad():
+        ranker.position_bias.weight.normal_()
+    plain = ranker(inputs(6))
+    assert plain.shape == (6, len(HEADS))
+    shifted = ranker(inputs(6, position=torch.full((6,), 3)))
+    assert torch.allclose(shifted - plain, ranker.position_bias.weight[3].expand(6, -1), atol=1e-5)
+
+
+def test_feed_score_is_the_weighted_sum() -> None:
+    probs = torch.tensor([[0.5, 0.2, 0.1, 0.05], [0.1, 0.0, 0.0, 0.5]])
+    weights = {"click": 1.0, "long_dwell": 2.0, "share": 5.0, "hide": -1.0}
+    expected = torch.tensor([0.5 + 0.4 + 0.5 - 0.05, 0.1 - 0.5])
+    assert torch.allclose(feed_score(probs, weights), expected)
