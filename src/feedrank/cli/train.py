@@ -16,6 +16,7 @@ from feedrank.train.report import TrainResult
 from feedrank.train.run import (
     RankerRunConfig,
     RetrievalRunConfig,
+    describe_tables,
     load_retrieval,
     train_ranker,
     train_retrieval,
@@ -41,6 +42,7 @@ def retrieval_command(
     Example: feedrank train retrieval --data runs/demo/split --out runs/retrieval --set train.epochs=4
     """
     cfg = load_config(RetrievalRunConfig, config, set_)
+    console.print(describe_tables(cfg.features, cfg.model.embed_dim))
     validator = retrieval_validator(open_split(data))
     result = train_retrieval(data, out, cfg, make_evaluate=validator, resume=resume)
     _print_result("retrieval", out, result)

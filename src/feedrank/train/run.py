@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,15 +154,15 @@ def train_ranker(
     return result
 
 
-def _log_tables(features: FeatureConfig, dim: int) -> None:
+def describe_tables(features: FeatureConfig, dim: int) -> str:
+    """One line: every hashed embedding table's rows and the memory of all of them at width `dim`."""
     sizes = table_memory(features, dim)
-    total = sum(sizes.values())
-    log.info(
-        "embedding tables (rows x %d): %s; %.1f MiB in all",
-        dim,
-        ", ".join(f"{k} {features.table_sizes()[k]:,}" for k in sizes),
-        total / 2**20,
-    )
+    rows = ", ".join(f"{k} {features.table_sizes()[k]:,}" for k in sizes)
+    return f"embedding tables (rows x {dim}): {rows}; {sum(sizes.values()) / 2**20:.1f} MiB of float32 in all"
+
+
+def _log_tables(features: FeatureConfig, dim: int) -> None:
+    log.info(describe_tables(features, dim))
 
 
 def _finish(
@@ -173,6 +174,8 @@ def _finish(
     result: TrainResult,
     extra: dict[str, Any],
 ) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun only rank 0 writes the run (every rank holds the same weights)
     best = out_dir / "checkpoints" / "best.pt"
     if best.is_file():  # early stopping kept the best evaluation's weights apart
         model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])

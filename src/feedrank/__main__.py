@@ -1,0 +1,5 @@
+"""`python -m feedrank ...` (and `torchrun -m feedrank train ...`): the same CLI."""
+
+from feedrank.cli import main
+
+main()
