@@ -27,8 +27,12 @@ def test_demo_runs_the_pipeline_on_the_simulated_world(tmp_path: Path) -> None:
     result = feedrank("demo", "--out", str(tmp_path / "demo"), "--preset", "tiny", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "impressions" in result.stdout and "done in" in result.stdout
+    assert "Offline evaluation on the test part" in result.stdout
+    for line in ("two-tower", "ranker", "oracle", "recent"):
+        assert line in result.stdout
     for part in ("train", "valid", "test"):
         assert (tmp_path / "demo" / "split" / part / "manifest.json").is_file()
+    assert (tmp_path / "demo" / "eval" / "report.md").is_file()
 
 
 def test_import_split_describe(tmp_path: Path) -> None:

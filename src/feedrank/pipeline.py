@@ -1,14 +1,17 @@
-"""The main job: the whole path from the simulated world to a described, split dataset.
+"""The main job: from the simulated world to trained, evaluated models, one step at a time.
 
 `run_demo` is what the README's first command runs. Each step is one library call, in the order
-data takes through the system (see DESIGN.md); later stages (training, evaluation, bundling,
-serving) join here as they land.
+data takes through the system (DESIGN.md): simulate → import (validating every row) → split by
+time → describe → train the two-tower → train the ranker → evaluate against the baselines and the
+oracle. Later stages (bundle, serve) join here as they land.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,48 +21,108 @@ from feedrank.data.describe import describe
 from feedrank.data.sources.base import ImportOptions, import_source
 from feedrank.data.sources.tabular import import_tabular
 from feedrank.data.split import SplitSpec, open_split, split_dataset
+from feedrank.eval.offline import EvalOptions, OfflineReport, evaluate_run
+from feedrank.eval.report import write_report
+from feedrank.eval.validation import ranker_validator, retrieval_validator
 from feedrank.sim import SimConfig, simulate
+from feedrank.train.run import (
+    RankerRunConfig,
+    RetrievalRunConfig,
+    load_retrieval,
+    train_ranker,
+    train_retrieval,
+)
 
-Progress = Callable[[str, int, int | None], None]  # (step, done, total)
+Step = Callable[[str], None]  # announces the step that starts now
+SimProgress = Callable[[int, int], None]  # (impressions written, target)
+
+STEPS = ("simulate", "import", "split", "describe", "train retrieval", "train ranker", "evaluate")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    sim: SimConfig = field(default_factory=SimConfig)
+    retrieval: RetrievalRunConfig = field(default_factory=RetrievalRunConfig)
+    ranker: RankerRunConfig = field(default_factory=RankerRunConfig)
+    eval: EvalOptions = field(default_factory=EvalOptions)
+    progress_bars: bool = True  # the training loops' own bars
+
+    @classmethod
+    def for_preset(cls, preset: str) -> DemoConfig:
+        """The demo on a simulator preset; the tiny world gets batches small enough for its clicks."""
+        cfg = cls(sim=SimConfig.preset(preset))
+        if preset == "tiny":
+            cfg = dataclasses.replace(
+                cfg,
+                retrieval=dataclasses.replace(cfg.retrieval, batch_size=128),
+                ranker=dataclasses.replace(cfg.ranker, batch_size=256),
+                eval=dataclasses.replace(cfg.eval, max_queries=300),
+            )
+        return cfg
 
 
 @dataclass
 class DemoResult:
     out_dir: Path
     stats: dict[str, dict[str, Any]]
+    report: OfflineReport
+    report_path: Path
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_demo(out_dir: Path, sim_config: SimConfig, *, progress: Progress | None = None) -> DemoResult:
-    """Simulate → import (validating every row) → split by time → describe each part."""
+def run_demo(
+    out_dir: Path, cfg: DemoConfig, *, on_step: Step | None = None, on_simulate: SimProgress | None = None
+) -> DemoResult:
+    """Run every step into `out_dir` (sim/, data/, split/, retrieval/, ranker/, eval/)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = progress or (lambda step, done, total: None)
     seconds: dict[str, float] = {}
 
-    t0 = time.perf_counter()
-    sim_dir = out_dir / "sim"
-    simulate(
-        sim_config,
-        sim_dir,
-        overwrite=True,
-        progress=lambda n: report("simulate", n, sim_config.num_impressions),
-    )
-    seconds["simulate"] = time.perf_counter() - t0
+    @contextmanager
+    def step(name: str) -> Iterator[None]:
+        if on_step is not None:
+            on_step(name)
+        start = time.perf_counter()
+        yield
+        seconds[name] = time.perf_counter() - start
 
-    t0 = time.perf_counter()
-    report("import", 0, None)
-    data = import_source(import_tabular, sim_dir, out_dir / "data", ImportOptions(overwrite=True))
-    seconds["import"] = time.perf_counter() - t0
+    with step("simulate"):
+        target = cfg.sim.num_impressions
+        report_sim = (lambda n: on_simulate(n, target)) if on_simulate else None
+        simulate(cfg.sim, out_dir / "sim", overwrite=True, progress=report_sim)
+    with step("import"):
+        data = import_source(import_tabular, out_dir / "sim", out_dir / "data", ImportOptions(overwrite=True))
+    with step("split"):
+        split_dir = split_dataset(data, out_dir / "split", SplitSpec(), overwrite=True)
+        parts = open_split(split_dir)
+    with step("describe"):
+        stats = {"all": describe(Dataset.open(data.path))} | {p: describe(ds) for p, ds in parts.items()}
+    with step("train retrieval"):
+        retrieval_cfg = _quiet(cfg.retrieval, cfg.progress_bars)
+        train_retrieval(
+            split_dir, _fresh(out_dir / "retrieval"), retrieval_cfg, make_evaluate=retrieval_validator(parts)
+        )
+    with step("train ranker"):
+        towers, _ = load_retrieval(out_dir / "retrieval")
+        ranker_cfg = _quiet(cfg.ranker, cfg.progress_bars)
+        validator = ranker_validator(parts, towers, ranker_cfg.weights.as_dict())
+        train_ranker(
+            split_dir, out_dir / "retrieval", _fresh(out_dir / "ranker"), ranker_cfg, make_evaluate=validator
+        )
+    with step("evaluate"):
+        report = evaluate_run(out_dir / "ranker", split_dir, cfg.eval)
+        paths = write_report(report, out_dir / "eval")
+    return DemoResult(out_dir, stats, report, paths["markdown"], seconds)
 
-    t0 = time.perf_counter()
-    report("split", 0, None)
-    split_dir = split_dataset(data, out_dir / "split", SplitSpec(), overwrite=True)
-    seconds["split"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    report("describe", 0, None)
-    stats = {"all": describe(Dataset.open(data.path))}
-    stats.update({part: describe(ds) for part, ds in open_split(split_dir).items()})
-    seconds["describe"] = time.perf_counter() - t0
-    return DemoResult(out_dir=out_dir, stats=stats, seconds=seconds)
+def _quiet(cfg: Any, bars: bool) -> Any:
+    """The run config with the training loop's progress bar switched as asked."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=bars))
+
+
+def _fresh(path: Path) -> Path:
+    """A run directory without checkpoints of an earlier demo (they would be resumed otherwise)."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    return path

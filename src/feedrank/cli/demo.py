@@ -6,44 +6,57 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import TaskID
+from rich.progress import Progress
 
 from feedrank.cli.console import console, progress_bar
-from feedrank.cli.render import side_by_side
+from feedrank.cli.render import side_by_side, summary_table
 from feedrank.config import load_config
-from feedrank.pipeline import run_demo
-from feedrank.sim import SimConfig
+from feedrank.pipeline import STEPS, DemoConfig, run_demo
 
 
 def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Working directory for every artifact.")] = Path(
         "runs/demo"
     ),
-    preset: Annotated[str, typer.Option(help="Simulated world size: tiny, small or medium.")] = "small",
+    preset: Annotated[
+        str, typer.Option(help="Simulated world size: tiny, small (default), medium, large.")
+    ] = "small",
+    config: Annotated[
+        Path | None, typer.Option(help="TOML with DemoConfig tables: sim, retrieval, ranker.")
+    ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a SimConfig field: key=value.")
+        list[str] | None,
+        typer.Option("--set", help="Override a field: sim.seed=7, ranker.train.epochs=1, ..."),
     ] = None,
 ) -> None:
     """Run the whole pipeline on the built-in simulated world and print a summary.
 
-    Example: feedrank demo --out runs/demo --preset tiny
+    Simulate → import → split → describe → train the two-tower → train the ranker → evaluate.
+
+    Example: feedrank demo --out runs/demo --preset tiny --set ranker.train.epochs=1
     """
-    sim_config = load_config(SimConfig, None, set_, base=SimConfig.preset(preset))
-    with progress_bar() as bar:
-        tasks: dict[str, TaskID] = {}
+    cfg = load_config(DemoConfig, config, set_, base=DemoConfig.for_preset(preset))
+    bar: Progress | None = None
 
-        def report(step: str, done: int, total: int | None) -> None:
-            if step not in tasks:
-                for other in tasks.values():  # a new step means the previous ones are complete
-                    bar.update(
-                        other, completed=bar.tasks[other].total or 1, total=bar.tasks[other].total or 1
-                    )
-                tasks[step] = bar.add_task(step, total=total)
-            bar.update(tasks[step], completed=done)
+    def on_step(name: str) -> None:
+        console.rule(f"[bold]{STEPS.index(name) + 1}/{len(STEPS)} {name}")
 
-        result = run_demo(out, sim_config, progress=report)
-        for task in tasks.values():
-            bar.update(task, completed=bar.tasks[task].total or 1, total=bar.tasks[task].total or 1)
-    console.print(side_by_side(result.stats, title=f"feedrank demo: {result.out_dir}"))
-    timings = ", ".join(f"{step} {sec:.1f} s" for step, sec in result.seconds.items())
-    console.print(f"[green]done[/] in {sum(result.seconds.values()):.1f} s ({timings})")
+    def on_simulate(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = progress_bar()
+            bar.start()
+            bar.add_task("simulate", total=total)
+        bar.update(bar.task_ids[0], completed=min(done, total))
+        if done >= total:
+            bar.stop()
+
+    result = run_demo(out, cfg, on_step=on_step, on_simulate=on_simulate)
+    if bar is not None:
+        bar.stop()
+    console.rule("[bold]summary")
+    console.print(side_by_side(result.stats, title="Data (simulated world, split by time)"))
+    console.print(summary_table(result.report))
+    timings = ", ".join(f"{step} {sec:.0f} s" for step, sec in result.seconds.items())
+    console.print(f"[green]done[/] in {sum(result.seconds.values()):.0f} s ({timings})")
+    console.print(f"full report: {result.report_path}")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from feedrank.eval.offline import OfflineReport
 
 
 def describe_table(stats: dict[str, Any], title: str) -> Table:
@@ -52,3 +55,30 @@ def _fmt(value: Any) -> str:
     if isinstance(value, list):
         return " .. ".join(_fmt(v) for v in value)
     return str(value)
+
+
+SUMMARY_COLUMNS = (
+    ("retrieval", "recall@100", "Recall@100"),
+    ("retrieval", "utility@100", "Utility@100"),
+    ("impressions", "gauc", "GAUC"),
+    ("impressions", "ndcg@10", "nDCG@10"),
+    ("impressions", "slate_value_share", "Slate value"),
+)
+
+
+def summary_table(report: OfflineReport) -> Table:
+    """The headline metrics of every system, one row each (the oracle last).
+
+    Recall@100 and Utility@100 rank the live catalog (utility: mean ground-truth value of the top
+    100); GAUC and nDCG@10 re-rank the logged slates; slate value is the share of the oracle's.
+    """
+    systems = [n for n in dict.fromkeys([*report.retrieval, *report.impressions]) if n != "oracle"]
+    systems += ["oracle"] if "oracle" in report.impressions else []
+    table = Table(title="Offline evaluation on the test part", show_header=True, header_style="bold")
+    table.add_column("system")
+    columns = [c for c in SUMMARY_COLUMNS if any(c[1] in getattr(report, c[0]).get(n, {}) for n in systems)]
+    for _, _, label in columns:
+        table.add_column(label, justify="right")
+    for name in systems:
+        table.add_row(name, *[_fmt(getattr(report, view).get(name, {}).get(key)) for view, key, _ in columns])
+    return table

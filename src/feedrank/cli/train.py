@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -70,6 +71,8 @@ def ranker_command(
 
 def _print_result(kind: str, out: Path, result: TrainResult) -> None:
     logging.getLogger(__name__).debug("%s", result)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun, rank 0 speaks for all
     best = (
         f", best {result.best_metric:.4f} at step {result.best_step}"
         if result.best_metric is not None

@@ -1,0 +1,140 @@
+"""Shared pieces of the training benchmarks: synthetic examples, child processes, statistics.
+
+Synthetic examples carry the keys, dtypes and shapes that `feedrank.data.examples`
+(`retrieval_examples`, `ranker_examples`) produce, with ids drawn uniformly from the
+`FeatureConfig` table sizes and every history fully populated (`history_len` items per user):
+the simulated worlds' histories are mostly short (median 2 items in the default world), which
+would measure a much cheaper user tower than the one a 50-item history costs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from feedrank.data.features import DEMOGRAPHICS, FeatureConfig
+from feedrank.data.history import COUNTER_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+START_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z, the simulator's default start
+HOUR_US = 3_600_000_000
+
+
+def _ids(rng: np.random.Generator, buckets: int, shape: int | tuple[int, ...]) -> torch.Tensor:
+    """Hashed ids in [1, buckets): bucket 0 is padding / unknown and never drawn here."""
+    return torch.from_numpy(rng.integers(1, buckets, size=shape, dtype=np.int64))
+
+
+def _users_and_items(n: int, features: FeatureConfig, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """User-tower and item-tower inputs of n rows, as `FeatureSpace.user_arrays` + `item_arrays`."""
+    f, hist = features, (n, features.history_len)
+    ts = START_US + rng.integers(0, 7 * 24 * HOUR_US, size=n)
+    published = ts - rng.integers(0, 48 * HOUR_US, size=n)  # shown within 48 h of publication
+    return {
+        "user_id": _ids(rng, f.user_buckets, n),
+        "user_demo": _ids(rng, f.demographic_buckets, (n, len(DEMOGRAPHICS))),
+        "hist_item": _ids(rng, f.item_buckets, hist),
+        "hist_cat": _ids(rng, f.category_buckets, hist),
+        "hist_pub": _ids(rng, f.publisher_buckets, hist),
+        "item_id": _ids(rng, f.item_buckets, n),
+        "item_pub": _ids(rng, f.publisher_buckets, n),
+        "item_cat": _ids(rng, f.category_buckets, n),
+        "item_subcat": _ids(rng, f.subcategory_buckets, n),
+        "item_type": _ids(rng, f.content_type_buckets, n),
+        "item_fresh": _ids(rng, f.num_freshness_buckets, n),
+        "item_published_us": torch.from_numpy(published),
+        "ts_us": torch.from_numpy(ts),
+    }
+
+
+def _labels(n: int, rng: np.random.Generator, click_rate: float) -> dict[str, torch.Tensor]:
+    click = rng.random(n) < click_rate
+    long_dwell = click & (rng.random(n) < 0.5)
+    share = click & (rng.random(n) < 0.03)
+    hide = ~click & (rng.random(n) < 0.01)
+    as_float = {"y_click": click, "y_long_dwell": long_dwell, "y_share": share, "y_hide": hide}
+    return {k: torch.from_numpy(v.astype(np.float32)) for k, v in as_float.items()}
+
+
+def synthetic_retrieval_examples(n: int, features: FeatureConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """n engaged examples keyed like `retrieval_examples(...)` plus the `weight` train_retrieval adds."""
+    rng = np.random.default_rng(seed)
+    out = _users_and_items(n, features, rng)
+    out.update(_labels(n, rng, click_rate=1.0))  # every retrieval example is a click
+    out["logq"] = torch.from_numpy(np.log(rng.uniform(1e-5, 1e-2, size=n)).astype(np.float32))
+    out["weight"] = torch.ones(n, dtype=torch.float32)
+    return out
+
+
+def synthetic_ranker_examples(n: int, features: FeatureConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """n impressions keyed like `ranker_examples(...)`: 10-item slates, ~10% clicked."""
+    rng = np.random.default_rng(seed)
+    out = _users_and_items(n, features, rng)
+    out.update(_labels(n, rng, click_rate=0.1))
+    out["counters"] = torch.from_numpy(rng.random((n, len(COUNTER_NAMES)), dtype=np.float32))
+    out["position"] = torch.from_numpy(np.arange(n, dtype=np.int64) % 10)
+    out["request"] = torch.from_numpy(np.arange(n, dtype=np.int64) // 10 + 1)
+    out["sample_rate"] = torch.ones(n, dtype=torch.float32)
+    return out
+
+
+def describe_examples(examples: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """key → (dtype, shape without the example axis): what must agree between real and synthetic."""
+    return {k: (str(v.dtype).removeprefix("torch."), tuple(v.shape[1:])) for k, v in examples.items()}
+
+
+def current_rss_mib() -> float:
+    """Resident memory of this process now (Linux /proc), MiB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux), MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(
+    script: Path, args: Sequence[str], *, python: str | None = None, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run `script --child ARGS` in a fresh interpreter and parse the JSON on its last stdout line."""
+    cmd = [python or sys.executable, str(script), "--child", *args]
+    child_env = {**os.environ, **(env or {})}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=child_env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def spread(values: Sequence[float]) -> tuple[float, float]:
+    """(min, max): with 3 to 5 noisy repeats a range says more than a standard deviation."""
+    return (float(min(values)), float(max(values))) if values else (float("nan"), float("nan"))
+
+
+def machine() -> dict[str, Any]:
+    """What ran the benchmark: to paste beside each figure in BENCHMARKS.md."""
+    return {
+        "date": datetime.date.today().isoformat(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_avg_1m": os.getloadavg()[0],
+    }
