@@ -32,6 +32,18 @@ START_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z, the simulator's defaul
 HOUR_US = 3_600_000_000
 
 
+def build_world(out_dir: Path, preset: str = "small", seed: int = 0) -> Path:
+    """Simulate a world, import it through the validating adapter and split it by time → split dir."""
+    from feedrank.data.sources.base import ImportOptions, import_source
+    from feedrank.data.sources.tabular import import_tabular
+    from feedrank.data.split import SplitSpec, split_dataset
+    from feedrank.sim import SimConfig, simulate
+
+    simulate(SimConfig.preset(preset, seed=seed), out_dir / "sim", overwrite=True)
+    data = import_source(import_tabular, out_dir / "sim", out_dir / "data", ImportOptions(overwrite=True))
+    return Path(split_dataset(data, out_dir / "split", SplitSpec(), overwrite=True))
+
+
 def _ids(rng: np.random.Generator, buckets: int, shape: int | tuple[int, ...]) -> torch.Tensor:
     """Hashed ids in [1, buckets): bucket 0 is padding / unknown and never drawn here."""
     return torch.from_numpy(rng.integers(1, buckets, size=shape, dtype=np.int64))
@@ -82,6 +94,7 @@ def synthetic_ranker_examples(n: int, features: FeatureConfig, seed: int = 0) ->
     """n impressions keyed like `ranker_examples(...)`: 10-item slates, ~10% clicked."""
     rng = np.random.default_rng(seed)
     out = _users_and_items(n, features, rng)
+    del out["ts_us"]  # the ranker reads the freshness bucket, not the time
     out.update(_labels(n, rng, click_rate=0.1))
     out["counters"] = torch.from_numpy(rng.random((n, len(COUNTER_NAMES)), dtype=np.float32))
     out["position"] = torch.from_numpy(np.arange(n, dtype=np.int64) % 10)

@@ -55,6 +55,11 @@ def evaluate_impressions(
 
 
 def calibration_of(probs: np.ndarray, impressions: pl.DataFrame) -> tuple[dict[str, float], pl.DataFrame]:
-    """Calibration metrics and reliability table of predicted click probabilities."""
+    """Calibration metrics and reliability table of predicted click probabilities.
+
+    Quantile bins: click probabilities crowd near zero, where uniform bins would leave a few
+    points carrying all the rows."""
     clicked = impressions.get_column("clicked").to_numpy().astype(np.float64)
-    return calibration_metrics(probs, clicked), reliability_table(probs, clicked, num_bins=10)
+    return calibration_metrics(probs, clicked), reliability_table(
+        probs, clicked, num_bins=10, strategy="quantile"
+    )

@@ -39,7 +39,17 @@ def plot_reliability(
         pred = table.get_column("mean_predicted").to_numpy()
         top.plot(pred, table.get_column("observed_rate").to_numpy(), marker="o", label=name)
         bottom.plot(pred, table.get_column("count").to_numpy(), marker=".", label=name)
-    top.set(title=title, ylabel="observed rate", xlim=(0, 1), ylim=(0, 1))
+    # Zoom to the populated range: click rates live near zero, where a [0, 1] frame shows nothing.
+    top_value = max(
+        [
+            float(t.get_column(c).to_numpy().max(initial=0.0))
+            for t in tables.values()
+            for c in ("mean_predicted", "observed_rate")
+        ],
+        default=1.0,
+    )
+    limit = min(1.0, 1.1 * top_value) if top_value > 0 else 1.0
+    top.set(title=title, ylabel="observed rate", xlim=(0, limit), ylim=(0, limit))
     top.legend(loc="upper left")
     top.grid(alpha=0.3)
     bottom.set(xlabel="mean predicted probability", ylabel="rows per bin", yscale="log")

@@ -1,0 +1,628 @@
+"""Training throughput (samples/s) and peak memory (RSS) of the two-tower and the ranker on this CPU.
+
+    .venv/bin/python bench/bench_training.py --repeats 3 --torchrec-python /tmp/trec/bin/python
+    .venv/bin/python bench/bench_training.py --quick                  # smoke: a few steps, 1 repeat
+    .venv/bin/python bench/bench_training.py --profile two_tower      # where a step's time goes
+
+Default configuration of both runs (`RetrievalRunConfig`, `RankerRunConfig`): batch 1024, d = 128,
+50-item histories. Batches are synthetic (bench/common.py): the keys, dtypes and shapes of
+`retrieval_examples` / `ranker_examples` (checked against the real ones on the tiny simulated
+world before measuring), ids uniform over the FeatureConfig tables, every history 50 items long.
+
+Each case runs in a fresh Python process (so its peak RSS is its own) through the real
+`feedrank.train.train` loop with the real RetrievalTask / RankerTask and no evaluation. Samples/s
+counts the steps after `--warmup` steps, timed by `on_step`; the final checkpoint write is outside
+the window. Cases of one repeat run back to back and each ratio (bf16 / fp32, 2 / 1 threads,
+variant / baseline) is taken within a repeat, then the median over repeats is reported: the
+machine is shared, so absolute rates move with its load and same-repeat ratios move less.
+
+Variants of the two-tower (the ranker has none):
+    two_tower                 the model as it is
+    two_tower_torchrec        embedding tables on torchrec's EmbeddingBagCollection (sparse grads,
+                              the loop's Adagrad); history pooled by the EBC over jagged bags
+    two_tower_torchrec_fused  FusedEmbeddingBagCollection: FBGEMM's CPU TBE, Adagrad fused into backward
+    two_tower+FLAG+...        prototypes of the speed-ups proposed in BENCHMARKS.md:
+        fresh          freshness buckets of the (B, B) in-batch pairs by int64 bucketize of µs ages
+        bag            history pooled with F.embedding_bag (weighted sum) on the same tables
+        dense_small    tables of <= 4,096 rows get dense gradients (AdamW) instead of sparse Adagrad
+        fused_adagrad  Adagrad of the large sparse tables applied in backward (post-accumulate hook)
+
+torchrec is optional: it is used only from an interpreter where it imports (this one, or the one
+given by --torchrec-python with feedrank's dependencies; feedrank itself comes from src/ via
+PYTHONPATH); otherwise its variants are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from common import (
+    REPO,
+    build_world,
+    current_rss_mib,
+    describe_examples,
+    machine,
+    median,
+    peak_rss_mib,
+    run_child,
+    spread,
+    synthetic_ranker_examples,
+    synthetic_retrieval_examples,
+)
+from feedrank.data.features import DEMOGRAPHICS, FeatureConfig
+from feedrank.models.inputs import ItemInputs, UserInputs
+from feedrank.models.two_tower import ItemTower, TwoTower, TwoTowerConfig, UserTower, drop_ids, mlp
+from feedrank.train import TensorBatchSource, TrainConfig, train
+from feedrank.train.loop import StepInfo
+from feedrank.train.ranker_task import RankerTask
+from feedrank.train.retrieval_task import RetrievalTask
+from feedrank.train.run import RankerRunConfig, RetrievalRunConfig, build_ranker, build_two_tower
+
+log = logging.getLogger("bench_training")
+
+SMALL_TABLE_ROWS = 4_096
+FLAGS = ("fresh", "bag", "dense_small", "fused_adagrad")
+PROPOSED = "two_tower+" + "+".join(FLAGS)
+TORCHREC_VARIANTS = ("two_tower_torchrec", "two_tower_torchrec_fused")
+
+
+# --------------------------------------------------------------------------- prototypes (bench only)
+
+
+class IntFreshnessItemTower(ItemTower):
+    """Same buckets as ItemTower.freshness_bucket, from int64 µs ages: no float64 (B, B) pass."""
+
+    def __init__(self, features: FeatureConfig, cfg: TwoTowerConfig) -> None:
+        super().__init__(features, cfg)
+        self.edges_us = torch.tensor([round(h * 3.6e9) for h in features.freshness_edges_h])
+
+    def freshness_bucket(self, published_us: Tensor, ts_us: Tensor) -> Tensor:
+        # age < 0 (published "after" the impression) lands in bucket 1, as the clamp(min=0) does.
+        bucket = 1 + torch.bucketize(ts_us - published_us, self.edges_us.to(ts_us.device), right=True)
+        return torch.where(published_us == torch.iinfo(torch.int64).min, torch.zeros_like(bucket), bucket)
+
+
+class BagUserTower(UserTower):
+    """The masked history mean as three weighted F.embedding_bag sums over the shared tables.
+
+    sum_l w_l (item[l] + cat[l] + pub[l]) with w = mask / count is the masked mean of the sums;
+    embedding_bag never materialises the (B, L, e) sequence, forward or backward.
+    """
+
+    def forward(self, users: UserInputs) -> Tensor:
+        if self.cfg.history_encoder != "mean":
+            return super().forward(users)
+        items = self.items[0]
+        mask = (users.hist_item > 0).float()  # (B, L)
+        weights = mask / mask.sum(1, keepdim=True).clamp(min=1.0)
+        pooled = [
+            F.embedding_bag(ids, table.weight, mode="sum", per_sample_weights=weights, sparse=table.sparse)
+            for ids, table in (
+                (users.hist_item, items.item_id),
+                (users.hist_cat, items.category),
+                (users.hist_pub, items.publisher),
+            )
+        ]
+        hist_vec = pooled[0] + pooled[1] + pooled[2]  # (B, e)
+        demo = [emb(users.demographics[:, k]) for k, emb in enumerate(self.demographics)]
+        user_id = self.user_id(drop_ids(users.user_id, self.cfg.id_dropout, self.training))
+        return F.normalize(self.mlp(torch.cat([user_id, *demo, hist_vec], -1)), dim=-1)
+
+
+class ProposedTwoTower(TwoTower):
+    """TwoTower with the prototyped speed-ups; the same parameters and state_dict keys."""
+
+    def __init__(
+        self, features: FeatureConfig, cfg: TwoTowerConfig, num_demographics: int, flags: Iterable[str]
+    ) -> None:
+        nn.Module.__init__(self)
+        flags = set(flags)
+        self.cfg = cfg
+        item_cls = IntFreshnessItemTower if "fresh" in flags else ItemTower
+        user_cls = BagUserTower if "bag" in flags else UserTower
+        self.item_tower = item_cls(features, cfg)
+        self.user_tower = user_cls(features, cfg, self.item_tower, num_demographics)
+        if "dense_small" in flags:
+            for m in self.modules():
+                if isinstance(m, nn.Embedding) and m.num_embeddings <= SMALL_TABLE_ROWS:
+                    m.sparse = False
+
+
+class InBackwardAdagrad:
+    """Adagrad (torch's sparse update, element-wise) applied to each sparse table in backward.
+
+    The update runs as soon as a table's gradient is complete and then drops the gradient, so the
+    loop's own sparse optimizer finds nothing to do. One unique + index_add replaces torch's
+    coalesce / sparse_mask / sparse add_ chain. Constant lr: a real version belongs in
+    train/optim.py, where the schedule is known.
+    """
+
+    def __init__(self, params: Iterable[Tensor], lr: float, eps: float = 1e-10) -> None:
+        self.lr, self.eps = lr, eps
+        self.state: dict[int, Tensor] = {}
+        for p in params:
+            self.state[id(p)] = torch.zeros_like(p)
+            p.register_post_accumulate_grad_hook(self._step)
+
+    @torch.no_grad()
+    def _step(self, p: Tensor) -> None:
+        grad = p.grad
+        p.grad = None
+        if grad is None:
+            return
+        if not grad.is_sparse:
+            raise TypeError("InBackwardAdagrad expects sparse gradients")
+        rows, inverse = torch.unique(grad._indices()[0], return_inverse=True)
+        g = torch.zeros(rows.numel(), p.shape[1], dtype=p.dtype).index_add_(0, inverse, grad._values())
+        state = self.state[id(p)]
+        state.index_add_(0, rows, g * g)
+        p.index_add_(0, rows, g / state[rows].sqrt_().add_(self.eps), alpha=-self.lr)
+
+
+# --------------------------------------------------------------------------- torchrec (optional)
+
+
+def torchrec_two_tower(
+    features: FeatureConfig, cfg: TwoTowerConfig, fused: bool, sparse_lr: float
+) -> TwoTower:
+    """The same two-tower (mean history) with every id table in one torchrec EmbeddingBagCollection.
+
+    Differences that do not change the cost: EBC tables have no padding row (a dropped id looks up
+    row 0, which trains) and torchrec's default init; the history is pooled over its real items
+    only (jagged bags), which for the mean encoder is the same function.
+    """
+    import torchrec  # type: ignore[import-not-found]
+    from torchrec.modules.fused_embedding_modules import (  # type: ignore[import-not-found]
+        FusedEmbeddingBagCollection,
+    )
+
+    e, f = cfg.embed_dim, features
+    specs = {
+        "user_id": (f.user_buckets, ["user_id"]),
+        **{f"demo_{k}": (f.demographic_buckets, [f"user_demo_{k}"]) for k in range(len(DEMOGRAPHICS))},
+        "item_id": (f.item_buckets, ["item_id", "hist_item"]),
+        "publisher": (f.publisher_buckets, ["item_pub", "hist_pub"]),
+        "category": (f.category_buckets, ["item_cat", "hist_cat"]),
+        "subcategory": (f.subcategory_buckets, ["item_subcat"]),
+        "content_type": (f.content_type_buckets, ["item_type"]),
+    }
+    tables = [
+        torchrec.EmbeddingBagConfig(
+            name=name,
+            num_embeddings=rows,
+            embedding_dim=e,
+            feature_names=names,
+            pooling=torchrec.PoolingType.MEAN,
+        )
+        for name, (rows, names) in specs.items()
+    ]
+    if fused:
+        ebc = FusedEmbeddingBagCollection(
+            tables, optimizer_type=torch.optim.Adagrad, optimizer_kwargs={"lr": sparse_lr, "eps": 1e-10}
+        )
+    else:
+        ebc = torchrec.EmbeddingBagCollection(tables)
+        for m in ebc.modules():
+            if isinstance(m, nn.EmbeddingBag):
+                m.sparse = True  # sparse gradients → the loop's Adagrad, as for nn.Embedding(sparse=True)
+    feature_names = [n for _, names in specs.values() for n in names]
+    return EBCTwoTower(features, cfg, len(DEMOGRAPHICS), ebc, feature_names, torchrec.KeyedJaggedTensor)
+
+
+class EBCItemTower(ItemTower):
+    """ItemTower whose id tables live in the EBC: keeps freshness, the MLP and freshness_bucket."""
+
+    def __init__(self, features: FeatureConfig, cfg: TwoTowerConfig, lookup: Callable[..., Any]) -> None:
+        nn.Module.__init__(self)  # not ItemTower.__init__: it would allocate the tables the EBC holds
+        self.cfg = cfg
+        self.freshness = nn.Embedding(features.num_freshness_buckets, cfg.dim)
+        nn.init.normal_(self.freshness.weight, std=0.01)
+        self.edges_h = torch.tensor(features.freshness_edges_h, dtype=torch.float64)
+        self.mlp = mlp(5 * cfg.embed_dim, cfg.hidden, cfg.dim)
+        self.lookup = [lookup]  # a list: the EBC is registered once, on the TwoTower
+
+    def content(self, items: ItemInputs) -> Tensor:
+        shape, flat = items.shape, items.flatten()
+        ids = {
+            "item_id": drop_ids(flat.item_id, self.cfg.id_dropout, self.training),
+            "item_pub": flat.publisher,
+            "item_cat": flat.category,
+            "item_subcat": flat.subcategory,
+            "item_type": flat.content_type,
+        }
+        pooled = self.lookup[0]({k: (v, torch.ones_like(v)) for k, v in ids.items()}, len(flat.item_id))
+        x = torch.cat([pooled[k] for k in ids], dim=-1)  # (N, 5e)
+        return F.normalize(self.mlp(x), dim=-1).reshape(*shape, -1)
+
+
+class EBCTwoTower(TwoTower):
+    def __init__(
+        self,
+        features: FeatureConfig,
+        cfg: TwoTowerConfig,
+        num_demographics: int,
+        ebc: nn.Module,
+        feature_names: Sequence[str],
+        kjt_cls: Any,
+    ) -> None:
+        nn.Module.__init__(self)
+        if cfg.history_encoder != "mean":
+            raise ValueError("the EBC two-tower pools histories itself: history_encoder must be 'mean'")
+        self.cfg = cfg
+        self.ebc = ebc
+        self.feature_names = list(feature_names)
+        self.kjt_cls = kjt_cls
+        self.item_tower = EBCItemTower(features, cfg, self.lookup)
+        self.user_mlp = mlp((2 + num_demographics) * cfg.embed_dim, cfg.hidden, cfg.dim)
+
+    def lookup(self, present: dict[str, tuple[Tensor, Tensor]], batch: int) -> dict[str, Tensor]:
+        """Pooled (batch, e) embeddings of the `present` features (values, lengths); others empty."""
+        empty_values = torch.zeros(0, dtype=torch.int64)
+        empty_lengths = torch.zeros(batch, dtype=torch.int64)
+        parts = [present.get(name, (empty_values, empty_lengths)) for name in self.feature_names]
+        kjt = self.kjt_cls(
+            keys=self.feature_names,
+            values=torch.cat([v for v, _ in parts]),
+            lengths=torch.cat([n for _, n in parts]),
+        )
+        out: dict[str, Tensor] = self.ebc(kjt).to_dict()
+        return out
+
+    def user(self, users: UserInputs) -> Tensor:
+        mask = users.hist_item > 0
+        lengths = mask.sum(1)
+        present = {
+            "user_id": drop_ids(users.user_id, self.cfg.id_dropout, self.training),
+            **{f"user_demo_{k}": users.demographics[:, k] for k in range(users.demographics.shape[1])},
+        }
+        bags = {k: (v, torch.ones_like(v)) for k, v in present.items()}
+        for name, ids in (("hist_item", users.hist_item), ("hist_cat", users.hist_cat)):
+            bags[name] = (ids[mask], lengths)
+        bags["hist_pub"] = (users.hist_pub[mask], lengths)
+        pooled = self.lookup(bags, len(users.user_id))
+        hist_vec = pooled["hist_item"] + pooled["hist_cat"] + pooled["hist_pub"]  # mean of the sums
+        x = torch.cat([*(pooled[k] for k in present), hist_vec], -1)
+        return F.normalize(self.user_mlp(x), dim=-1)
+
+
+def torchrec_status(python: str) -> str:
+    """'' if torchrec imports in `python` (with feedrank from src/), else why it does not."""
+    code = "import torchrec, fbgemm_gpu, feedrank.train; print(torchrec.__version__)"
+    env = {"PYTHONPATH": str(REPO / "src")}
+    try:
+        done = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, check=False)
+    except OSError as exc:
+        return f"{python}: {exc}"
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return f"torchrec does not import in {python}: {lines[-1] if lines else done.returncode}"
+    return ""
+
+
+# --------------------------------------------------------------------------- one measurement (child)
+
+
+class _BudgetSpentError(Exception):
+    """Raised from on_step to end a measurement that hit its time budget."""
+
+
+def build_case(variant: str, n: int, batch: int, seed: int) -> tuple[Any, TensorBatchSource, TrainConfig]:
+    """(task, data, train config) of a variant, built like train_retrieval / train_ranker do."""
+    torch.manual_seed(seed)
+    retrieval = RetrievalRunConfig()
+    if variant == "ranker":
+        ranker_cfg = RankerRunConfig()
+        towers = build_two_tower(retrieval).eval()  # frozen; untrained weights cost the same
+        ranker = build_ranker(ranker_cfg, retrieval.features, retrieval.model.dim)
+        data = synthetic_ranker_examples(n, retrieval.features, seed)
+        task: Any = RankerTask(ranker, towers, ranker_cfg.loss)
+        return task, TensorBatchSource(data, batch, seed=seed), ranker_cfg.train
+    train_cfg = retrieval.train
+    if variant == "two_tower":
+        model = build_two_tower(retrieval)
+    elif variant in TORCHREC_VARIANTS:
+        fused = variant.endswith("_fused")
+        model = torchrec_two_tower(retrieval.features, retrieval.model, fused, train_cfg.sparse_lr)
+    elif variant.startswith("two_tower+"):
+        flags = variant.split("+")[1:]
+        unknown = set(flags) - set(FLAGS)
+        if unknown:
+            raise SystemExit(f"unknown two_tower flags {sorted(unknown)}; known: {', '.join(FLAGS)}")
+        model = ProposedTwoTower(retrieval.features, retrieval.model, len(DEMOGRAPHICS), flags)
+        if "fused_adagrad" in flags:
+            big = [m.weight for m in model.modules() if isinstance(m, nn.Embedding) and m.sparse]
+            InBackwardAdagrad(big, lr=train_cfg.sparse_lr)
+    else:
+        raise SystemExit(f"unknown variant {variant!r}")
+    data = synthetic_retrieval_examples(n, retrieval.features, seed)
+    return RetrievalTask(model, retrieval.loss), TensorBatchSource(data, batch, seed=seed), train_cfg
+
+
+def measure(
+    variant: str, amp: str, threads: int, batch: int, warmup: int, steps: int, max_seconds: float, seed: int
+) -> dict[str, Any]:
+    """Train `variant` for warmup + steps optimizer steps in this process; rates after warm-up."""
+    torch.set_num_threads(threads)
+    task, data, base = build_case(variant, batch * (warmup + steps), batch, seed)
+    config = dataclasses.replace(
+        base,
+        epochs=1,
+        max_steps=warmup + steps,
+        early_stop_metric="",
+        amp=amp,  # type: ignore[arg-type]
+        num_threads=threads,
+        seed=seed,
+        progress=False,
+        plot=False,
+        log_every=10**9,
+    )
+    rss_ready = current_rss_mib()
+    stamps: list[float] = []
+
+    def on_step(info: StepInfo) -> None:
+        stamps.append(time.perf_counter())
+        if len(stamps) > warmup + 1 and stamps[-1] - stamps[warmup - 1] > max_seconds:
+            raise _BudgetSpentError
+
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp, contextlib.suppress(_BudgetSpentError):
+        train(task, data, config, Path(tmp), on_step=on_step)
+    measured = len(stamps) - warmup
+    elapsed = stamps[-1] - stamps[warmup - 1]
+    step_s = np.diff(stamps[warmup - 1 :])
+    return {
+        "variant": variant,
+        "amp": amp,
+        "threads": threads,
+        "steps": measured,
+        "samples_per_s": measured * batch / elapsed,
+        "step_ms_median": float(np.median(step_s)) * 1e3,
+        "rss_ready_mib": rss_ready,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+# --------------------------------------------------------------------------- driver (parent)
+
+
+@dataclass(frozen=True)
+class Case:
+    variant: str
+    amp: str
+    threads: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant}/{self.amp}/{self.threads}t"
+
+
+def default_cases(ablation: bool) -> list[Case]:
+    cases = [
+        Case(model, amp, threads)
+        for model in ("two_tower", "ranker")
+        for threads in (1, 2)
+        for amp in ("off", "bf16")
+    ]
+    cases += [Case(v, "off", 1) for v in TORCHREC_VARIANTS]
+    cases += [Case(PROPOSED, amp, 1) for amp in ("off", "bf16")]
+    if ablation:
+        cases += [Case(f"two_tower+{flag}", "off", 1) for flag in FLAGS]
+    return cases
+
+
+def ratio_pairs(cases: Sequence[Case]) -> list[tuple[str, Case, Case]]:
+    """(label, numerator, denominator) pairs whose ratio is reported."""
+    have = {c.key for c in cases}
+    pairs: list[tuple[str, Case, Case]] = []
+
+    def add(label: str, num: Case, den: Case) -> None:
+        if num.key in have and den.key in have:
+            pairs.append((label, num, den))
+
+    for model in ("two_tower", "ranker"):
+        for t in (1, 2):
+            add(
+                f"{model} bf16 / fp32 ({t} thread{'s' * (t > 1)})",
+                Case(model, "bf16", t),
+                Case(model, "off", t),
+            )
+        for amp in ("off", "bf16"):
+            add(f"{model} 2 / 1 threads ({amp})", Case(model, amp, 2), Case(model, amp, 1))
+    base = Case("two_tower", "off", 1)
+    for c in cases:
+        if c.variant not in ("two_tower", "ranker") and c.threads == 1:
+            add(f"{c.variant} ({c.amp}) / two_tower ({c.amp})", c, Case("two_tower", c.amp, 1))
+    add(f"{PROPOSED} (bf16) / two_tower (fp32)", Case(PROPOSED, "bf16", 1), base)
+    return pairs
+
+
+def verify_synthetic_examples() -> None:
+    """The synthetic examples must look like the real ones: same keys, dtypes and trailing shapes."""
+    from feedrank.data.examples import ranker_examples, retrieval_examples
+    from feedrank.data.split import open_split
+    from feedrank.train.run import build_space
+
+    features = RetrievalRunConfig().features
+    with tempfile.TemporaryDirectory(prefix="bench-train-world-") as tmp:
+        split_dir = build_world(Path(tmp), "tiny")
+        space = build_space(split_dir, features)
+        impressions = open_split(split_dir)["train"].read("impressions")
+        real_retrieval = retrieval_examples(space, impressions)
+        real_retrieval["weight"] = np.ones(1, dtype=np.float32)  # added by train_retrieval
+        real_ranker = ranker_examples(space, impressions)
+    for name, real, synthetic in (
+        ("retrieval", real_retrieval, synthetic_retrieval_examples(4, features)),
+        ("ranker", real_ranker, synthetic_ranker_examples(4, features)),
+    ):
+        want, got = describe_examples(real), describe_examples(synthetic)
+        if want != got:
+            raise SystemExit(f"synthetic {name} examples differ from the real ones:\n{want}\n{got}")
+    log.info("synthetic examples match retrieval_examples / ranker_examples (keys, dtypes, shapes)")
+
+
+def child_args(case: Case, args: argparse.Namespace) -> list[str]:
+    return [
+        "--variant", case.variant, "--amp-one", case.amp, "--threads-one", str(case.threads),
+        "--batch", str(args.batch), "--warmup", str(args.warmup), "--steps", str(args.steps),
+        "--max-seconds", str(args.max_seconds), "--seed", str(args.seed),
+    ]  # fmt: skip
+
+
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    cases = default_cases(args.ablation)
+    if args.variants:
+        wanted = set(args.variants.split(","))
+        cases = [c for c in cases if c.variant in wanted] or [
+            Case(v, a, 1) for v in args.variants.split(",") for a in ("off", "bf16")
+        ]
+    trec_python = args.torchrec_python or sys.executable
+    skipped: dict[str, str] = {}
+    if any(c.variant in TORCHREC_VARIANTS for c in cases):
+        reason = torchrec_status(trec_python)
+        if reason:
+            skipped = dict.fromkeys(TORCHREC_VARIANTS, reason)
+            cases = [c for c in cases if c.variant not in TORCHREC_VARIANTS]
+            log.warning("skipping the torchrec variants: %s", reason)
+    runs: dict[str, list[dict[str, Any]]] = {c.key: [] for c in cases}
+    for repeat in range(args.repeats):
+        for case in cases:
+            trec = case.variant in TORCHREC_VARIANTS
+            result = run_child(
+                Path(__file__),
+                child_args(case, args),
+                python=trec_python if trec else None,
+                env={"PYTHONPATH": str(REPO / "src")} if trec else None,
+            )
+            runs[case.key].append(result)
+            rate, step_ms, rss = result["samples_per_s"], result["step_ms_median"], result["peak_rss_mib"]
+            log.warning(
+                "repeat %d %-48s %8.0f samples/s  step %6.1f ms  peak RSS %5.0f MiB",
+                repeat + 1, case.key, rate, step_ms, rss,
+            )  # fmt: skip
+    summary: dict[str, Any] = {}
+    for case in cases:
+        rates = [r["samples_per_s"] for r in runs[case.key]]
+        summary[case.key] = {
+            "samples_per_s": median(rates),
+            "samples_per_s_range": spread(rates),
+            "step_ms_median": median([r["step_ms_median"] for r in runs[case.key]]),
+            "peak_rss_mib": median([r["peak_rss_mib"] for r in runs[case.key]]),
+            "rss_ready_mib": median([r["rss_ready_mib"] for r in runs[case.key]]),
+        }
+    ratios = {}
+    for label, num, den in ratio_pairs(cases):
+        per_repeat = [
+            a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs[num.key], runs[den.key], strict=True)
+        ]
+        ratios[label] = {"median": median(per_repeat), "range": spread(per_repeat)}
+    return {"cases": summary, "ratios": ratios, "skipped": skipped, "runs": runs}
+
+
+def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
+    out = sys.stdout
+    out.write(
+        f"\nbatch {args.batch}, {args.warmup} warm-up + up to {args.steps} measured steps "
+        f"(<= {args.max_seconds:g} s), {args.repeats} repeat(s), each case in a fresh process\n\n"
+    )
+    out.write(f"{'case':<52} {'samples/s':>10} {'range':>17} {'step ms':>8} {'peak RSS':>9}\n")
+    for key, c in report["cases"].items():
+        lo, hi = c["samples_per_s_range"]
+        out.write(
+            f"{key:<52} {c['samples_per_s']:>10,.0f} {f'{lo:,.0f}-{hi:,.0f}':>17}"
+            f" {c['step_ms_median']:>8.1f} {c['peak_rss_mib']:>5.0f} MiB\n"
+        )
+    out.write(f"\n{'ratio (same repeat, median over repeats)':<60} {'median':>7} {'range':>13}\n")
+    for label, r in report["ratios"].items():
+        lo, hi = r["range"]
+        out.write(f"{label:<60} {r['median']:>6.2f}x {f'{lo:.2f}-{hi:.2f}':>13}\n")
+    for variant, reason in report["skipped"].items():
+        out.write(f"skipped {variant}: {reason}\n")
+
+
+def profile(variant: str, amp: str, batch: int, steps: int, rows: int) -> None:
+    """torch.profiler over `steps` steps of `variant` (1 thread) after 3 warm-up steps."""
+    from torch.profiler import ProfilerActivity, schedule
+
+    torch.set_num_threads(1)
+    task, data, base = build_case(variant, batch * (steps + 4), batch, 0)
+    config = dataclasses.replace(
+        base, epochs=1, max_steps=steps + 3, early_stop_metric="", amp=amp, num_threads=1,  # type: ignore[arg-type]
+        progress=False, plot=False, log_every=10**9,
+    )  # fmt: skip
+    prof = torch.profiler.profile(
+        activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=3, active=steps, repeat=1)
+    )
+    with prof, tempfile.TemporaryDirectory(prefix="bench-train-prof-") as tmp:
+        train(task, data, config, Path(tmp), on_step=lambda info: prof.step())
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+    sys.stdout.write(f"{variant} ({amp}), {steps} steps of batch {batch}, 1 thread\n{table}\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="fresh-process runs per case (median)")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: 1 repeat, 2 + 4 steps")
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--warmup", type=int, default=5, help="steps before timing starts")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per run (at most)")
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="stop timing a run after this")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", default="", help="comma list of variants to run (default: all)")
+    parser.add_argument("--ablation", action="store_true", help=f"also each of {', '.join(FLAGS)} alone")
+    parser.add_argument("--torchrec-python", default="", help="interpreter with torchrec (default: this one)")
+    parser.add_argument("--profile", default="", metavar="VARIANT", help="profile VARIANT instead")
+    parser.add_argument("--amp", default="off", help="with --profile: off or bf16")
+    parser.add_argument("--json-out", type=Path, help="also write the full results here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--amp-one", help=argparse.SUPPRESS)
+    parser.add_argument("--threads-one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("feedrank").setLevel(logging.ERROR)
+    if args.child:
+        result = measure(
+            args.variant, args.amp_one, args.threads_one, args.batch, args.warmup, args.steps,
+            args.max_seconds, args.seed,
+        )  # fmt: skip
+        print(json.dumps(result))
+        return
+    if args.profile:
+        profile(args.profile, args.amp, args.batch, steps=4 if args.quick else 10, rows=30)
+        return
+    if args.quick:
+        args.repeats, args.warmup, args.steps, args.max_seconds = 1, 2, 4, 10.0
+    verify_synthetic_examples()
+    report = run_all(args)
+    print_report(report, args)
+    full = {
+        "benchmark": "training",
+        "args": {k: str(v) for k, v in vars(args).items()},
+        **machine(),
+        **report,
+    }
+    if args.json_out:
+        args.json_out.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in full.items() if k != "runs"}))
+
+
+if __name__ == "__main__":
+    main()
