@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -80,3 +81,35 @@ def test_engagement_weights() -> None:
         "y_hide": np.array([0.0, 0.0, 0.0, 1.0]),
     }
     assert EngagementWeights().example_weight(y).tolist() == [1.0, 3.0, 8.0, 0.0]
+
+
+def fit_click_model(negative_rate: float, importance_weights: bool, seed: int = 0) -> tuple[float, float]:
+    """Logistic model on one feature, trained on data whose negatives were kept at `negative_rate`.
+
+    Returns (mean predicted probability, true click rate) on the full, un-downsampled data.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(40_000, 1, generator=gen)
+    p_true = torch.sigmoid(1.5 * x[:, 0] - 3.0)  # about 8% clicks
+    y = (torch.rand(40_000, generator=gen) < p_true).float()
+    keep = (y > 0) | (torch.rand(40_000, generator=gen) < negative_rate)
+    rate = torch.where(y > 0, 1.0, negative_rate)[keep]
+    layer = torch.nn.Linear(1, 1)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.05)
+    for _ in range(400):
+        loss, _ = multitask_bce(
+            layer(x[keep]), y[keep, None], sample_weights=(1.0 / rate) if importance_weights else None
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return float(torch.sigmoid(layer(x)).mean()), float(y.mean())
+
+
+def test_negative_downsampling_stays_calibrated_with_importance_weights() -> None:
+    predicted, observed = fit_click_model(negative_rate=0.2, importance_weights=True)
+    assert predicted / observed == pytest.approx(1.0, abs=0.1)
+    # Without the correction the model believes clicks are several times more common.
+    biased, _ = fit_click_model(negative_rate=0.2, importance_weights=False)
+    assert biased / observed > 2.0

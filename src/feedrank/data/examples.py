@@ -42,6 +42,7 @@ class FeatureSpace:
     past: PastEvents
     ctr_prior: float
     item_logq: np.ndarray  # (I,) log probability of each catalog item among training positives
+    item_exists_us: np.ndarray  # (I,) µs from which each item exists: published, else first shown
 
     def user_arrays(self, user_ids: pl.Series, ts_us: np.ndarray) -> Arrays:
         """Inputs of the user tower for users at times ts: (N,) ids → dict of (N,) / (N, L) arrays."""
@@ -98,6 +99,11 @@ def fit_feature_space(parts: dict[str, Dataset], cfg: FeatureConfig) -> FeatureS
     past = build_past_events(last.read("history"), impressions, catalog, users, ctr_prior=ctr_prior)
     positives = catalog.rows(train.filter(pl.col("clicked")).get_column("item_id"))
     counts = np.bincount(positives[positives >= 0], minlength=len(catalog)).astype(np.float64) + 1.0
+    first = impressions.group_by("item_id").agg(pl.col("ts").min())
+    first_rows = catalog.rows(first.get_column("item_id"))
+    first_us = np.full(len(catalog), np.iinfo(np.int64).max, dtype=np.int64)
+    first_us[first_rows[first_rows >= 0]] = to_us(first.get_column("ts"))[first_rows >= 0]
+    published = catalog.published_us
     return FeatureSpace(
         config=cfg,
         catalog=catalog,
@@ -105,6 +111,7 @@ def fit_feature_space(parts: dict[str, Dataset], cfg: FeatureConfig) -> FeatureS
         past=past,
         ctr_prior=ctr_prior,
         item_logq=np.log(counts / counts.sum()),
+        item_exists_us=np.where(published != NO_TIME, np.minimum(published, first_us), first_us),
     )
 
 
@@ -120,9 +127,17 @@ def label_arrays(impressions: pl.DataFrame) -> Arrays:
     }
 
 
-def retrieval_examples(space: FeatureSpace, impressions: pl.DataFrame, hard_negatives: int = 0) -> Arrays:
-    """One example per engaged impression: user at t, the engaged item, labels, logQ and optionally
-    up to `hard_negatives` items shown but not clicked in the same request (-1 padded → masked)."""
+def retrieval_examples(
+    space: FeatureSpace,
+    impressions: pl.DataFrame,
+    hard_negatives: int = 0,
+    catalog_negatives: int = 0,
+    seed: int = 0,
+    live_window_h: float = 48.0,
+) -> Arrays:
+    """One example per engaged impression: user at t, the engaged item, labels, logQ, and optionally
+    up to `hard_negatives` items shown but not clicked in the same request (`neg_*`, -1 padded →
+    masked) and `catalog_negatives` items drawn uniformly from the catalog live at t (`cat_*`)."""
     imp = impressions.with_row_index("_row")
     pos = imp.filter(pl.col("clicked"))
     ts = to_us(pos.get_column("ts"))
@@ -136,7 +151,30 @@ def retrieval_examples(space: FeatureSpace, impressions: pl.DataFrame, hard_nega
     if hard_negatives > 0:
         neg = _shown_not_clicked(space, imp, pos, hard_negatives)
         out.update(space.item_arrays(neg, np.repeat(ts[:, None], hard_negatives, axis=1), prefix="neg_"))
+    if catalog_negatives > 0:
+        cat = live_catalog_sample(space, ts, catalog_negatives, live_window_h, np.random.default_rng(seed))
+        cat = np.where(cat == rows[:, None], -1, cat)  # a draw of the positive itself is no negative
+        out.update(space.item_arrays(cat, np.repeat(ts[:, None], catalog_negatives, axis=1), prefix="cat_"))
     return out
+
+
+def live_catalog_sample(
+    space: FeatureSpace, ts_us: np.ndarray, k: int, window_h: float, rng: np.random.Generator
+) -> np.ndarray:
+    """(N, k) catalog rows drawn uniformly, with replacement, from the items that came into existence
+    in the `window_h` hours before each time (published, else first shown); -1 where none did.
+
+    This is the catalog a click-only log's user could have seen at t: sampling negatives from it,
+    not from all history, teaches the model to choose among items that were actually available.
+    """
+    order = np.argsort(space.item_exists_us, kind="stable")
+    exists = space.item_exists_us[order]
+    hi = np.searchsorted(exists, ts_us, side="right")  # existed at t
+    lo = np.searchsorted(exists, ts_us - int(window_h * 3_600_000_000), side="left")
+    span = hi - lo
+    draws = lo[:, None] + (rng.random((ts_us.size, k)) * np.maximum(span, 1)[:, None]).astype(np.int64)
+    picked = order[np.minimum(draws, max(exists.size - 1, 0))]
+    return np.where(span[:, None] > 0, picked, -1)
 
 
 def _shown_not_clicked(space: FeatureSpace, imp: pl.DataFrame, pos: pl.DataFrame, k: int) -> np.ndarray:

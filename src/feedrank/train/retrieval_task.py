@@ -16,6 +16,9 @@ from feedrank.train.losses import sampled_softmax_loss
 class RetrievalLossConfig:
     logq_correction: bool = True
     hard_negatives: int = 0  # shown-not-clicked items per positive from the same request (up to 50)
+    # Uniform draws from the catalog live at each example's time; -1 = auto: 20 for click-only logs
+    # (they have no shown-not-clicked items), else none.
+    catalog_negatives: int = -1
 
 
 class RetrievalTask:
@@ -37,13 +40,18 @@ class RetrievalTask:
         content = model.item_tower.content(items)  # (B, d)
         # Every in-batch item scored at every row's own time: freshness differs per pair.
         logits = model.score_at(user, content, batch["item_published_us"], batch["ts_us"])  # (B, B)
-        hard_logits: Tensor | None = None
-        hard_mask: Tensor | None = None
-        if self.cfg.hard_negatives > 0 and "neg_item_id" in batch:
-            # Shown in the same request: their freshness buckets are already at the row's time.
-            hard = model.item(ItemInputs.from_batch(batch, prefix="neg_"))  # (B, H, d)
-            hard_logits = torch.einsum("bd,bhd->bh", user, hard) / temperature
-            hard_mask = batch["neg_item_id"] > 0
+        extra_logits: list[Tensor] = []
+        extra_masks: list[Tensor] = []
+        # Shown in the same request (neg_) or drawn from the live catalog (cat_): either way their
+        # freshness buckets were computed at the row's own time. Uniform catalog draws need no
+        # logQ term (a constant shift); shown items were not drawn by popularity either.
+        for prefix in ("neg_", "cat_"):
+            if f"{prefix}item_id" in batch:
+                extra = model.item(ItemInputs.from_batch(batch, prefix=prefix))  # (B, H, d)
+                extra_logits.append(torch.einsum("bd,bhd->bh", user, extra) / temperature)
+                extra_masks.append(batch[f"{prefix}item_id"] > 0)
+        hard_logits = torch.cat(extra_logits, dim=1) if extra_logits else None
+        hard_mask = torch.cat(extra_masks, dim=1) if extra_masks else None
         loss = sampled_softmax_loss(
             logits,
             logq=batch["logq"] if self.cfg.logq_correction else None,

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 WEIGHTS_FILE = "model.pt"
 MakeEvaluate = Callable[[FeatureSpace], Evaluate]
+AUTO_CATALOG_NEGATIVES = 20  # per example, for click-only logs
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,16 @@ def train_retrieval(
     """Train the two-tower on the train part of `split_dir`; write the run to `out_dir`."""
     space = space or build_space(split_dir, cfg.features)
     parts = open_split(split_dir)
-    arrays = retrieval_examples(space, parts["train"].read("impressions"), cfg.loss.hard_negatives)
+    catalog_negatives = cfg.loss.catalog_negatives
+    if catalog_negatives < 0:
+        catalog_negatives = AUTO_CATALOG_NEGATIVES if parts["train"].click_only else 0
+    arrays = retrieval_examples(
+        space,
+        parts["train"].read("impressions"),
+        hard_negatives=cfg.loss.hard_negatives,
+        catalog_negatives=catalog_negatives,
+        seed=cfg.train.seed,
+    )
     arrays["weight"] = cfg.weights.example_weight(arrays)
     keep = arrays["weight"] > 0
     arrays = {k: v[keep] for k, v in arrays.items()}
@@ -123,7 +133,8 @@ def train_retrieval(
     data = TensorBatchSource(to_tensors(arrays), cfg.batch_size, seed=cfg.train.seed)
     evaluate = make_evaluate(space) if make_evaluate else None
     result = train(task, data, cfg.train, out_dir, evaluate, resume=resume)
-    _finish(out_dir, "retrieval", cfg, split_dir, model, result, {"examples": int(keep.sum())})
+    extra = {"examples": int(keep.sum()), "catalog_negatives": catalog_negatives}
+    _finish(out_dir, "retrieval", cfg, split_dir, model, result, extra)
     return result
 
 

@@ -1,0 +1,113 @@
+"""Training examples: positives, shown-not-clicked and live-catalog negatives, ranker rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from feedrank.data.dataset import Dataset
+from feedrank.data.examples import FeatureSpace, fit_feature_space, ranker_examples, retrieval_examples
+from feedrank.data.features import FeatureConfig, to_us
+from feedrank.data.sources.base import ImportOptions, import_source
+from feedrank.data.sources.tabular import import_tabular
+from feedrank.data.split import SplitSpec, open_split, split_dataset
+from feedrank.models.two_tower import TwoTower, TwoTowerConfig
+from feedrank.sim import SimConfig, simulate
+from feedrank.train.config import TrainConfig
+from feedrank.train.retrieval_task import RetrievalLossConfig, RetrievalTask
+from feedrank.train.run import AUTO_CATALOG_NEGATIVES, RetrievalRunConfig, train_retrieval
+
+FEATURES = FeatureConfig(user_buckets=2_000, item_buckets=2_000)
+H_US = 3_600_000_000
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Dataset], FeatureSpace]:
+    root = tmp_path_factory.mktemp("examples")
+    simulate(SimConfig.preset("tiny", seed=5), root / "sim")
+    data = import_source(import_tabular, root / "sim", root / "data", ImportOptions())
+    parts = open_split(split_dataset(data, root / "split", SplitSpec()))
+    return parts, fit_feature_space(parts, FEATURES)
+
+
+def test_retrieval_examples_and_their_negatives(world: tuple[dict[str, Dataset], FeatureSpace]) -> None:
+    parts, space = world
+    train = parts["train"].read("impressions")
+    arrays = retrieval_examples(space, train, hard_negatives=4, catalog_negatives=6, seed=1)
+    clicks = train.filter(pl.col("clicked"))
+    assert arrays["item_id"].shape == (clicks.height,)
+    assert arrays["neg_item_id"].shape == (clicks.height, 4) and arrays["cat_item_id"].shape == (
+        clicks.height,
+        6,
+    )
+    # shown-not-clicked negatives come from the positive's own request and were not clicked
+    bucket_of = dict(zip(space.catalog.id_bucket.tolist(), space.catalog.item_ids.tolist(), strict=False))
+    first = clicks.row(0, named=True)
+    unclicked = set(
+        train.filter((pl.col("request_id") == first["request_id"]) & ~pl.col("clicked")).get_column("item_id")
+    )
+    shown = {bucket_of[b] for b in arrays["neg_item_id"][0].tolist() if b > 0}
+    assert shown and shown <= unclicked
+    # live-catalog negatives existed at the example's time, and not longer than the window before it
+    ts = to_us(clicks.get_column("ts"))
+    published = arrays["cat_item_published_us"]
+    valid = arrays["cat_item_id"] > 0
+    assert valid.mean() > 0.9
+    assert (published[valid] <= np.repeat(ts[:, None], 6, axis=1)[valid]).all()
+    assert (published[valid] >= np.repeat(ts[:, None], 6, axis=1)[valid] - 48 * H_US).all()
+
+
+def test_the_loss_uses_every_kind_of_negative(world: tuple[dict[str, Dataset], FeatureSpace]) -> None:
+    parts, space = world
+    arrays = retrieval_examples(
+        space, parts["train"].read("impressions"), hard_negatives=3, catalog_negatives=5
+    )
+    arrays["weight"] = np.ones(arrays["item_id"].shape[0], dtype=np.float32)
+    batch = {k: torch.from_numpy(np.ascontiguousarray(v[:64])) for k, v in arrays.items()}
+    torch.manual_seed(0)
+    model = TwoTower(FEATURES, TwoTowerConfig(dim=16, embed_dim=8, hidden=16), num_demographics=4)
+    in_batch_only = {k: v for k, v in batch.items() if not k.startswith(("neg_", "cat_"))}
+    model.eval()  # no id dropout: the two losses see the same embeddings
+    with_all, _ = RetrievalTask(model, RetrievalLossConfig()).loss(batch)
+    base, _ = RetrievalTask(model, RetrievalLossConfig()).loss(in_batch_only)
+    assert with_all > base  # more negatives in the softmax
+
+
+def test_ranker_rows_keep_every_engagement_when_downsampling(
+    world: tuple[dict[str, Dataset], FeatureSpace],
+) -> None:
+    parts, space = world
+    train = parts["train"].read("impressions")
+    full = ranker_examples(space, train)
+    down = ranker_examples(space, train, negative_rate=0.25, seed=0)
+    assert full["y_click"].shape[0] == train.height
+    assert down["y_click"].sum() == full["y_click"].sum()  # every click kept
+    kept_negatives = (down["sample_rate"] < 1).sum()
+    all_negatives = ((full["y_click"] + full["y_share"] + full["y_hide"]) == 0).sum()
+    assert kept_negatives / all_negatives == pytest.approx(0.25, abs=0.03)
+    assert full["counters"].shape == (train.height, 9) and np.isfinite(full["counters"]).all()
+
+
+def test_click_only_split_trains_with_catalog_negatives(tmp_path: Path) -> None:
+    simulate(SimConfig.preset("tiny", seed=6), tmp_path / "sim")
+    clicks = pl.read_parquet(tmp_path / "sim" / "impressions" / "*.parquet").filter(pl.col("clicked"))
+    (tmp_path / "log").mkdir()
+    clicks.select("user_id", "item_id", "ts").write_parquet(tmp_path / "log" / "impressions.parquet")
+    data = import_source(import_tabular, tmp_path / "log", tmp_path / "data", ImportOptions())
+    assert data.click_only
+    split_dir = split_dataset(data, tmp_path / "split", SplitSpec())
+    assert open_split(split_dir)["train"].click_only
+    cfg = RetrievalRunConfig(
+        features=FEATURES,
+        model=TwoTowerConfig(dim=16, embed_dim=8, hidden=16),
+        train=TrainConfig(epochs=1, progress=False, plot=False),
+        batch_size=64,
+    )
+    train_retrieval(split_dir, tmp_path / "run", cfg)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["catalog_negatives"] == AUTO_CATALOG_NEGATIVES
