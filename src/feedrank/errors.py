@@ -2,11 +2,14 @@
 
     FeedrankError                 anything feedrank raises on purpose
     ├── ConfigError               a configuration value or override is invalid
-    └── DataError                 input data cannot be used
-        ├── SourceNotFoundError   an input file or directory does not exist
-        ├── EmptySourceError      an input file holds no rows
-        ├── BadRowError           one row is invalid (raised in --strict mode; else quarantined)
-        └── DatasetError          a canonical dataset directory is missing parts or inconsistent
+    ├── DataError                 input data cannot be used
+    │   ├── SourceNotFoundError   an input file or directory does not exist
+    │   ├── EmptySourceError      an input file holds no rows
+    │   ├── BadRowError           one row is invalid (raised in --strict mode; else quarantined)
+    │   └── DatasetError          a canonical dataset directory is missing parts or inconsistent
+    └── TrainError                training cannot go on
+        ├── CheckpointError       a checkpoint cannot be read or does not fit the resuming run
+        └── DivergedError         the loss became NaN or infinite
 
 The CLI turns these into a one-line message and a non-zero exit code; only the HTTP layer maps
 them to status codes. Nothing else catches them.
@@ -59,6 +62,18 @@ class BadRowError(DataError):
 
 class DatasetError(DataError):
     """A canonical dataset directory is missing parts or is inconsistent."""
+
+
+class TrainError(FeedrankError):
+    """Training cannot go on."""
+
+
+class CheckpointError(TrainError):
+    """A checkpoint cannot be read, or does not fit the run that tries to resume from it."""
+
+
+class DivergedError(TrainError):
+    """The training loss became NaN or infinite."""
 
 
 def format_bad_row(file: str, row: int, field: str, value: str, reason: str) -> str:

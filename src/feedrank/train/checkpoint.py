@@ -37,10 +37,10 @@ import torch
 from torch import nn
 
 from feedrank.config import to_dict
+from feedrank.errors import CheckpointError
 from feedrank.train.config import TrainConfig
 from feedrank.train.distributed import DistContext, gather_to_all
 from feedrank.train.early_stopping import EarlyStopping
-from feedrank.train.errors import CheckpointError
 from feedrank.train.optim import Optimizers
 from feedrank.train.task import TaskModule
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from feedrank.errors import ConfigError
+from feedrank.errors import ConfigError, DivergedError, TrainError
 from feedrank.train import checkpoint as ckpt
 from feedrank.train.batches import count_examples, move_to
 from feedrank.train.config import Device, TrainConfig
@@ -43,7 +43,6 @@ from feedrank.train.distributed import (
     wrap_model,
 )
 from feedrank.train.early_stopping import EarlyStopping
-from feedrank.train.errors import DivergedError, TrainError
 from feedrank.train.optim import build_optimizers, clip_dense_grads, lr_factor, set_learning_rates
 from feedrank.train.precision import resolve_precision
 from feedrank.train.report import (
