@@ -7,9 +7,10 @@
     │   ├── EmptySourceError      an input file holds no rows
     │   ├── BadRowError           one row is invalid (raised in --strict mode; else quarantined)
     │   └── DatasetError          a canonical dataset directory is missing parts or inconsistent
-    └── TrainError                training cannot go on
-        ├── CheckpointError       a checkpoint cannot be read or does not fit the resuming run
-        └── DivergedError         the loss became NaN or infinite
+    ├── TrainError                training cannot go on
+    │   ├── CheckpointError       a checkpoint cannot be read or does not fit the resuming run
+    │   └── DivergedError         the loss became NaN or infinite
+    └── BundleError               a model bundle is missing, incomplete or corrupted
 
 The CLI turns these into a one-line message and a non-zero exit code; only the HTTP layer maps
 them to status codes. Nothing else catches them.
@@ -74,6 +75,10 @@ class CheckpointError(TrainError):
 
 class DivergedError(TrainError):
     """The training loss became NaN or infinite."""
+
+
+class BundleError(FeedrankError):
+    """A model bundle is missing, incomplete or corrupted; it is refused, never half-loaded."""
 
 
 def format_bad_row(file: str, row: int, field: str, value: str, reason: str) -> str:

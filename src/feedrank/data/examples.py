@@ -91,14 +91,41 @@ def fit_feature_space(parts: dict[str, Dataset], cfg: FeatureConfig) -> FeatureS
     must come from train alone (the CTR prior, item frequencies) is fitted on train alone.
     """
     last = parts["test"] if "test" in parts else next(reversed(parts.values()))
-    catalog = build_catalog(last.read("items"), cfg)
-    users = build_users(last.read("users"), cfg)
-    impressions = pl.concat([ds.read("impressions") for ds in parts.values()])
     train = parts["train"].read("impressions")
     ctr_prior = float(train.get_column("clicked").cast(pl.Float64).mean() or 0.0)  # type: ignore[arg-type]
-    past = build_past_events(last.read("history"), impressions, catalog, users, ctr_prior=ctr_prior)
-    positives = catalog.rows(train.filter(pl.col("clicked")).get_column("item_id"))
-    counts = np.bincount(positives[positives >= 0], minlength=len(catalog)).astype(np.float64) + 1.0
+    return build_feature_space(
+        cfg,
+        items=last.read("items"),
+        users=last.read("users"),
+        history=last.read("history"),
+        impressions=pl.concat([ds.read("impressions") for ds in parts.values()]),
+        ctr_prior=ctr_prior,
+        positives=train.filter(pl.col("clicked")).get_column("item_id"),
+    )
+
+
+def build_feature_space(
+    cfg: FeatureConfig,
+    *,
+    items: pl.DataFrame,
+    users: pl.DataFrame,
+    history: pl.DataFrame,
+    impressions: pl.DataFrame,
+    ctr_prior: float,
+    positives: pl.Series | None = None,
+) -> FeatureSpace:
+    """A feature space from canonical tables (what training fits and what a bundle restores).
+
+    `impressions` needs user_id, item_id, ts and clicked; `positives` are the item ids of the
+    training clicks that give the logQ sampling probabilities (uniform when None, as in serving).
+    """
+    catalog = build_catalog(items, cfg)
+    directory = build_users(users, cfg)
+    past = build_past_events(history, impressions, catalog, directory, ctr_prior=ctr_prior)
+    counts = np.ones(len(catalog), dtype=np.float64)
+    if positives is not None:
+        rows = catalog.rows(positives)
+        counts += np.bincount(rows[rows >= 0], minlength=len(catalog))
     first = impressions.group_by("item_id").agg(pl.col("ts").min())
     first_rows = catalog.rows(first.get_column("item_id"))
     first_us = np.full(len(catalog), np.iinfo(np.int64).max, dtype=np.int64)
@@ -107,7 +134,7 @@ def fit_feature_space(parts: dict[str, Dataset], cfg: FeatureConfig) -> FeatureS
     return FeatureSpace(
         config=cfg,
         catalog=catalog,
-        users=users,
+        users=directory,
         past=past,
         ctr_prior=ctr_prior,
         item_logq=np.log(counts / counts.sum()),
@@ -150,7 +177,7 @@ def retrieval_examples(
     out["logq"] = space.item_logq[rows].astype(np.float32)
     if hard_negatives > 0:
         neg = _shown_not_clicked(space, imp, pos, hard_negatives)
-        out.update(space.item_arrays(neg, np.repeat(ts[:, None], hard_negatives, axis=1), prefix="neg_"))
+        out.update(space.item_arrays(neg, np.repeat(ts[:, None], neg.shape[1], axis=1), prefix="neg_"))
     if catalog_negatives > 0:
         cat = live_catalog_sample(space, ts, catalog_negatives, live_window_h, np.random.default_rng(seed))
         cat = np.where(cat == rows[:, None], -1, cat)  # a draw of the positive itself is no negative
@@ -178,15 +205,19 @@ def live_catalog_sample(
 
 
 def _shown_not_clicked(space: FeatureSpace, imp: pl.DataFrame, pos: pl.DataFrame, k: int) -> np.ndarray:
-    """(P, k) catalog rows of up to k unclicked items of each positive's request; -1 pads."""
+    """(P, w) catalog rows of up to k unclicked items of each positive's request; -1 pads.
+
+    w = min(k, the most any request has), so 10-item slates with k = 50 cost 9 columns, not 50.
+    """
     negs = (
         imp.filter(~pl.col("clicked"))
         .group_by("request_id", maintain_order=True)
         .agg(pl.col("item_id").head(k).alias("negs"))
     )
     joined = pos.select("request_id").join(negs, on="request_id", how="left", maintain_order="left")
-    out = np.full((pos.height, k), -1, dtype=np.int64)
     lists = joined.get_column("negs").to_list()
+    width = max(1, min(k, max((len(items) for items in lists if items), default=1)))
+    out = np.full((pos.height, width), -1, dtype=np.int64)
     for i, items in enumerate(lists):
         if items:
             out[i, : len(items)] = space.catalog.rows(pl.Series(items, dtype=pl.String))

@@ -206,6 +206,13 @@ class TwoTower(nn.Module):
         """Logits <u, i> / temperature: (B, d) x (N, d) → (B, N)."""
         return user_emb @ item_emb.T / self.cfg.temperature
 
+    @torch.no_grad()
+    def vectors_at(self, content: Tensor, published_us: Tensor, now_us: int) -> Tensor:
+        """(N, d) item vectors for an index snapshot: content (N, d) + freshness at time now_us."""
+        buckets = self.item_tower.freshness_bucket(published_us, torch.full_like(published_us, now_us))
+        out: Tensor = content + self.item_tower.freshness(buckets)
+        return out
+
     def score_at(self, user_emb: Tensor, content: Tensor, published_us: Tensor, ts_us: Tensor) -> Tensor:
         """(B, N) logits of N items for B users, each item seen at its user's time.
 

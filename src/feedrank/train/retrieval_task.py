@@ -15,7 +15,7 @@ from feedrank.train.losses import sampled_softmax_loss
 @dataclass(frozen=True)
 class RetrievalLossConfig:
     logq_correction: bool = True
-    hard_negatives: int = 0  # shown-not-clicked items per positive from the same request (up to 50)
+    hard_negatives: int = 50  # up to this many shown-not-clicked items per positive, same request
     # Uniform draws from the catalog live at each example's time; -1 = auto: 20 for click-only logs
     # (they have no shown-not-clicked items), else none.
     catalog_negatives: int = -1
