@@ -26,6 +26,8 @@ Variants of the two-tower (the ranker has none):
         bag            history pooled with F.embedding_bag (weighted sum) on the same tables
         dense_small    tables of <= 4,096 rows get dense gradients (AdamW) instead of sparse Adagrad
         fused_adagrad  Adagrad of the large sparse tables applied in backward (post-accumulate hook)
+        compile_pairs  score_at's (B, B) logits + freshness term as one torch.compile'd function, the
+                       buckets counted by unrolled comparisons (fused into one loop by inductor)
 
 torchrec is optional: it is used only from an interpreter where it imports (this one, or the one
 given by --torchrec-python with feedrank's dependencies; feedrank itself comes from src/ via
@@ -35,14 +37,12 @@ PYTHONPATH); otherwise its variants are skipped with the reason.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,17 +60,16 @@ from common import (
     describe_examples,
     machine,
     median,
-    peak_rss_mib,
     run_child,
     spread,
     synthetic_ranker_examples,
     synthetic_retrieval_examples,
+    timed_train,
 )
 from feedrank.data.features import DEMOGRAPHICS, FeatureConfig
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.two_tower import ItemTower, TwoTower, TwoTowerConfig, UserTower, drop_ids, mlp
 from feedrank.train import TensorBatchSource, TrainConfig, train
-from feedrank.train.loop import StepInfo
 from feedrank.train.ranker_task import RankerTask
 from feedrank.train.retrieval_task import RetrievalTask
 from feedrank.train.run import RankerRunConfig, RetrievalRunConfig, build_ranker, build_two_tower
@@ -78,7 +77,7 @@ from feedrank.train.run import RankerRunConfig, RetrievalRunConfig, build_ranker
 log = logging.getLogger("bench_training")
 
 SMALL_TABLE_ROWS = 4_096
-FLAGS = ("fresh", "bag", "dense_small", "fused_adagrad")
+FLAGS = ("fresh", "bag", "dense_small", "fused_adagrad", "compile_pairs")
 PROPOSED = "two_tower+" + "+".join(FLAGS)
 TORCHREC_VARIANTS = ("two_tower_torchrec", "two_tower_torchrec_fused")
 
@@ -126,6 +125,25 @@ class BagUserTower(UserTower):
         return F.normalize(self.mlp(torch.cat([user_id, *demo, hist_vec], -1)), dim=-1)
 
 
+def pair_logits(
+    user_emb: Tensor,
+    content: Tensor,
+    fresh_weight: Tensor,
+    published_us: Tensor,
+    ts_us: Tensor,
+    temperature: float,
+    edges_us: tuple[int, ...],
+) -> Tensor:
+    """TwoTower.score_at in a form inductor fuses: bucket = 1 + #{edges <= age}, 0 when unknown."""
+    age = ts_us[:, None] - published_us[None, :]  # (B, N) int64 µs
+    bucket = torch.ones_like(age)
+    for edge in edges_us:  # unrolled at trace time: one fused pass instead of a binary search per pair
+        bucket = bucket + (age >= edge).long()
+    bucket = torch.where((published_us != torch.iinfo(torch.int64).min)[None, :], bucket, 0)
+    fresh = user_emb @ fresh_weight.T  # (B, num_buckets)
+    return (user_emb @ content.T + torch.gather(fresh, 1, bucket)) / temperature
+
+
 class ProposedTwoTower(TwoTower):
     """TwoTower with the prototyped speed-ups; the same parameters and state_dict keys."""
 
@@ -143,6 +161,17 @@ class ProposedTwoTower(TwoTower):
             for m in self.modules():
                 if isinstance(m, nn.Embedding) and m.num_embeddings <= SMALL_TABLE_ROWS:
                     m.sparse = False
+        self.edges_us = tuple(round(h * 3.6e9) for h in features.freshness_edges_h)
+        self.pair_logits = torch.compile(pair_logits, dynamic=False) if "compile_pairs" in flags else None
+
+    def score_at(self, user_emb: Tensor, content: Tensor, published_us: Tensor, ts_us: Tensor) -> Tensor:
+        if self.pair_logits is None:
+            return super().score_at(user_emb, content, published_us, ts_us)
+        weight = self.item_tower.freshness.weight
+        out: Tensor = self.pair_logits(
+            user_emb, content, weight, published_us, ts_us, self.cfg.temperature, self.edges_us
+        )
+        return out
 
 
 class InBackwardAdagrad:
@@ -319,10 +348,6 @@ def torchrec_status(python: str) -> str:
 # --------------------------------------------------------------------------- one measurement (child)
 
 
-class _BudgetSpentError(Exception):
-    """Raised from on_step to end a measurement that hit its time budget."""
-
-
 def build_case(variant: str, n: int, batch: int, seed: int) -> tuple[Any, TensorBatchSource, TrainConfig]:
     """(task, data, train config) of a variant, built like train_retrieval / train_ranker do."""
     torch.manual_seed(seed)
@@ -369,33 +394,11 @@ def measure(
         amp=amp,  # type: ignore[arg-type]
         num_threads=threads,
         seed=seed,
-        progress=False,
-        plot=False,
         log_every=10**9,
     )
     rss_ready = current_rss_mib()
-    stamps: list[float] = []
-
-    def on_step(info: StepInfo) -> None:
-        stamps.append(time.perf_counter())
-        if len(stamps) > warmup + 1 and stamps[-1] - stamps[warmup - 1] > max_seconds:
-            raise _BudgetSpentError
-
-    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp, contextlib.suppress(_BudgetSpentError):
-        train(task, data, config, Path(tmp), on_step=on_step)
-    measured = len(stamps) - warmup
-    elapsed = stamps[-1] - stamps[warmup - 1]
-    step_s = np.diff(stamps[warmup - 1 :])
-    return {
-        "variant": variant,
-        "amp": amp,
-        "threads": threads,
-        "steps": measured,
-        "samples_per_s": measured * batch / elapsed,
-        "step_ms_median": float(np.median(step_s)) * 1e3,
-        "rss_ready_mib": rss_ready,
-        "peak_rss_mib": peak_rss_mib(),
-    }
+    result = timed_train(task, data, config, warmup, max_seconds)
+    return {"variant": variant, "amp": amp, "threads": threads, **result, "rss_ready_mib": rss_ready}
 
 
 # --------------------------------------------------------------------------- driver (parent)
@@ -412,43 +415,25 @@ class Case:
         return f"{self.variant}/{self.amp}/{self.threads}t"
 
 
-def default_cases(ablation: bool) -> list[Case]:
-    cases = [
-        Case(model, amp, threads)
-        for model in ("two_tower", "ranker")
-        for threads in (1, 2)
-        for amp in ("off", "bf16")
-    ]
-    cases += [Case(v, "off", 1) for v in TORCHREC_VARIANTS]
-    cases += [Case(PROPOSED, amp, 1) for amp in ("off", "bf16")]
-    if ablation:
-        cases += [Case(f"two_tower+{flag}", "off", 1) for flag in FLAGS]
-    return cases
-
-
-def ratio_pairs(cases: Sequence[Case]) -> list[tuple[str, Case, Case]]:
-    """(label, numerator, denominator) pairs whose ratio is reported."""
-    have = {c.key for c in cases}
+def comparisons(ablation: bool) -> list[tuple[str, Case, Case]]:
+    """(label, numerator, denominator): each pair runs back to back in every repeat."""
     pairs: list[tuple[str, Case, Case]] = []
-
-    def add(label: str, num: Case, den: Case) -> None:
-        if num.key in have and den.key in have:
-            pairs.append((label, num, den))
-
     for model in ("two_tower", "ranker"):
-        for t in (1, 2):
-            add(
-                f"{model} bf16 / fp32 ({t} thread{'s' * (t > 1)})",
-                Case(model, "bf16", t),
-                Case(model, "off", t),
-            )
-        for amp in ("off", "bf16"):
-            add(f"{model} 2 / 1 threads ({amp})", Case(model, amp, 2), Case(model, amp, 1))
+        pairs += [
+            (f"{model}: bf16 / fp32 (1 thread)", Case(model, "bf16", 1), Case(model, "off", 1)),
+            (f"{model}: 2 / 1 threads (fp32)", Case(model, "off", 2), Case(model, "off", 1)),
+            (f"{model}: 2 / 1 threads (bf16)", Case(model, "bf16", 2), Case(model, "bf16", 1)),
+        ]
     base = Case("two_tower", "off", 1)
-    for c in cases:
-        if c.variant not in ("two_tower", "ranker") and c.threads == 1:
-            add(f"{c.variant} ({c.amp}) / two_tower ({c.amp})", c, Case("two_tower", c.amp, 1))
-    add(f"{PROPOSED} (bf16) / two_tower (fp32)", Case(PROPOSED, "bf16", 1), base)
+    pairs += [(f"{v} / two_tower (fp32)", Case(v, "off", 1), base) for v in TORCHREC_VARIANTS]
+    pairs += [
+        (f"{PROPOSED} / two_tower (fp32)", Case(PROPOSED, "off", 1), base),
+        (f"{PROPOSED} (bf16) / two_tower (fp32)", Case(PROPOSED, "bf16", 1), base),
+    ]
+    if ablation:
+        pairs += [
+            (f"two_tower+{f} / two_tower (fp32)", Case(f"two_tower+{f}", "off", 1), base) for f in FLAGS
+        ]
     return pairs
 
 
@@ -485,53 +470,58 @@ def child_args(case: Case, args: argparse.Namespace) -> list[str]:
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    cases = default_cases(args.ablation)
+    pairs = comparisons(args.ablation)
     if args.variants:
         wanted = set(args.variants.split(","))
-        cases = [c for c in cases if c.variant in wanted] or [
-            Case(v, a, 1) for v in args.variants.split(",") for a in ("off", "bf16")
-        ]
+        pairs = [p for p in pairs if p[1].variant in wanted or p[2].variant in wanted]
+        known = {c.variant for _, num, den in pairs for c in (num, den)}
+        base = Case("two_tower", "off", 1)
+        pairs += [(f"{v} / two_tower (fp32)", Case(v, "off", 1), base) for v in wanted - known]
     trec_python = args.torchrec_python or sys.executable
     skipped: dict[str, str] = {}
-    if any(c.variant in TORCHREC_VARIANTS for c in cases):
+    if any(c.variant in TORCHREC_VARIANTS for _, num, den in pairs for c in (num, den)):
         reason = torchrec_status(trec_python)
         if reason:
             skipped = dict.fromkeys(TORCHREC_VARIANTS, reason)
-            cases = [c for c in cases if c.variant not in TORCHREC_VARIANTS]
+            pairs = [p for p in pairs if p[1].variant not in TORCHREC_VARIANTS]
             log.warning("skipping the torchrec variants: %s", reason)
-    runs: dict[str, list[dict[str, Any]]] = {c.key: [] for c in cases}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    ratios: dict[str, list[float]] = {label: [] for label, _, _ in pairs}
     for repeat in range(args.repeats):
-        for case in cases:
-            trec = case.variant in TORCHREC_VARIANTS
-            result = run_child(
-                Path(__file__),
-                child_args(case, args),
-                python=trec_python if trec else None,
-                env={"PYTHONPATH": str(REPO / "src")} if trec else None,
-            )
-            runs[case.key].append(result)
-            rate, step_ms, rss = result["samples_per_s"], result["step_ms_median"], result["peak_rss_mib"]
+        for label, num, den in pairs:
+            pair: dict[str, dict[str, Any]] = {}
+            for case in (den, num) if repeat % 2 == 0 else (num, den):  # alternate who goes first
+                trec = case.variant in TORCHREC_VARIANTS
+                result = run_child(
+                    Path(__file__),
+                    child_args(case, args),
+                    python=trec_python if trec else None,
+                    env={"PYTHONPATH": str(REPO / "src")} if trec else None,
+                )
+                pair[case.key] = result
+                runs.setdefault(case.key, []).append(result)
+            ratios[label].append(pair[num.key]["samples_per_s"] / pair[den.key]["samples_per_s"])
+            rate_num, rate_den = pair[num.key]["samples_per_s"], pair[den.key]["samples_per_s"]
             log.warning(
-                "repeat %d %-48s %8.0f samples/s  step %6.1f ms  peak RSS %5.0f MiB",
-                repeat + 1, case.key, rate, step_ms, rss,
+                "repeat %d  %-66s %5.2fx  (%6.0f vs %6.0f samples/s)",
+                repeat + 1, label, ratios[label][-1], rate_num, rate_den,
             )  # fmt: skip
     summary: dict[str, Any] = {}
-    for case in cases:
-        rates = [r["samples_per_s"] for r in runs[case.key]]
-        summary[case.key] = {
+    for key, rs in runs.items():
+        rates = [r["samples_per_s"] for r in rs]
+        summary[key] = {
             "samples_per_s": median(rates),
             "samples_per_s_range": spread(rates),
-            "step_ms_median": median([r["step_ms_median"] for r in runs[case.key]]),
-            "peak_rss_mib": median([r["peak_rss_mib"] for r in runs[case.key]]),
-            "rss_ready_mib": median([r["rss_ready_mib"] for r in runs[case.key]]),
+            "runs": len(rs),
+            "step_ms_median": median([r["step_ms_median"] for r in rs]),
+            "step_ms_p90": median([r["step_ms_p90"] for r in rs]),
+            "peak_rss_mib": median([r["peak_rss_mib"] for r in rs]),
+            "rss_ready_mib": median([r["rss_ready_mib"] for r in rs]),
         }
-    ratios = {}
-    for label, num, den in ratio_pairs(cases):
-        per_repeat = [
-            a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs[num.key], runs[den.key], strict=True)
-        ]
-        ratios[label] = {"median": median(per_repeat), "range": spread(per_repeat)}
-    return {"cases": summary, "ratios": ratios, "skipped": skipped, "runs": runs}
+    ratio_summary = {
+        label: {"median": median(v), "range": spread(v), "per_repeat": v} for label, v in ratios.items()
+    }
+    return {"cases": summary, "ratios": ratio_summary, "skipped": skipped, "runs": runs}
 
 
 def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
@@ -540,17 +530,21 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         f"\nbatch {args.batch}, {args.warmup} warm-up + up to {args.steps} measured steps "
         f"(<= {args.max_seconds:g} s), {args.repeats} repeat(s), each case in a fresh process\n\n"
     )
-    out.write(f"{'case':<52} {'samples/s':>10} {'range':>17} {'step ms':>8} {'peak RSS':>9}\n")
+    width = max(len(k) for k in report["cases"]) + 1
+    out.write(
+        f"{'case':<{width}} {'samples/s':>10} {'range':>17} {'step ms':>8} {'p90 ms':>8} {'peak RSS':>9}\n"
+    )
     for key, c in report["cases"].items():
         lo, hi = c["samples_per_s_range"]
         out.write(
-            f"{key:<52} {c['samples_per_s']:>10,.0f} {f'{lo:,.0f}-{hi:,.0f}':>17}"
-            f" {c['step_ms_median']:>8.1f} {c['peak_rss_mib']:>5.0f} MiB\n"
+            f"{key:<{width}} {c['samples_per_s']:>10,.0f} {f'{lo:,.0f}-{hi:,.0f}':>17}"
+            f" {c['step_ms_median']:>8.1f} {c['step_ms_p90']:>8.1f} {c['peak_rss_mib']:>5.0f} MiB\n"
         )
-    out.write(f"\n{'ratio (same repeat, median over repeats)':<60} {'median':>7} {'range':>13}\n")
+    width = max([len(k) for k in report["ratios"]] + [40]) + 1
+    out.write(f"\n{'ratio (same repeat, median over repeats)':<{width}} {'median':>7} {'range':>13}\n")
     for label, r in report["ratios"].items():
         lo, hi = r["range"]
-        out.write(f"{label:<60} {r['median']:>6.2f}x {f'{lo:.2f}-{hi:.2f}':>13}\n")
+        out.write(f"{label:<{width}} {r['median']:>6.2f}x {f'{lo:.2f}-{hi:.2f}':>13}\n")
     for variant, reason in report["skipped"].items():
         out.write(f"skipped {variant}: {reason}\n")
 
@@ -582,8 +576,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke mode: 1 repeat, 2 + 4 steps")
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--warmup", type=int, default=5, help="steps before timing starts")
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per run (at most)")
-    parser.add_argument("--max-seconds", type=float, default=30.0, help="stop timing a run after this")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per run (at most)")
+    parser.add_argument("--max-seconds", type=float, default=20.0, help="stop timing a run after this")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", default="", help="comma list of variants to run (default: all)")
     parser.add_argument("--ablation", action="store_true", help=f"also each of {', '.join(FLAGS)} alone")

@@ -9,6 +9,8 @@ would measure a much cheaper user tower than the one a 50-item history costs.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -17,6 +19,8 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,6 +112,45 @@ def describe_examples(examples: dict[str, Any]) -> dict[str, tuple[str, tuple[in
     return {k: (str(v.dtype).removeprefix("torch."), tuple(v.shape[1:])) for k, v in examples.items()}
 
 
+class _BudgetSpentError(Exception):
+    """Raised from on_step to end a measurement that used up its time budget."""
+
+
+def timed_train(task: Any, data: Any, config: Any, warmup: int, max_seconds: float) -> dict[str, Any]:
+    """Run the real `feedrank.train.train` loop and time the optimizer steps after `warmup`.
+
+    config.max_steps bounds the run; timing also stops once the timed steps took `max_seconds`.
+    No evaluation; the final checkpoint is written after the last timed step, outside the window.
+    Returns samples/s over the timed steps, the median and p90 step time and the peak RSS.
+    """
+    from feedrank.train import train
+    from feedrank.train.batches import count_examples
+
+    if warmup < 1:
+        raise ValueError("timed_train needs at least one warm-up step (the first step starts the clock)")
+    config = dataclasses.replace(config, progress=False, plot=False)
+    batch = count_examples(next(iter(data.batches(0, 0, 1))))
+    stamps: list[float] = []
+
+    def on_step(info: object) -> None:
+        stamps.append(time.perf_counter())
+        if len(stamps) > warmup + 1 and stamps[-1] - stamps[warmup - 1] > max_seconds:
+            raise _BudgetSpentError
+
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp, contextlib.suppress(_BudgetSpentError):
+        train(task, data, config, Path(tmp), on_step=on_step)
+    if len(stamps) <= warmup:
+        raise ValueError(f"only {len(stamps)} steps ran: fewer than warmup + 1 = {warmup + 1}")
+    step_s = np.diff(stamps[warmup - 1 :])
+    return {
+        "steps": int(step_s.size),
+        "samples_per_s": step_s.size * batch / float(step_s.sum()),
+        "step_ms_median": float(np.median(step_s)) * 1e3,
+        "step_ms_p90": float(np.percentile(step_s, 90)) * 1e3,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
 def current_rss_mib() -> float:
     """Resident memory of this process now (Linux /proc), MiB."""
     pages = int(Path("/proc/self/statm").read_text().split()[1])
@@ -115,8 +158,17 @@ def current_rss_mib() -> float:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux), MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process image so far, MiB.
+
+    VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across fork + exec, so a child started
+    by a parent holding 800 MiB reports at least 800 MiB however little it uses itself.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def run_child(

@@ -32,7 +32,9 @@ def test_demo_runs_the_pipeline_on_the_simulated_world(tmp_path: Path) -> None:
         assert line in result.stdout
     for part in ("train", "valid", "test"):
         assert (tmp_path / "demo" / "split" / part / "manifest.json").is_file()
-    assert (tmp_path / "demo" / "eval" / "report.md").is_file()
+    assert (tmp_path / "demo" / "ranker" / "eval" / "report.md").is_file()
+    assert (tmp_path / "demo" / "bundle" / "manifest.json").is_file()
+    assert "Feeds from the HTTP service" in result.stdout and "brand" not in result.stderr
 
 
 def test_import_split_describe(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 `run_demo` is what the README's first command runs. Each step is one library call, in the order
 data takes through the system (DESIGN.md): simulate → import (validating every row) → split by
 time → describe → train the two-tower → train the ranker → evaluate against the baselines and the
-oracle. Later stages (bundle, serve) join here as they land.
+oracle → bundle → start the HTTP service and fetch a feed for a known and a brand-new user.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+import polars as pl
+
+from feedrank.bundle import write_bundle
 from feedrank.data.dataset import Dataset
 from feedrank.data.describe import describe
 from feedrank.data.sources.base import ImportOptions, import_source
@@ -24,6 +28,8 @@ from feedrank.data.split import SplitSpec, open_split, split_dataset
 from feedrank.eval.offline import EvalOptions, OfflineReport, evaluate_run
 from feedrank.eval.report import write_report
 from feedrank.eval.validation import ranker_validator, retrieval_validator
+from feedrank.serve.local import running_service
+from feedrank.serve.settings import ServeSettings
 from feedrank.sim import SimConfig, simulate
 from feedrank.train.run import (
     RankerRunConfig,
@@ -36,7 +42,17 @@ from feedrank.train.run import (
 Step = Callable[[str], None]  # announces the step that starts now
 SimProgress = Callable[[int, int], None]  # (impressions written, target)
 
-STEPS = ("simulate", "import", "split", "describe", "train retrieval", "train ranker", "evaluate")
+STEPS = (
+    "simulate",
+    "import",
+    "split",
+    "describe",
+    "train retrieval",
+    "train ranker",
+    "evaluate",
+    "bundle",
+    "serve",
+)
 
 
 @dataclass(frozen=True)
@@ -67,13 +83,15 @@ class DemoResult:
     stats: dict[str, dict[str, Any]]
     report: OfflineReport
     report_path: Path
+    bundle: Path
+    feeds: dict[str, dict[str, Any]]  # "known user" / "new user" → the service's JSON answer
     seconds: dict[str, float] = field(default_factory=dict)
 
 
 def run_demo(
     out_dir: Path, cfg: DemoConfig, *, on_step: Step | None = None, on_simulate: SimProgress | None = None
 ) -> DemoResult:
-    """Run every step into `out_dir` (sim/, data/, split/, retrieval/, ranker/, eval/)."""
+    """Run every step into `out_dir` (sim/, data/, split/, retrieval/, ranker/ with eval/, bundle/)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -111,8 +129,28 @@ def run_demo(
         )
     with step("evaluate"):
         report = evaluate_run(out_dir / "ranker", split_dir, cfg.eval)
-        paths = write_report(report, out_dir / "eval")
-    return DemoResult(out_dir, stats, report, paths["markdown"], seconds)
+        paths = write_report(report, out_dir / "ranker" / "eval")
+    with step("bundle"):
+        bundle = write_bundle(out_dir / "ranker", _fresh(out_dir / "bundle"))
+    with step("serve"):
+        feeds = _fetch_feeds(bundle, parts["test"])
+    return DemoResult(out_dir, stats, report, paths["markdown"], bundle, feeds, seconds)
+
+
+def _fetch_feeds(bundle: Path, test: Dataset) -> dict[str, dict[str, Any]]:
+    """Start the HTTP service on the bundle, ask it for two feeds over HTTP, stop it."""
+    known = test.scan("impressions").filter(pl.col("clicked")).select("user_id").head(1).collect().item()
+    settings = ServeSettings(clock="bundle")  # the simulated world's time, not today's
+    with running_service(bundle, settings) as url:
+        feeds = {
+            "known user": httpx.post(f"{url}/v1/feed", json={"user_id": known, "k": 10}, timeout=30).json(),
+            "new user": httpx.post(
+                f"{url}/v1/feed",
+                json={"user_id": "brand-new-user", "k": 10, "demographics": {"country": "us"}},
+                timeout=30,
+            ).json(),
+        }
+    return feeds
 
 
 def _quiet(cfg: Any, bars: bool) -> Any:

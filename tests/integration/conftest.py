@@ -59,3 +59,13 @@ def runs(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     validator = ranker_validator(parts, towers, ranker_cfg.weights.as_dict(), max_rows=2_000)
     train_ranker(split_dir, root / "retrieval", root / "ranker", ranker_cfg, make_evaluate=validator)
     return root / "retrieval", root / "ranker"
+
+
+@pytest.fixture(scope="session")
+def bundle_path(runs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from feedrank.bundle import write_bundle
+
+    return write_bundle(runs[1], tmp_path_factory.mktemp("bundle") / "b1")
+
+
+from tests.serve.conftest import redis_server, redis_url  # noqa: E402, F401  (shared fixtures)

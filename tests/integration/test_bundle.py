@@ -16,9 +16,9 @@ from feedrank.index import IndexSpec
 from feedrank.train.run import load_ranker, load_retrieval
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(runs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_bundle(runs[1], tmp_path_factory.mktemp("bundles") / "b1")
+@pytest.fixture
+def bundle_dir(bundle_path: Path) -> Path:
+    return bundle_path
 
 
 def test_bundle_round_trip(bundle_dir: Path, runs: tuple[Path, Path]) -> None:

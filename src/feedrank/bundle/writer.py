@@ -5,7 +5,7 @@
       config.json          resolved run configs, CTR prior, snapshot time
       retrieval.pt         two-tower weights          ranker.pt   ranker weights
       items.parquet  users.parquet  history.parquet   the catalog and population
-      events.parquet       impressions (user, item, ts, clicked) of the last serving_window_days
+      events.parquet       impressions (user, item, ts, clicked, dwell, hidden), last serving_window_days
       item_content.npy     (I, d) float32 time-independent item embeddings, catalog order
       index/               the ANN index over content + freshness at the snapshot time
 
@@ -64,7 +64,7 @@ def write_bundle(
     last = parts["test"]
     items, users, history = last.read("items"), last.read("users"), last.read("history")
     impressions = pl.concat([ds.read("impressions") for ds in parts.values()]).select(
-        "user_id", "item_id", "ts", "clicked"
+        "user_id", "item_id", "ts", "clicked", "dwell_s", "hidden"
     )
     end = impressions.get_column("ts").max()
     if not isinstance(end, datetime):

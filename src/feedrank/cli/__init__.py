@@ -8,13 +8,13 @@ import sys
 import typer
 from rich.markup import escape
 
-from feedrank.cli import data, demo, evaluate, simulate, train
+from feedrank.cli import data, demo, evaluate, serving, simulate, train
 from feedrank.cli.console import console, err_console
 from feedrank.errors import FeedrankError
 
 app = typer.Typer(
     name="feedrank",
-    help="A news-feed ranking system: simulate or import logs, train, evaluate.",
+    help="A news-feed ranking system: simulate or import logs, train, evaluate, bundle, serve.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -22,6 +22,9 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.command(name="evaluate")(evaluate.evaluate_command)
+app.command(name="bundle")(serving.bundle_command)
+app.command(name="serve")(serving.serve_command)
+app.add_typer(serving.index_app, name="index")
 app.command(name="simulate")(simulate.simulate_command)
 app.command(name="demo")(demo.demo_command)
 

@@ -9,7 +9,7 @@ import typer
 from rich.progress import Progress
 
 from feedrank.cli.console import console, progress_bar
-from feedrank.cli.render import side_by_side, summary_table
+from feedrank.cli.render import feeds_table, side_by_side, summary_table
 from feedrank.config import load_config
 from feedrank.pipeline import STEPS, DemoConfig, run_demo
 
@@ -57,6 +57,7 @@ def demo_command(
     console.rule("[bold]summary")
     console.print(side_by_side(result.stats, title="Data (simulated world, split by time)"))
     console.print(summary_table(result.report))
+    console.print(feeds_table(result.feeds, bundle=result.bundle))
     timings = ", ".join(f"{step} {sec:.0f} s" for step, sec in result.seconds.items())
     console.print(f"[green]done[/] in {sum(result.seconds.values()):.0f} s ({timings})")
     console.print(f"full report: {result.report_path}")

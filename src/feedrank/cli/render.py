@@ -82,3 +82,29 @@ def summary_table(report: OfflineReport) -> Table:
     for name in systems:
         table.add_row(name, *[_fmt(getattr(report, view).get(name, {}).get(key)) for view, key, _ in columns])
     return table
+
+
+def feeds_table(feeds: dict[str, dict[str, Any]], bundle: object) -> Table:
+    """The feeds the live service returned, side by side: items, then how they were made."""
+    table = Table(
+        title=f"Feeds from the HTTP service (bundle {bundle})", show_header=True, header_style="bold"
+    )
+    table.add_column("")
+    for name in feeds:
+        table.add_column(name)
+    depth = max((len(f.get("items", [])) for f in feeds.values()), default=0)
+    for rank in range(min(depth, 10)):
+        cells = []
+        for feed in feeds.values():
+            items = feed.get("items", [])
+            cells.append(
+                f"{items[rank]['item_id']} ({items[rank]['score']:.3f})" if rank < len(items) else ""
+            )
+        table.add_row(f"#{rank + 1}", *cells)
+    table.add_row(
+        "latency", *[f"{f.get('timings_ms', {}).get('total', float('nan')):.1f} ms" for f in feeds.values()]
+    )
+    table.add_row("cache", *[str(f.get("cache")) for f in feeds.values()])
+    table.add_row("known user", *[_fmt(f.get("known_user")) for f in feeds.values()])
+    table.add_row("degraded", *[", ".join(f.get("degraded", [])) or "no" for f in feeds.values()])
+    return table

@@ -1,0 +1,102 @@
+"""`feedrank bundle`, `feedrank serve` and `feedrank index tune`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from feedrank.bundle import load_bundle, write_bundle
+from feedrank.bundle.vectors import item_vectors, user_vectors
+from feedrank.cli.console import console
+from feedrank.config import load_config
+from feedrank.index import IndexSpec, TuneCandidates, render_tune_report, tune
+from feedrank.serve.cache import CacheSettings
+from feedrank.serve.settings import ServeSettings
+
+index_app = typer.Typer(help="Candidate-generation indexes.", no_args_is_help=True)
+
+
+def bundle_command(
+    ranker: Annotated[Path, typer.Option("--ranker", help="Ranker run (it names its retrieval run).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to create (immutable).")],
+    retrieval: Annotated[
+        Path | None, typer.Option("--retrieval", help="Retrieval run (default: the ranker's).")
+    ] = None,
+    index: Annotated[str, typer.Option(help="Index kind: auto, flat, ivf or hnsw.")] = "auto",
+    window_days: Annotated[float, typer.Option(help="Days of events the bundle carries for serving.")] = 7.0,
+) -> None:
+    """Package a retrieval run and a ranker run into one verified, immutable bundle directory.
+
+    Example: feedrank bundle --retrieval runs/demo/retrieval --ranker runs/demo/ranker --out runs/bundles/v1
+    """
+    spec = None if index == "auto" else IndexSpec(kind=index)  # type: ignore[arg-type]
+    with console.status("writing the bundle"):
+        path = write_bundle(
+            ranker, out, retrieval_run=retrieval, index_spec=spec, serving_window_days=window_days
+        )
+    bundle = load_bundle(path)
+    console.print(
+        f"[green]bundle[/] {path} (version {bundle.version}): {len(bundle.space.catalog):,} items, "
+        f"{bundle.index.spec.kind} index, verified"
+    )
+
+
+def serve_command(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory to serve.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    config: Annotated[Path | None, typer.Option(help="TOML with ServeSettings fields.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a setting: deadline_ms=30, ...")
+    ] = None,
+    clock: Annotated[Literal["wall", "bundle"] | None, typer.Option(help="wall, or bundle (replay).")] = None,
+    int8: Annotated[bool, typer.Option(help="Serve INT8-quantized MLPs.")] = False,
+    redis_url: Annotated[str | None, typer.Option(help="Share the embedding cache in Redis.")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Run the HTTP service on a bundle (POST /v1/feed, /v1/events; /docs for the API).
+
+    Example: feedrank serve runs/bundles/v1 --port 8000 --clock bundle
+    """
+    import uvicorn
+
+    from feedrank.serve.app import create_app
+
+    settings = load_config(ServeSettings, config, set_)
+    overrides: dict[str, object] = {}
+    if clock is not None:
+        overrides["clock"] = clock
+    if int8:
+        overrides["int8"] = True
+    if redis_url:
+        overrides["cache"] = CacheSettings(backend="redis", url=redis_url)
+    import dataclasses
+
+    settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
+    logging.getLogger("feedrank").setLevel(logging.INFO)
+    app = create_app(settings, bundle)
+    console.print(f"serving {bundle} on http://{host}:{port} (docs at /docs); pid {os.getpid()}")
+    uvicorn.run(app, host=host, port=port, workers=workers, log_level="warning")
+
+
+@index_app.command("tune")
+def tune_command(
+    bundle: Annotated[Path, typer.Argument(help="Bundle whose item vectors to index.")],
+    target_recall: Annotated[float, typer.Option(help="Recall@k against exact search to reach.")] = 0.95,
+    k: Annotated[int, typer.Option(help="Neighbours per query.")] = 100,
+    users: Annotated[int, typer.Option(help="Held-out users whose vectors are the queries.")] = 1000,
+) -> None:
+    """Pick the IVF / HNSW settings that reach a target recall@k against exact search, fastest first.
+
+    Example: feedrank index tune runs/bundles/v1 --target-recall 0.95 --k 100
+    """
+    loaded = load_bundle(bundle)
+    vectors, queries = item_vectors(loaded), user_vectors(loaded, users)
+    nlist = max(1, min(1024, len(vectors) // 39))
+    with console.status(f"tuning over {len(vectors):,} items and {len(queries):,} users"):
+        report = tune(vectors, queries, target_recall, min(k, len(vectors)), TuneCandidates(nlist=nlist))
+    console.print(render_tune_report(report), markup=False, highlight=False)

@@ -1,0 +1,139 @@
+"""What serving knows about items: ids, features, embeddings, the ANN index, recent engagement.
+
+Built once per bundle. The index holds content + freshness vectors; freshness ages, so the
+`ManagedIndex` is rebuilt from vectors recomputed at the current time when it is older than
+`index_max_age_s`, swapped in atomically while requests keep searching the old one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from feedrank.bundle import Bundle
+from feedrank.index import ManagedIndex, RebuildPolicy
+from feedrank.models.inputs import UserInputs
+from feedrank.models.ranker import RankerInputs
+from feedrank.serve.quantize import quantize_linear_int8
+from feedrank.serve.rerank import Candidates
+from feedrank.serve.settings import ServeSettings
+
+
+class ServingCatalog:
+    def __init__(self, bundle: Bundle, settings: ServeSettings) -> None:
+        space = bundle.space
+        cat = space.catalog
+        self.bundle = bundle
+        self.settings = settings
+        self.item_ids = cat.item_ids
+        self._index_of = cat.index
+        self.content = bundle.item_content
+        self.published_us = cat.published_us
+        self.exists_us = space.item_exists_us
+        self.publisher = cat.publisher
+
+        def padded(values: np.ndarray) -> np.ndarray:
+            return np.concatenate([np.zeros(1, dtype=values.dtype), values])  # row + 1; 0 = padding
+
+        self.id_bucket_padded = padded(cat.id_bucket)
+        self.category_padded = padded(cat.category)
+        self.publisher_padded = padded(cat.publisher)
+        towers, ranker = bundle.towers, bundle.ranker
+        if settings.int8:
+            towers, ranker = quantize_linear_int8(towers), quantize_linear_int8(ranker)
+        self.towers = towers
+        self._ranker: nn.Module = ranker
+        empty = _empty_user(space.config.history_len, space.users.demographics.shape[1])
+        self.default_user: np.ndarray = self.user_tower(empty)[0].numpy().astype(np.float32)
+        self.click_rate, self.mean_dwell_s = _engagement_stats(bundle)
+        self.index = ManagedIndex(
+            bundle.index,
+            RebuildPolicy(max_age_s=settings.index_max_age_s),
+            source=self._index_source,
+            clock=time.monotonic,
+        )
+
+    def rows(self, item_ids: Sequence[str]) -> np.ndarray:
+        get = self._index_of.get
+        return np.fromiter((get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
+
+    @torch.no_grad()
+    def user_tower(self, users: UserInputs) -> torch.Tensor:
+        out: torch.Tensor = self.towers.user(users)
+        return out
+
+    @torch.no_grad()
+    def ranker(self, inputs: RankerInputs) -> torch.Tensor:
+        out: torch.Tensor = self._ranker(inputs)
+        return out
+
+    def item_vectors(self, rows: np.ndarray, now_us: int) -> np.ndarray:
+        """(N, d) float32 item vectors at time now: content + freshness."""
+        vectors = self.towers.vectors_at(
+            torch.from_numpy(self.content[rows]), torch.from_numpy(self.published_us[rows]), now_us
+        )
+        out: np.ndarray = vectors.numpy().astype(np.float32)
+        return out
+
+    def retrieve(
+        self, user: np.ndarray, now_us: int, n: int, exclude: set[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Up to n (rows, inner-product scores) from the ANN index: items that exist at now_us and
+        are not excluded. Over-fetches by the number of exclusions so n survive the filter."""
+        self.index.maybe_rebuild()
+        want = min(n + len(exclude) + 16, len(self.index))
+        scores, ids = self.index.search(user[None, :].astype(np.float32), want)
+        rows, sc = ids[0], scores[0].astype(np.float64)
+        keep = rows >= 0
+        keep[keep] &= self.exists_us[rows[keep]] <= now_us
+        if exclude:
+            keep &= ~np.isin(rows, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
+        return rows[keep][:n], sc[keep][:n]
+
+    def candidates(self, rows: np.ndarray, scores: np.ndarray) -> Candidates:
+        return Candidates(
+            items=rows,
+            scores=scores,
+            publisher=self.publisher[rows],
+            published_us=self.published_us[rows],
+            embeddings=self.content[rows],
+            click_rate=self.click_rate[rows],
+            mean_dwell_s=self.mean_dwell_s[rows],
+        )
+
+    def _index_source(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every catalog item's vector recomputed at the current time, for an index rebuild."""
+        now = self.settings.now_us(self.bundle)
+        return self.item_vectors(np.arange(self.content.shape[0]), now), np.arange(self.content.shape[0])
+
+
+def _empty_user(history_len: int, num_demographics: int) -> UserInputs:
+    zeros = torch.zeros(1, history_len, dtype=torch.int64)
+    return UserInputs(
+        user_id=torch.zeros(1, dtype=torch.int64),
+        demographics=torch.zeros(1, num_demographics, dtype=torch.int64),
+        hist_item=zeros,
+        hist_cat=zeros,
+        hist_pub=zeros,
+    )
+
+
+def _engagement_stats(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
+    """(I,) click rate and mean dwell (s) of clicked views over the bundle's events; NaN if unseen."""
+    events = pl.read_parquet(bundle.path / "events.parquet")
+    stats = events.group_by("item_id").agg(
+        pl.col("clicked").mean().alias("ctr"),
+        pl.col("dwell_s").filter(pl.col("clicked")).mean().alias("dwell"),
+    )
+    rows = bundle.space.catalog.rows(stats.get_column("item_id"))
+    ok = rows >= 0
+    n = len(bundle.space.catalog)
+    ctr, dwell = np.full(n, np.nan), np.full(n, np.nan)
+    ctr[rows[ok]] = stats.get_column("ctr").cast(pl.Float64).to_numpy()[ok]
+    dwell[rows[ok]] = stats.get_column("dwell").cast(pl.Float64).fill_null(np.nan).to_numpy()[ok]
+    return ctr, dwell

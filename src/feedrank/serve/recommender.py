@@ -1,0 +1,237 @@
+"""The Recommender: a feed for one user, stage by stage, within a deadline.
+
+    user embedding   cache, else the user tower on the user's latest history (bundle + online)
+    → candidates     ANN top-N over the item index (content + freshness vectors)
+    → rank           the multi-task ranker on the N candidates, items seen at the request time
+    → re-rank        drop hidden/seen, freshness, guardrails, diversity (serve/rerank.py)
+    → top k          with scores and per-stage timings
+
+Serving degrades instead of failing: a failing cache becomes a miss; a failing user tower gives
+the default (features-only) embedding; if ranking would start too late for the deadline, or
+fails, the feed keeps the ANN order; if re-ranking fails the ranked order is served. Every such
+decision is listed in `Feed.degraded`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import torch
+
+from feedrank.bundle import Bundle
+from feedrank.data.features import DEMOGRAPHICS, hash_column
+from feedrank.data.history import COUNTER_NAMES, COUNTER_WINDOWS_H
+from feedrank.models.inputs import UserInputs
+from feedrank.models.ranker import HEADS, RankerInputs
+from feedrank.serve.cache import EmbeddingCache
+from feedrank.serve.catalog import ServingCatalog
+from feedrank.serve.online import US_PER_HOUR, Event, OnlineEvents
+from feedrank.serve.rerank import RequestContext, Reranker
+from feedrank.serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+_CLICK_COLUMNS = {COUNTER_NAMES.index(f"item_clicks_{w}h"): w for w in COUNTER_WINDOWS_H}
+
+
+@dataclass(frozen=True)
+class FeedRequest:
+    user_id: str
+    k: int = 20
+    now_us: int | None = None  # request time; None: the service clock
+    exclude: Sequence[str] = ()  # item ids not to show (e.g. already on screen)
+    demographics: dict[str, str] = field(default_factory=dict)  # for users the bundle does not know
+
+
+@dataclass
+class FeedItem:
+    item_id: str
+    score: float
+
+
+@dataclass
+class Feed:
+    user_id: str
+    items: list[FeedItem]
+    timings_ms: dict[str, float]
+    degraded: list[str]
+    cache: str  # hit | miss | fallback | default
+    known_user: bool
+    bundle: str
+
+
+class Recommender:
+    """Answers feed requests from one loaded bundle; thread-safe for concurrent requests."""
+
+    def __init__(
+        self, bundle: Bundle, settings: ServeSettings, reranker: Reranker, cache: EmbeddingCache | None = None
+    ) -> None:
+        self.bundle = bundle
+        self.settings = settings
+        self.reranker = reranker
+        self.cache = cache
+        self.online = OnlineEvents(history_len=bundle.retrieval_cfg.features.history_len)
+        self.catalog = ServingCatalog(bundle, settings)
+        self.weights = bundle.ranker_cfg.weights.as_dict()
+        self._weights = np.array([self.weights.get(h, 0.0) for h in HEADS])
+        self.unknown_item_events = 0
+
+    # ------------------------------------------------------------------ requests
+    def recommend(self, request: FeedRequest) -> Feed:
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+        degraded: list[str] = []
+        now = request.now_us if request.now_us is not None else self.settings.now_us(self.bundle)
+        user_row = int(self.bundle.space.users.rows(pl.Series([request.user_id]))[0])
+
+        t0 = time.perf_counter()
+        user, cache_state = self._user_embedding(request, user_row, now, degraded)
+        timings["user"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        exclude = set(self.catalog.rows(request.exclude).tolist()) - {-1}
+        hidden = self.online.hidden(request.user_id)
+        rows, ann_scores = self.catalog.retrieve(user, now, self.settings.candidates, exclude | hidden)
+        timings["retrieve"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        scores = ann_scores
+        elapsed = (time.perf_counter() - start) * 1e3
+        if elapsed > self.settings.deadline_ms - self.settings.rank_budget_ms:
+            degraded.append(
+                f"rank skipped: {elapsed:.1f} ms used of the {self.settings.deadline_ms:.0f} ms deadline"
+            )
+        elif rows.size:
+            try:
+                scores = self._rank(user, user_row, rows, now)
+            except Exception as exc:  # serve the ANN order rather than fail the request
+                log.exception("ranking failed; serving the ANN order")
+                degraded.append(f"rank failed: {type(exc).__name__}")
+        timings["rank"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        candidates = self.catalog.candidates(rows, scores)
+        ctx = RequestContext(
+            now_us=now,
+            k=request.k,
+            hidden=np.fromiter(hidden, dtype=np.int64, count=len(hidden)),
+            seen=np.fromiter(exclude, dtype=np.int64, count=len(exclude)),
+        )
+        try:
+            result = self.reranker.run(candidates, ctx)
+            feed = result.candidates
+            degraded += [f"rerank step skipped: {name}" for name in result.skipped]
+        except Exception as exc:
+            log.exception("re-ranking failed; serving the ranked order")
+            degraded.append(f"rerank failed: {type(exc).__name__}")
+            feed = candidates.by_score().take(np.arange(min(request.k, len(candidates))))
+        timings["rerank"] = _ms(t0)
+        timings["total"] = _ms(start)
+        items = [
+            FeedItem(item_id=str(self.catalog.item_ids[row]), score=float(score))
+            for row, score in zip(feed.items.tolist(), feed.scores.tolist(), strict=True)
+        ]
+        return Feed(
+            request.user_id, items, timings, degraded, cache_state, user_row >= 0, self.bundle.version
+        )
+
+    def record_event(
+        self, user_id: str, item_id: str, kind: str, ts_us: int | None, dwell_s: float | None
+    ) -> bool:
+        """Take an engagement event; False (counted, ignored) when the item is unknown."""
+        row = int(self.catalog.rows([item_id])[0])
+        if row < 0:
+            self.unknown_item_events += 1
+            return False
+        now = ts_us if ts_us is not None else self.settings.now_us(self.bundle)
+        self.online.add(Event(user_id=user_id, item_row=row, kind=kind, ts_us=now, dwell_s=dwell_s))
+        if self.cache is not None:
+            self.cache.invalidate(user_id)  # the next request recomputes with the new history
+        return True
+
+    # ------------------------------------------------------------------ stages
+    def _user_embedding(
+        self, request: FeedRequest, user_row: int, now: int, degraded: list[str]
+    ) -> tuple[np.ndarray, str]:
+        cached = self.cache.get(request.user_id) if self.cache is not None else None
+        if cached is not None:
+            return cached, "hit"
+        state = "miss"
+        if self.cache is not None and self.cache.stats().get("fallbacks", 0) > getattr(self, "_fallbacks", 0):
+            self._fallbacks = self.cache.stats()["fallbacks"]
+            state = "fallback"
+        try:
+            vector = self.user_vector(request, user_row, now)
+        except Exception as exc:
+            log.exception("user tower failed; serving the default embedding")
+            degraded.append(f"user tower failed: {type(exc).__name__}; default embedding")
+            return self.catalog.default_user, "default"
+        if self.cache is not None:
+            self.cache.put(request.user_id, vector)
+        return vector, state
+
+    def user_vector(self, request: FeedRequest, user_row: int, now: int) -> np.ndarray:
+        """(d,) float32 user-tower output from the user's latest history (bundle + online events)."""
+        space = self.bundle.space
+        length = space.config.history_len
+        past = space.past.history(np.array([user_row]), np.array([now]), length)[0]  # rows + 1, 0 pads
+        recent = [row + 1 for row in self.online.history(request.user_id, now)]
+        merged = np.array([r for r in past.tolist() if r > 0] + recent, dtype=np.int64)[-length:]
+        hist = np.zeros(length, dtype=np.int64)
+        if merged.size:
+            hist[-merged.size :] = merged
+        if user_row >= 0:
+            user_bucket = int(space.users.id_bucket[user_row])
+            demo = space.users.demographics[user_row]
+        else:  # an unknown user: no id embedding (bucket 0, learned through id dropout)
+            user_bucket = 0
+            demo = np.array(
+                [
+                    hash_column(
+                        pl.Series([request.demographics.get(d)]), space.config.demographic_buckets, d
+                    )[0]
+                    for d in DEMOGRAPHICS
+                ]
+            )
+        cat = self.catalog
+        inputs = UserInputs(
+            user_id=torch.tensor([user_bucket]),
+            demographics=torch.from_numpy(np.asarray(demo, dtype=np.int64)[None, :]),
+            hist_item=torch.from_numpy(cat.id_bucket_padded[hist][None, :]),
+            hist_cat=torch.from_numpy(cat.category_padded[hist][None, :]),
+            hist_pub=torch.from_numpy(cat.publisher_padded[hist][None, :]),
+        )
+        out: np.ndarray = self.catalog.user_tower(inputs)[0].numpy().astype(np.float32)
+        return out
+
+    def _rank(self, user: np.ndarray, user_row: int, rows: np.ndarray, now: int) -> np.ndarray:
+        """(N,) feed scores of the candidate rows: the ranker's head probabilities, weighted."""
+        space = self.bundle.space
+        n = rows.size
+        times = np.full(n, now, dtype=np.int64)
+        items = space.item_arrays(rows, times)
+        counters = space.past.counters(np.full(n, user_row), rows, times, space.catalog)
+        for column, window_h in _CLICK_COLUMNS.items():  # clicks that arrived after the snapshot
+            online = self.online.item_clicks(rows, now, window_h * US_PER_HOUR)
+            counters[:, column] = np.log1p(np.expm1(counters[:, column]) + online)
+        inputs = RankerInputs(
+            user_emb=torch.from_numpy(user).expand(n, -1),
+            item_emb=torch.from_numpy(self.catalog.item_vectors(rows, now)),
+            publisher=torch.from_numpy(items["item_pub"]),
+            category=torch.from_numpy(items["item_cat"]),
+            content_type=torch.from_numpy(items["item_type"]),
+            freshness=torch.from_numpy(items["item_fresh"]),
+            counters=torch.from_numpy(counters),
+        )
+        probs = torch.sigmoid(self.catalog.ranker(inputs)).double().numpy()
+        scores: np.ndarray = probs @ self._weights
+        return scores
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3

@@ -1,0 +1,36 @@
+"""Serving settings: one frozen dataclass, from defaults, a TOML file and FEEDRANK_* variables."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from feedrank.serve.cache import CacheSettings
+from feedrank.serve.rerank import RerankConfig
+
+if TYPE_CHECKING:
+    from feedrank.bundle import Bundle
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    candidates: int = 500  # ANN top-N handed to the ranker
+    default_k: int = 20  # feed size when a request does not say
+    max_k: int = 100
+    deadline_ms: float = 50.0  # the scoring deadline of one request
+    rank_budget_ms: float = 25.0  # ranking starts only if this much of the deadline is left
+    # "wall": now is the machine's clock. "bundle": now is the bundle's snapshot time plus the time
+    # since the service started, for replaying a simulated or historical world.
+    clock: Literal["wall", "bundle"] = "wall"
+    int8: bool = False  # dynamic INT8 quantization of the towers' and ranker's MLPs
+    index_max_age_s: float = 3600.0  # item vectors carry freshness: rebuild the index this often
+    max_body_bytes: int = 64 * 1024
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    started_at: float = field(default_factory=time.monotonic)
+
+    def now_us(self, bundle: Bundle) -> int:
+        if self.clock == "bundle":
+            return bundle.snapshot_us + int((time.monotonic() - self.started_at) * 1e6)
+        return int(time.time() * 1e6)
