@@ -12,13 +12,15 @@ import torch
 
 from feedrank.data.dataset import Dataset
 from feedrank.data.examples import FeatureSpace, fit_feature_space, ranker_examples, retrieval_examples
-from feedrank.data.features import FeatureConfig, to_us
+from feedrank.data.features import FeatureConfig, hash_column, to_us
 from feedrank.data.sources.base import ImportOptions, import_source
 from feedrank.data.sources.tabular import import_tabular
 from feedrank.data.split import SplitSpec, open_split, split_dataset
+from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.two_tower import TwoTower, TwoTowerConfig
 from feedrank.sim import SimConfig, simulate
 from feedrank.train.config import TrainConfig
+from feedrank.train.ranker_task import tower_tables
 from feedrank.train.retrieval_task import RetrievalLossConfig, RetrievalTask
 from feedrank.train.run import AUTO_CATALOG_NEGATIVES, RetrievalRunConfig, train_retrieval
 
@@ -83,14 +85,43 @@ def test_ranker_rows_keep_every_engagement_when_downsampling(
 ) -> None:
     parts, space = world
     train = parts["train"].read("impressions")
-    full = ranker_examples(space, train)
-    down = ranker_examples(space, train, negative_rate=0.25, seed=0)
+    full, requests = ranker_examples(space, train)
+    down, _ = ranker_examples(space, train, negative_rate=0.25, seed=0)
     assert full["y_click"].shape[0] == train.height
     assert down["y_click"].sum() == full["y_click"].sum()  # every click kept
     kept_negatives = (down["sample_rate"] < 1).sum()
     all_negatives = ((full["y_click"] + full["y_share"] + full["y_hide"]) == 0).sum()
     assert kept_negatives / all_negatives == pytest.approx(0.25, abs=0.03)
     assert full["counters"].shape == (train.height, 9) and np.isfinite(full["counters"]).all()
+    # one set of user-tower inputs per request; every row points at its own request's user
+    num_requests = train.get_column("request_id").n_unique()
+    assert requests["user_id"].shape == (num_requests,) and requests["hist_item"].shape[0] == num_requests
+    assert full["request_index"].max() == num_requests - 1
+    buckets = hash_column(train.get_column("user_id"), FEATURES.user_buckets, "user")
+    assert (requests["user_id"][full["request_index"]] == buckets).all()
+
+
+def test_precomputed_tower_tables_equal_running_the_towers(
+    world: tuple[dict[str, Dataset], FeatureSpace],
+) -> None:
+    parts, space = world
+    train = parts["train"].read("impressions").head(64)
+    rows, requests = ranker_examples(space, train)
+    torch.manual_seed(0)
+    towers = TwoTower(FEATURES, TwoTowerConfig(dim=16, embed_dim=8, hidden=16), num_demographics=4).eval()
+    everything = np.arange(len(space.catalog))
+    catalog = space.item_arrays(everything, np.zeros(everything.size, dtype=np.int64))
+    tables = tower_tables(towers, [_tensors(requests)], _tensors(catalog))
+    batch = _tensors(rows)
+    got = tables.inputs(batch, with_position=False)
+    per_row_users = _tensors(space.user_arrays(train.get_column("user_id"), to_us(train.get_column("ts"))))
+    with torch.no_grad():
+        assert torch.allclose(got.user_emb, towers.user(UserInputs.from_batch(per_row_users)), atol=1e-5)
+        assert torch.allclose(got.item_emb, towers.item(ItemInputs.from_batch(batch)), atol=1e-5)
+
+
+def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
 
 def test_click_only_split_trains_with_catalog_negatives(tmp_path: Path) -> None:

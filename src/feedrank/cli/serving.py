@@ -100,3 +100,22 @@ def tune_command(
     with console.status(f"tuning over {len(vectors):,} items and {len(queries):,} users"):
         report = tune(vectors, queries, target_recall, min(k, len(vectors)), TuneCandidates(nlist=nlist))
     console.print(render_tune_report(report), markup=False, highlight=False)
+
+
+@index_app.command("export")
+def export_command(
+    bundle: Annotated[Path, typer.Argument(help="Bundle whose vectors to export.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for items.npy and users.npy.")],
+    users: Annotated[int, typer.Option(help="Users (with events) whose vectors to export.")] = 2000,
+) -> None:
+    """Write the bundle's item vectors and a sample of user vectors as .npy (for bench/bench_index.py).
+
+    Example: feedrank index export runs/demo/bundle --out runs/vectors
+    """
+    import numpy as np
+
+    loaded = load_bundle(bundle)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "items.npy", item_vectors(loaded), allow_pickle=False)
+    np.save(out / "users.npy", user_vectors(loaded, users), allow_pickle=False)
+    console.print(f"[green]exported[/] {out / 'items.npy'} and {out / 'users.npy'}")

@@ -226,11 +226,14 @@ def _shown_not_clicked(space: FeatureSpace, imp: pl.DataFrame, pos: pl.DataFrame
 
 def ranker_examples(
     space: FeatureSpace, impressions: pl.DataFrame, negative_rate: float = 1.0, seed: int = 0
-) -> Arrays:
-    """One example per impression (negatives kept with probability `negative_rate`).
+) -> tuple[Arrays, Arrays]:
+    """(rows, requests): one example per impression (negatives kept with probability
+    `negative_rate`), and the user-tower inputs of each request the rows point to.
 
     A row with any engagement (click, share or hide) is always kept; `sample_rate` records the
-    keep probability of each row so training can undo the downsampling in its predictions.
+    keep probability of each row so training can undo the downsampling in its predictions. Rows
+    carry `request_index` into the requests' arrays (one user at one time per request) and
+    `item_row` into the catalog, so the frozen towers run once per request and per item.
     """
     labels = label_arrays(impressions)
     engaged = (labels["y_click"] + labels["y_share"] + labels["y_hide"]) > 0
@@ -240,10 +243,15 @@ def ranker_examples(
     ts = to_us(imp.get_column("ts"))
     rows = space.catalog.rows(imp.get_column("item_id"))
     user_rows = space.users.rows(imp.get_column("user_id"))
-    out: Arrays = {**space.user_arrays(imp.get_column("user_id"), ts), **space.item_arrays(rows, ts)}
+    request_index = imp.get_column("request_id").rank("dense").to_numpy().astype(np.int64) - 1
+    out: Arrays = space.item_arrays(rows, ts)
     out.update({k: v[keep] for k, v in labels.items()})
+    out["item_row"] = np.maximum(rows, 0)
     out["counters"] = space.past.counters(user_rows, rows, ts, space.catalog)
     out["position"] = imp.get_column("position").fill_null(0).to_numpy().astype(np.int64)
-    out["request"] = imp.get_column("request_id").rank("dense").to_numpy().astype(np.int64)
+    out["request_index"] = request_index
     out["sample_rate"] = np.where(engaged[keep], 1.0, negative_rate).astype(np.float32)
-    return out
+    first = np.full(int(request_index.max(initial=-1)) + 1, -1, dtype=np.int64)
+    first[request_index[::-1]] = np.arange(request_index.size)[::-1]  # first row of each request
+    requests = space.user_arrays(imp.get_column("user_id").gather(first), ts[first])
+    return out, requests

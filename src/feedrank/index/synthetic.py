@@ -36,12 +36,14 @@ def clustered_embeddings(
 ) -> SyntheticEmbeddings:
     """Clustered, unnormalised item vectors and user vectors (see the module docstring).
 
-    num_clusters defaults to max(8, N // 1000). `noise` is the norm of an item's offset from its
-    centre relative to the centre's norm (about 1): 0.8 makes clusters overlap in score, so the
-    top 100 of a user is not simply "the nearest cluster".
+    num_clusters defaults to max(8, sqrt(N) / 4) (250 topics for a million items): broad topics
+    that an IVF with the usual nlist ~ sqrt(N) has to split, rather than one list per topic, which
+    would flatter it. `noise` is the norm of an item's offset from its centre relative to the
+    centre's norm (about 1): 0.8 makes clusters overlap in score, so the top 100 of a user is not
+    simply "the nearest cluster".
     """
     rng = np.random.default_rng(seed)
-    k = num_clusters or max(8, num_items // 1000)
+    k = num_clusters or max(8, round(np.sqrt(num_items) / 4))
     centres = rng.standard_normal((k, dim), dtype=np.float32) / np.sqrt(dim)
     fresh_dir = rng.standard_normal(dim, dtype=np.float32) / np.sqrt(dim)
     items = np.empty((num_items, dim), np.float32)

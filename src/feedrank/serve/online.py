@@ -69,6 +69,8 @@ class OnlineEvents:
         """(N,) clicks each item received online in [now - window, now)."""
         with self._lock:
             out = np.zeros(item_rows.size, dtype=np.int64)
+            if not self._item_clicks:
+                return out
             for i, row in enumerate(item_rows.tolist()):
                 clicks = self._item_clicks.get(row)
                 if clicks:

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import torch
+
 from feedrank.bundle import load_bundle
 from feedrank.errors import FeedrankError
 from feedrank.serve.cache import make_cache
@@ -27,6 +29,8 @@ STAGES = ("user", "retrieve", "rank", "rerank", "total")
 class FeedService:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
+        if settings.torch_threads > 0:
+            torch.set_num_threads(settings.torch_threads)
         self.metrics = Registry()
         self.metrics.describe("feedrank_requests_total", "HTTP requests by endpoint and status")
         self.metrics.describe("feedrank_stage_latency_ms", "feed latency by stage, milliseconds")

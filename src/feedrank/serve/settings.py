@@ -24,6 +24,9 @@ class ServeSettings:
     # since the service started, for replaying a simulated or historical world.
     clock: Literal["wall", "bundle"] = "wall"
     int8: bool = False  # dynamic INT8 quantization of the towers' and ranker's MLPs
+    # Intra-op threads of torch in the service. Concurrency comes from serving requests in
+    # parallel; several requests each running multi-threaded matrix products oversubscribe the cores.
+    torch_threads: int = 1
     index_max_age_s: float = 3600.0  # item vectors carry freshness: rebuild the index this often
     max_body_bytes: int = 64 * 1024
     rerank: RerankConfig = field(default_factory=RerankConfig)

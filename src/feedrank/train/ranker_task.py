@@ -1,4 +1,11 @@
-"""The ranking Task: a multi-task ranker over a frozen two-tower's embeddings."""
+"""The ranking Task: a multi-task ranker over a frozen two-tower's embeddings.
+
+The towers are frozen while the ranker trains, so their outputs are computed once before training
+instead of in every step of every epoch: one user embedding per request (a request has one user
+at one time) and one content embedding per catalog item; a row's item embedding is its item's
+content plus the (frozen) freshness term of its bucket, exactly what `TwoTower.item` returns.
+Batches then carry indices into those tables instead of 50-item histories.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from feedrank.models.inputs import Batch, ItemInputs, UserInputs
+from feedrank.models.inputs import Batch
 from feedrank.models.ranker import HEADS, Ranker, RankerInputs
 from feedrank.models.two_tower import TwoTower
 from feedrank.train.losses import multitask_bce
@@ -20,33 +27,50 @@ class RankerLossConfig:
     negative_rate: float = 1.0  # keep-probability of rows without engagement (1 = no downsampling)
 
 
-def ranker_inputs(towers: TwoTower, batch: Batch, with_position: bool) -> RankerInputs:
-    """Tower embeddings (no gradient: retrieval is trained separately) plus the ranker's features."""
-    with torch.no_grad():
-        user = towers.user(UserInputs.from_batch(batch))
-        item = towers.item(ItemInputs.from_batch(batch))
-    return RankerInputs(
-        user_emb=user,
-        item_emb=item,
-        publisher=batch["item_pub"],
-        category=batch["item_cat"],
-        content_type=batch["item_type"],
-        freshness=batch["item_fresh"],
-        counters=batch["counters"],
-        position=batch["position"] if with_position else None,
-    )
+class TowerTables(nn.Module):
+    """Frozen tower outputs: user embedding per request, content embedding per catalog item."""
+
+    def __init__(self, users: Tensor, content: Tensor, freshness: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("users", users, persistent=False)  # (R, d)
+        self.register_buffer("content", content, persistent=False)  # (I, d)
+        self.register_buffer("freshness", freshness, persistent=False)  # (buckets, d)
+
+    def inputs(self, batch: Batch, with_position: bool) -> RankerInputs:
+        users: Tensor = self.users  # type: ignore[assignment]
+        content: Tensor = self.content  # type: ignore[assignment]
+        freshness: Tensor = self.freshness  # type: ignore[assignment]
+        return RankerInputs(
+            user_emb=users[batch["request_index"]],
+            item_emb=content[batch["item_row"]] + freshness[batch["item_fresh"]],
+            publisher=batch["item_pub"],
+            category=batch["item_cat"],
+            content_type=batch["item_type"],
+            freshness=batch["item_fresh"],
+            counters=batch["counters"],
+            position=batch["position"] if with_position else None,
+        )
+
+
+@torch.no_grad()
+def tower_tables(towers: TwoTower, user_batches: list[Batch], catalog_items: Batch) -> TowerTables:
+    """Run the frozen towers once: users (in request order, given in batches) and the catalog."""
+    from feedrank.models.inputs import ItemInputs, UserInputs
+
+    towers.eval()
+    users = torch.cat([towers.user(UserInputs.from_batch(b)) for b in user_batches])
+    content = towers.item_tower.content(ItemInputs.from_batch(catalog_items))
+    return TowerTables(users, content, towers.item_tower.freshness.weight.detach().clone())
 
 
 class RankerTask(nn.Module):
-    """Owns the ranker (trained) and the two-tower (frozen, always in eval mode)."""
+    """Owns the ranker (trained) and the frozen tower tables it reads."""
 
-    def __init__(self, ranker: Ranker, towers: TwoTower, cfg: RankerLossConfig) -> None:
+    def __init__(self, ranker: Ranker, tables: TowerTables, cfg: RankerLossConfig) -> None:
         super().__init__()
         self.ranker = ranker
-        self.towers = towers
+        self.tables = tables
         self.cfg = cfg
-        for p in self.towers.parameters():
-            p.requires_grad_(False)
         self.register_buffer(
             "head_weights", torch.tensor([cfg.head_weights.get(h, 1.0) for h in HEADS]), persistent=False
         )
@@ -55,13 +79,8 @@ class RankerTask(nn.Module):
     def model(self) -> Ranker:
         return self.ranker
 
-    def train(self, mode: bool = True) -> RankerTask:
-        super().train(mode)
-        self.towers.eval()  # no id dropout in the frozen towers
-        return self
-
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        logits = self.ranker(ranker_inputs(self.towers, batch, with_position=True))  # (N, H)
+        logits = self.ranker(self.tables.inputs(batch, with_position=True))  # (N, H)
         targets = torch.stack([batch[f"y_{h}"] for h in HEADS], dim=1)
         # Downsampled negatives count 1 / keep-rate: the probabilities stay calibrated to all rows.
         weights = 1.0 / batch["sample_rate"]

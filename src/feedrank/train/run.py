@@ -42,7 +42,7 @@ from feedrank.train.batches import TensorBatchSource
 from feedrank.train.config import TrainConfig
 from feedrank.train.labels import EngagementWeights
 from feedrank.train.loop import Evaluate, train
-from feedrank.train.ranker_task import RankerLossConfig, RankerTask
+from feedrank.train.ranker_task import RankerLossConfig, RankerTask, TowerTables, tower_tables
 from feedrank.train.report import TrainResult
 from feedrank.train.retrieval_task import RetrievalLossConfig, RetrievalTask
 
@@ -152,17 +152,28 @@ def train_ranker(
     towers, retrieval_cfg = load_retrieval(retrieval_run)
     space = space or build_space(split_dir, retrieval_cfg.features)
     parts = open_split(split_dir)
-    arrays = ranker_examples(
+    arrays, requests = ranker_examples(
         space, parts["train"].read("impressions"), cfg.loss.negative_rate, seed=cfg.train.seed
     )
     ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
-    task = RankerTask(ranker, towers, cfg.loss)
+    task = RankerTask(ranker, _tower_tables(towers, space, requests), cfg.loss)
     data = TensorBatchSource(to_tensors(arrays), cfg.batch_size, seed=cfg.train.seed)
     evaluate = make_evaluate(space) if make_evaluate else None
     result = train(task, data, cfg.train, out_dir, evaluate, resume=resume)
     extra = {"examples": len(arrays["y_click"]), "retrieval_run": str(Path(retrieval_run).resolve())}
     _finish(out_dir, "ranker", cfg, split_dir, ranker, result, extra)
     return result
+
+
+def _tower_tables(towers: TwoTower, space: FeatureSpace, requests: Arrays) -> TowerTables:
+    """The frozen towers' outputs for every training request and catalog item (computed once)."""
+    num = len(next(iter(requests.values())))
+    user_batches = [
+        to_tensors({k: v[lo : lo + 8192] for k, v in requests.items()}) for lo in range(0, num, 8192)
+    ]
+    everything = np.arange(len(space.catalog))
+    catalog = to_tensors(space.item_arrays(everything, np.zeros(everything.size, dtype=np.int64)))
+    return tower_tables(towers, user_batches, catalog)
 
 
 def describe_tables(features: FeatureConfig, dim: int) -> str:

@@ -1,0 +1,198 @@
+"""End-to-end latency of POST /v1/feed over loopback, with a catalog of a million items.
+
+    .venv/bin/python bench/bench_service.py --items 1000000 --requests 2000 --concurrency 8
+
+The models are the default world's (from `feedrank demo --out runs/demo`, trained here first if
+that directory is missing). The catalog is the world's items plus `--items` synthetic ones
+(publishers, categories and content types drawn from the real catalog, published over the last
+72 hours of the log), embedded by the trained item tower and indexed (IVF by default). The
+service runs in this process on a free loopback port (uvicorn, one worker); clients are httpx with
+keep-alive. Reports client-side p50/p99 for one client, throughput and latency at `--concurrency`
+clients, and the server's own per-stage timings; writes a latency histogram PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
+
+from feedrank.bundle import write_bundle
+from feedrank.data.schema import ITEMS
+from feedrank.index import IndexSpec
+from feedrank.pipeline import DemoConfig, run_demo
+from feedrank.serve.local import running_service
+from feedrank.serve.settings import ServeSettings
+
+STAGES = ("user", "retrieve", "rank", "rerank", "total")
+
+
+def ensure_runs(demo: Path) -> Path:
+    if not (demo / "ranker" / "run.json").is_file():
+        print(f"no trained runs in {demo}: running the main job first")
+        run_demo(demo, DemoConfig())
+    return demo
+
+
+def enlarged_split(split: Path, extra: int, out: Path, seed: int) -> Path:
+    """A copy of `split` whose test part's catalog has `extra` synthetic items more."""
+    shutil.copytree(split, out)
+    items_dir = out / "test" / "items"
+    items = pl.read_parquet(items_dir / "*.parquet")
+    end = pl.read_parquet(out / "test" / "impressions" / "*.parquet").get_column("ts").max()
+    assert isinstance(end, datetime)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, items.height, extra)
+    ages_s = rng.uniform(0, 72 * 3600, extra)
+    synthetic = pl.DataFrame(
+        {
+            "item_id": [f"x{i}" for i in range(extra)],
+            "publisher_id": items.get_column("publisher_id").gather(pick),
+            "category": items.get_column("category").gather(pick),
+            "subcategory": items.get_column("subcategory").gather(pick),
+            "content_type": items.get_column("content_type").gather(pick),
+            "published_ts": pl.Series([end - timedelta(seconds=float(a)) for a in ages_s]).cast(
+                ITEMS.column("published_ts").dtype
+            ),
+            "title": pl.Series([None] * extra, dtype=pl.String),
+        }
+    )
+    for old in items_dir.glob("*.parquet"):
+        old.unlink()
+    pl.concat([items, synthetic]).write_parquet(items_dir / "part-00000.parquet")
+    return out
+
+
+def run_clients(
+    url: str, users: list[str], requests: int, concurrency: int
+) -> tuple[list[float], list[dict[str, Any]], float]:
+    """(client latencies ms, server answers, wall seconds) of `requests` feeds by `concurrency` clients."""
+    latencies: list[float] = []
+    answers: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    per_client = requests // concurrency
+
+    def client(worker: int) -> None:
+        rng = np.random.default_rng(worker)
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for _ in range(per_client):
+                user = users[int(rng.integers(len(users)))]
+                t0 = time.perf_counter()
+                response = http.post("/v1/feed", json={"user_id": user, "k": 20})
+                elapsed = (time.perf_counter() - t0) * 1e3
+                response.raise_for_status()
+                with lock:
+                    latencies.append(elapsed)
+                    answers.append(response.json())
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, answers, time.perf_counter() - start
+
+
+def summarize(latencies: list[float], answers: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    lat = np.array(latencies)
+    stages = {s: float(np.median([a["timings_ms"].get(s, np.nan) for a in answers])) for s in STAGES}
+    stages_p99 = {
+        s: float(np.percentile([a["timings_ms"].get(s, np.nan) for a in answers], 99)) for s in STAGES
+    }
+    return {
+        "requests": len(latencies),
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p90_ms": float(np.percentile(lat, 90)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "max_ms": float(lat.max()),
+        "throughput_rps": len(latencies) / wall_s,
+        "server_stage_median_ms": stages,
+        "server_stage_p99_ms": stages_p99,
+        "degraded": sum(bool(a["degraded"]) for a in answers),
+        "cache_hits": sum(a["cache"] == "hit" for a in answers),
+    }
+
+
+def plot(single: list[float], concurrent: list[float], concurrency: int, path: Path) -> None:
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    lo, hi = np.log10(max(0.1, min(single + concurrent))), np.log10(max(single + concurrent))
+    bins = [float(b) for b in np.logspace(lo, hi, 60)]
+    ax.hist(single, bins=bins, alpha=0.6, label=f"1 client (p99 {np.percentile(single, 99):.1f} ms)")
+    ax.hist(
+        concurrent,
+        bins=bins,
+        alpha=0.6,
+        label=f"{concurrency} clients (p99 {np.percentile(concurrent, 99):.1f} ms)",
+    )
+    ax.axvline(20, color="grey", linestyle="--", label="20 ms target (p99, 1 client)")
+    ax.set(xscale="log", xlabel="client-side latency of POST /v1/feed (ms)", ylabel="requests",
+           title="Feed latency over loopback")  # fmt: skip
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--demo", type=Path, default=Path("runs/demo"), help="directory of `feedrank demo`")
+    parser.add_argument("--items", type=int, default=1_000_000, help="synthetic items added to the catalog")
+    parser.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="ivf")
+    parser.add_argument("--nlist", type=int, default=4096)
+    parser.add_argument("--nprobe", type=int, default=32)
+    parser.add_argument("--ef-search", type=int, default=128)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--int8", action="store_true", help="serve INT8-quantized MLPs")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-service"), help="JSON and PNG go here")
+    parser.add_argument("--quick", action="store_true", help="10k items, 200 requests: a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.items, args.requests = 10_000, 200
+    demo = ensure_runs(args.demo)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        split = enlarged_split(demo / "split", args.items, Path(tmp) / "split", seed=0)
+        spec = IndexSpec(kind=args.index, nlist=args.nlist, nprobe=args.nprobe, ef_search=args.ef_search)
+        t0 = time.perf_counter()
+        bundle = write_bundle(demo / "ranker", Path(tmp) / "bundle", index_spec=spec, split_dir=split)
+        build_s = time.perf_counter() - t0
+        users = pl.read_parquet(bundle / "events.parquet").get_column("user_id").unique().sort().to_list()
+        settings = ServeSettings(clock="bundle", int8=args.int8)
+        t0 = time.perf_counter()
+        with running_service(bundle, settings, timeout_s=600) as url:
+            load_s = time.perf_counter() - t0
+            run_clients(url, users, min(200, args.requests), 1)  # warm-up: caches, allocator, threads
+            single = run_clients(url, users, args.requests, 1)
+            concurrent = run_clients(url, users, args.requests, args.concurrency)
+        catalog = pl.read_parquet(bundle / "items.parquet").height
+    result = {
+        "catalog_items": catalog,
+        "index": spec.describe() if hasattr(spec, "describe") else str(spec),
+        "int8": args.int8,
+        "bundle_build_s": build_s,
+        "service_load_s": load_s,
+        "single_client": summarize(*single),
+        f"{args.concurrency}_clients": summarize(*concurrent),
+    }
+    (args.out / "service.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(single[0], concurrent[0], args.concurrency, args.out / "latency_histogram.png")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
