@@ -6,6 +6,7 @@ import json
 import shutil
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,34 @@ def test_redis_stopped_while_requests_run_fails_no_request(
     assert set(statuses) == {200} and len(statuses) == 60
     fallbacks = [line for line in metrics.splitlines() if line.startswith("feedrank_cache_fallbacks_total")]
     assert fallbacks and float(fallbacks[0].split()[-1]) > 0
+
+
+def test_fresh_items_are_added_and_served(client: TestClient, bundle_path: Path) -> None:
+    import polars as pl
+
+    end = pl.read_parquet(bundle_path / "events.parquet").get_column("ts").max()
+    assert isinstance(end, datetime)
+    fresh = [
+        {
+            "item_id": f"fresh-{i}",
+            "publisher_id": "p1",
+            "category": "news",
+            "content_type": "article",
+            "published_ts": end.isoformat(),
+        }
+        for i in range(50)
+    ]
+    before = client.post(
+        "/v1/events", json={"events": [{"user_id": "u1", "item_id": "fresh-0", "type": "click"}]}
+    )
+    assert before.json() == {"accepted": 0, "ignored": 1}
+    assert client.post("/v1/items", json={"items": fresh}).json() == {"added": 50, "known": 0}
+    assert client.post("/v1/items", json={"items": fresh[:5]}).json() == {"added": 0, "known": 5}
+    after = client.post(
+        "/v1/events", json={"events": [{"user_id": "u1", "item_id": "fresh-0", "type": "click"}]}
+    )
+    assert after.json() == {"accepted": 1, "ignored": 0}
+    # 50 brand-new items from the same publisher and category: some reach a feed of 100
+    feed = client.post("/v1/feed", json={"user_id": "someone", "k": 100}).json()
+    assert any(i["item_id"].startswith("fresh-") for i in feed["items"])
+    assert client.post("/v1/items", json={"items": [{"item_id": ""}]}).status_code == 422

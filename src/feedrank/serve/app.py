@@ -2,6 +2,7 @@
 
     POST /v1/feed        a feed for a user
     POST /v1/events      engagement events (click, dwell, share, hide)
+    POST /v1/items       fresh items: embedded by the item tower and added to the index at once
     GET  /healthz        the process is up
     GET  /readyz         a bundle is loaded (503 until then)
     GET  /metrics        Prometheus text
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import polars as pl
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
@@ -63,6 +65,20 @@ class EventBody(BaseModel):
 
 class EventsBody(BaseModel):
     events: list[EventBody] = Field(min_length=1, max_length=1000)
+
+
+class ItemBody(BaseModel):
+    item_id: str = Field(min_length=1, max_length=256)
+    publisher_id: str | None = Field(default=None, max_length=256)
+    category: str | None = Field(default=None, max_length=256)
+    subcategory: str | None = Field(default=None, max_length=256)
+    content_type: str | None = Field(default=None, max_length=64)
+    published_ts: datetime | None = None
+    title: str | None = Field(default=None, max_length=1000)
+
+
+class ItemsBody(BaseModel):
+    items: list[ItemBody] = Field(min_length=1, max_length=1000)
 
 
 class ReloadBody(BaseModel):
@@ -130,6 +146,16 @@ def create_app(
     def events(body: EventsBody) -> dict[str, int]:
         accepted = sum(service.event(e.user_id, e.item_id, e.type, _us(e.ts), e.dwell_s) for e in body.events)
         return {"accepted": accepted, "ignored": len(body.events) - accepted}
+
+    @app.post("/v1/items")
+    def items(body: ItemsBody) -> dict[str, int]:
+        rows = [item.model_dump() for item in body.items]
+        for row in rows:
+            if row["published_ts"] is not None and row["published_ts"].tzinfo is None:
+                row["published_ts"] = row["published_ts"].replace(tzinfo=UTC)
+        frame = pl.DataFrame(rows, schema_overrides={"published_ts": pl.Datetime("us", "UTC")})
+        added = service.add_items(frame)
+        return {"added": added, "known": len(rows) - added}
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -7,6 +7,7 @@ Built once per bundle. The index holds content + freshness vectors; freshness ag
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 
@@ -16,8 +17,12 @@ import torch
 from torch import nn
 
 from feedrank.bundle import Bundle
+from feedrank.data.dataset import conform
+from feedrank.data.features import ItemCatalog, build_catalog
+from feedrank.data.schema import ITEMS
+from feedrank.data.timeline import NO_TIME
 from feedrank.index import ManagedIndex, RebuildPolicy
-from feedrank.models.inputs import UserInputs
+from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.ranker import RankerInputs
 from feedrank.serve.quantize import quantize_linear_int8
 from feedrank.serve.rerank import Candidates
@@ -51,12 +56,77 @@ class ServingCatalog:
         empty = _empty_user(space.config.history_len, space.users.demographics.shape[1])
         self.default_user: np.ndarray = self.user_tower(empty)[0].numpy().astype(np.float32)
         self.click_rate, self.mean_dwell_s = _engagement_stats(bundle)
+        self._add_lock = threading.Lock()
         self.index = ManagedIndex(
             bundle.index,
             RebuildPolicy(max_age_s=settings.index_max_age_s),
             source=self._index_source,
             clock=time.monotonic,
         )
+
+    def add_items(self, items: pl.DataFrame, now_us: int) -> int:
+        """Add fresh items (canonical `items` rows) to the catalog and the index; returns how many
+        were new. Item ids already known are skipped.
+
+        Arrays only grow and are replaced before the index learns the new rows, so a request that
+        gets a new row from the index always finds it in the arrays it reads afterwards.
+        """
+        with self._add_lock:
+            items = conform(items, ITEMS).unique("item_id", keep="last", maintain_order=True)
+            items = items.filter(
+                ~pl.col("item_id").is_in(pl.Series(list(self._index_of), dtype=pl.String).implode())
+            )
+            if items.height == 0:
+                return 0
+            space = self.bundle.space
+            fresh = build_catalog(items, space.config)
+            start = len(self.item_ids)
+            rows = np.arange(start, start + items.height, dtype=np.int64)
+            content = self._content(fresh)
+            old = space.catalog
+            merged = ItemCatalog(
+                item_ids=np.concatenate([old.item_ids, fresh.item_ids]),
+                id_bucket=np.concatenate([old.id_bucket, fresh.id_bucket]),
+                publisher=np.concatenate([old.publisher, fresh.publisher]),
+                category=np.concatenate([old.category, fresh.category]),
+                subcategory=np.concatenate([old.subcategory, fresh.subcategory]),
+                content_type=np.concatenate([old.content_type, fresh.content_type]),
+                published_us=np.concatenate([old.published_us, fresh.published_us]),
+                index=old.index,
+            )
+            exists = np.where(fresh.published_us == NO_TIME, now_us, np.minimum(fresh.published_us, now_us))
+            unknown = np.full(items.height, np.nan)
+            # Replace every array first, then extend the id map, then the index.
+            self.content = np.concatenate([self.content, content])
+            self.published_us = merged.published_us
+            self.exists_us = np.concatenate([self.exists_us, exists])
+            self.publisher = merged.publisher
+            self.id_bucket_padded = np.concatenate([self.id_bucket_padded, fresh.id_bucket])
+            self.category_padded = np.concatenate([self.category_padded, fresh.category])
+            self.publisher_padded = np.concatenate([self.publisher_padded, fresh.publisher])
+            self.click_rate = np.concatenate([self.click_rate, unknown])
+            self.mean_dwell_s = np.concatenate([self.mean_dwell_s, unknown])
+            self.item_ids = merged.item_ids
+            space.item_exists_us = self.exists_us
+            space.catalog = merged
+            for offset, item_id in enumerate(fresh.item_ids.tolist()):
+                self._index_of[item_id] = start + offset
+            self.index.add(self.item_vectors(rows, now_us), rows)
+            return int(items.height)
+
+    @torch.no_grad()
+    def _content(self, catalog: ItemCatalog) -> np.ndarray:
+        ids = torch.from_numpy(catalog.id_bucket)
+        inputs = ItemInputs(
+            item_id=ids,
+            publisher=torch.from_numpy(catalog.publisher),
+            category=torch.from_numpy(catalog.category),
+            subcategory=torch.from_numpy(catalog.subcategory),
+            content_type=torch.from_numpy(catalog.content_type),
+            freshness=torch.zeros_like(ids),
+        )
+        out: np.ndarray = self.towers.item_tower.content(inputs).numpy().astype(np.float32)
+        return out
 
     def rows(self, item_ids: Sequence[str]) -> np.ndarray:
         get = self._index_of.get

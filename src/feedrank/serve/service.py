@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import polars as pl
 import torch
 
 from feedrank.bundle import load_bundle
@@ -85,6 +86,13 @@ class FeedService:
         accepted = self.recommender.record_event(user_id, item_id, kind, ts_us, dwell_s)
         self.metrics.inc("feedrank_events_total", {"type": kind, "accepted": str(accepted).lower()})
         return accepted
+
+    def add_items(self, items: pl.DataFrame) -> int:
+        """Fresh items into the current bundle's catalog and index (a reload starts from the bundle)."""
+        recommender = self.recommender
+        added = recommender.catalog.add_items(items, self.settings.now_us(recommender.bundle))
+        self.metrics.inc("feedrank_items_added_total", value=float(added))
+        return added
 
     def render_metrics(self) -> str:
         current = self._recommender
