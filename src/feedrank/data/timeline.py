@@ -26,12 +26,25 @@ class EventIndex:
         times: (E,) int64 microseconds; NO_TIME for "before everything".
         values: (E,) optional payload returned by `last_n` (e.g. item buckets); kept in event order
             within a key and time (a stable sort), so ties keep their input order.
+
+    Each event is sorted under one composite int64 `key * (T + 1) + rank(time)`, where rank is the
+    time's position among the T distinct event times; "events of key k before t" is then the
+    range between two `np.searchsorted` calls, for any number of queries at once.
     """
 
     def __init__(self, keys: np.ndarray, times: np.ndarray, values: np.ndarray | None = None) -> None:
         keys = np.asarray(keys, dtype=np.int64)
         times = np.asarray(times, dtype=np.int64)
-        order = np.lexsort((times, keys))  # stable: ties keep input order
+        ordered = np.sort(times)  # np.unique is many times slower than a sort on numpy 2.4
+        self._times = ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
+        self._stride = np.int64(self._times.size + 1)
+        if keys.size and int(keys.max()) >= (2**62) // int(self._stride):
+            raise ValueError(
+                f"event keys up to {int(keys.max())} with {self._times.size} distinct times overflow int64"
+            )
+        composite = keys * self._stride + np.searchsorted(self._times, times)
+        order = np.argsort(composite, kind="stable")  # stable: ties keep input order
+        self._composite = composite[order]
         self.keys = keys[order]
         self.times = times[order]
         self.values = None if values is None else np.asarray(values)[order]
@@ -39,13 +52,19 @@ class EventIndex:
     def __len__(self) -> int:
         return int(self.keys.size)
 
+    def _bound(self, query_keys: np.ndarray, query_times: np.ndarray) -> np.ndarray:
+        """(Q,) index of the first event of each query's key with time >= t (events before it are < t)."""
+        rank = np.searchsorted(self._times, np.asarray(query_times, dtype=np.int64), side="left")
+        bound: np.ndarray = np.searchsorted(
+            self._composite, np.asarray(query_keys, dtype=np.int64) * self._stride + rank, side="left"
+        )
+        return bound
+
     def _position(self, query_keys: np.ndarray, query_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each query: index range [start, end) of its key's events with time < t."""
         qk = np.asarray(query_keys, dtype=np.int64)
-        qt = np.asarray(query_times, dtype=np.int64)
-        start = np.searchsorted(self.keys, qk, side="left")
-        stop = np.searchsorted(self.keys, qk, side="right")
-        return start, _searchsorted_blocks(self.times, start, stop, qt)
+        start: np.ndarray = np.searchsorted(self._composite, qk * self._stride, side="left")
+        return start, self._bound(qk, query_times)
 
     def count_before(
         self, query_keys: np.ndarray, query_times: np.ndarray, window_us: int | None = None
@@ -55,9 +74,7 @@ class EventIndex:
         if window_us is None:
             counts: np.ndarray = end - start
             return counts
-        qt = np.asarray(query_times, dtype=np.int64)
-        stop = np.searchsorted(self.keys, np.asarray(query_keys, dtype=np.int64), side="right")
-        lo = _searchsorted_blocks(self.times, start, stop, qt - window_us)
+        lo = self._bound(query_keys, np.asarray(query_times, dtype=np.int64) - window_us)
         in_window: np.ndarray = end - lo
         return in_window
 
@@ -71,24 +88,3 @@ class EventIndex:
         out = np.full(cols.shape, pad, dtype=self.values.dtype)
         out[valid] = self.values[cols[valid]]
         return out
-
-
-def _searchsorted_blocks(times: np.ndarray, start: np.ndarray, stop: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Vectorized searchsorted(times[start:stop], t, 'left') + start for many blocks at once.
-
-    A branch-free binary search run for all queries in lock-step: log2(max block) iterations of
-    numpy operations, instead of one Python-level searchsorted per key.
-    """
-    lo = start.astype(np.int64).copy()
-    hi = stop.astype(np.int64).copy()
-    if times.size == 0:
-        return lo
-    while True:
-        active = lo < hi
-        if not active.any():
-            return lo
-        mid = (lo + hi) // 2
-        mid_safe = np.minimum(mid, times.size - 1)
-        go_right = active & (times[mid_safe] < t)
-        lo = np.where(go_right, mid + 1, lo)
-        hi = np.where(active & ~go_right, mid, hi)
