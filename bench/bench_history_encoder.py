@@ -14,8 +14,9 @@
    users at batch 1,000, users with full 50-item histories, median over many calls, the two
    encoders alternating in rounds so both see the same machine load.
 3. Training step time of the transformer with and without gradient checkpointing (and the mean for
-   reference): the real train() loop on synthetic batches of 1024 with full histories, each
-   configuration in a fresh process (its peak RSS is its own).
+   reference): the real train() loop and RetrievalTask on synthetic batches of 1024 clicks with
+   full histories and the default 9 hard negatives (bench/common.py), each configuration in a
+   fresh process (its peak RSS is its own).
 
 Everything runs with `--threads` torch threads (default 1: on the shared 2-core machine a second
 intra-op thread stalls whenever another process holds a core). The rule: the transformer becomes

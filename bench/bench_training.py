@@ -1,20 +1,27 @@
 """Training throughput (samples/s) and peak memory (RSS) of the two-tower and the ranker on this CPU.
 
-    .venv/bin/python bench/bench_training.py --repeats 3 --torchrec-python /tmp/trec/bin/python
+    .venv/bin/python bench/bench_training.py --repeats 3 --ablation --torchrec-python /tmp/trec/bin/python
     .venv/bin/python bench/bench_training.py --quick                  # smoke: a few steps, 1 repeat
     .venv/bin/python bench/bench_training.py --profile two_tower      # where a step's time goes
 
 Default configuration of both runs (`RetrievalRunConfig`, `RankerRunConfig`): batch 1024, d = 128,
-50-item histories. Batches are synthetic (bench/common.py): the keys, dtypes and shapes of
-`retrieval_examples` / `ranker_examples` (checked against the real ones on the tiny simulated
-world before measuring), ids uniform over the FeatureConfig tables, every history 50 items long.
+50-item histories, the two-tower with the 9 hard negatives of a 10-item slate, the ranker over
+the frozen towers' precomputed tables. Batches are synthetic (bench/common.py) with the keys,
+dtypes and shapes of train_retrieval's / train_ranker's examples (checked against the real ones
+on the tiny simulated world before measuring): ids uniform over the FeatureConfig tables, every
+history 50 items long; the "catalog ids" cases draw items from a 5,300-item catalog with
+popularity instead, which repeats items within a batch about as much as the default world does.
+
+Threads: 1 and 2 torch intra-op threads, the latter also with OMP_WAIT_POLICY=PASSIVE (with
+OpenMP's default spin-waiting, two threads on a 2-core box that other processes also use lose a
+scheduler slice at every parallel region; sleeping waiters do not).
 
 Each case runs in a fresh Python process (so its peak RSS is its own) through the real
 `feedrank.train.train` loop with the real RetrievalTask / RankerTask and no evaluation. Samples/s
 counts the steps after `--warmup` steps, timed by `on_step`; the final checkpoint write is outside
-the window. Cases of one repeat run back to back and each ratio (bf16 / fp32, 2 / 1 threads,
-variant / baseline) is taken within a repeat, then the median over repeats is reported: the
-machine is shared, so absolute rates move with its load and same-repeat ratios move less.
+the window. Each ratio (bf16 / fp32, 2 / 1 threads, variant / baseline) comes from its two cases
+run back to back (in alternating order) in every repeat, and the median over repeats is reported:
+the machine is shared, so absolute rates move with its load and paired ratios move less.
 
 Variants of the two-tower (the ranker has none):
     two_tower                 the model as it is
@@ -28,6 +35,8 @@ Variants of the two-tower (the ranker has none):
         fused_adagrad  Adagrad of the large sparse tables applied in backward (post-accumulate hook)
         compile_pairs  score_at's (B, B) logits + freshness term as one torch.compile'd function, the
                        buckets counted by unrolled comparisons (fused into one loop by inductor)
+        dedupe         the item tower embeds each distinct item id of a call once, then gathers
+                       (pays off with --ids catalog, where batches repeat items as real ones do)
 
 torchrec is optional: it is used only from an interpreter where it imports (this one, or the one
 given by --torchrec-python with feedrank's dependencies; feedrank itself comes from src/ via
@@ -70,14 +79,15 @@ from feedrank.data.features import DEMOGRAPHICS, FeatureConfig
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.two_tower import ItemTower, TwoTower, TwoTowerConfig, UserTower, drop_ids, mlp
 from feedrank.train import TensorBatchSource, TrainConfig, train
-from feedrank.train.ranker_task import RankerTask
+from feedrank.train.ranker_task import RankerTask, tower_tables
 from feedrank.train.retrieval_task import RetrievalTask
 from feedrank.train.run import RankerRunConfig, RetrievalRunConfig, build_ranker, build_two_tower
 
 log = logging.getLogger("bench_training")
 
 SMALL_TABLE_ROWS = 4_096
-FLAGS = ("fresh", "bag", "dense_small", "fused_adagrad", "compile_pairs")
+CATALOG_ITEMS = 5_300  # the default world's catalog
+FLAGS = ("fresh", "bag", "dense_small", "fused_adagrad", "compile_pairs", "dedupe")
 PROPOSED = "two_tower+" + "+".join(FLAGS)
 TORCHREC_VARIANTS = ("two_tower_torchrec", "two_tower_torchrec_fused")
 
@@ -85,17 +95,44 @@ TORCHREC_VARIANTS = ("two_tower_torchrec", "two_tower_torchrec_fused")
 # --------------------------------------------------------------------------- prototypes (bench only)
 
 
-class IntFreshnessItemTower(ItemTower):
-    """Same buckets as ItemTower.freshness_bucket, from int64 µs ages: no float64 (B, B) pass."""
+class ProposedItemTower(ItemTower):
+    """ItemTower with two of the prototypes (`fresh`, `dedupe`); the same parameters."""
 
-    def __init__(self, features: FeatureConfig, cfg: TwoTowerConfig) -> None:
+    def __init__(self, features: FeatureConfig, cfg: TwoTowerConfig, flags: set[str]) -> None:
         super().__init__(features, cfg)
+        self.int_freshness, self.dedupe = "fresh" in flags, "dedupe" in flags
         self.edges_us = torch.tensor([round(h * 3.6e9) for h in features.freshness_edges_h])
 
     def freshness_bucket(self, published_us: Tensor, ts_us: Tensor) -> Tensor:
+        """Same buckets as ItemTower.freshness_bucket, from int64 µs ages: no float64 (B, B) pass."""
+        if not self.int_freshness:
+            return super().freshness_bucket(published_us, ts_us)
         # age < 0 (published "after" the impression) lands in bucket 1, as the clamp(min=0) does.
         bucket = 1 + torch.bucketize(ts_us - published_us, self.edges_us.to(ts_us.device), right=True)
         return torch.where(published_us == torch.iinfo(torch.int64).min, torch.zeros_like(bucket), bucket)
+
+    def content(self, items: ItemInputs) -> Tensor:
+        """Embed each distinct item of the batch once and gather: (..., d).
+
+        A batch repeats items (positives, the other items of their slates, popular news); content
+        depends on the item's features only, so the tables and the MLP run on distinct item ids.
+        Id dropout then hides an item for all its rows in the batch rather than per row.
+        """
+        if not self.dedupe:
+            return super().content(items)
+        shape, flat = items.shape, items.flatten()
+        _, first, inverse = _unique_first(flat.item_id)
+        pick = ItemInputs(*(f[first] for f in flat.fields()))
+        return super().content(pick)[inverse].reshape(*shape, -1)
+
+
+def _unique_first(values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(distinct values, index of the first occurrence of each, inverse) of a 1-d tensor."""
+    ids, inverse = torch.unique(values, return_inverse=True)
+    first = torch.full_like(ids, values.numel()).scatter_reduce_(
+        0, inverse, torch.arange(values.numel()), reduce="amin"
+    )
+    return ids, first, inverse
 
 
 class BagUserTower(UserTower):
@@ -153,9 +190,8 @@ class ProposedTwoTower(TwoTower):
         nn.Module.__init__(self)
         flags = set(flags)
         self.cfg = cfg
-        item_cls = IntFreshnessItemTower if "fresh" in flags else ItemTower
         user_cls = BagUserTower if "bag" in flags else UserTower
-        self.item_tower = item_cls(features, cfg)
+        self.item_tower = ProposedItemTower(features, cfg, flags)
         self.user_tower = user_cls(features, cfg, self.item_tower, num_demographics)
         if "dense_small" in flags:
             for m in self.modules():
@@ -348,17 +384,26 @@ def torchrec_status(python: str) -> str:
 # --------------------------------------------------------------------------- one measurement (child)
 
 
-def build_case(variant: str, n: int, batch: int, seed: int) -> tuple[Any, TensorBatchSource, TrainConfig]:
+def build_case(
+    variant: str, n: int, batch: int, seed: int, catalog_items: int = 0
+) -> tuple[Any, TensorBatchSource, TrainConfig]:
     """(task, data, train config) of a variant, built like train_retrieval / train_ranker do."""
     torch.manual_seed(seed)
     retrieval = RetrievalRunConfig()
     if variant == "ranker":
+        # As train_ranker: the frozen towers run once, before training, over every request and
+        # catalog item; batches then index those tables.
         ranker_cfg = RankerRunConfig()
-        towers = build_two_tower(retrieval).eval()  # frozen; untrained weights cost the same
+        towers = build_two_tower(retrieval).eval()  # untrained weights cost the same
+        rows, requests, catalog = synthetic_ranker_examples(n, retrieval.features, seed)
+        num_requests = len(requests["user_id"])
+        user_batches = [
+            {k: v[lo : lo + 8192] for k, v in requests.items()} for lo in range(0, num_requests, 8192)
+        ]
+        tables = tower_tables(towers, user_batches, catalog)
         ranker = build_ranker(ranker_cfg, retrieval.features, retrieval.model.dim)
-        data = synthetic_ranker_examples(n, retrieval.features, seed)
-        task: Any = RankerTask(ranker, towers, ranker_cfg.loss)
-        return task, TensorBatchSource(data, batch, seed=seed), ranker_cfg.train
+        task: Any = RankerTask(ranker, tables, ranker_cfg.loss)
+        return task, TensorBatchSource(rows, batch, seed=seed), ranker_cfg.train
     train_cfg = retrieval.train
     if variant == "two_tower":
         model = build_two_tower(retrieval)
@@ -376,16 +421,28 @@ def build_case(variant: str, n: int, batch: int, seed: int) -> tuple[Any, Tensor
             InBackwardAdagrad(big, lr=train_cfg.sparse_lr)
     else:
         raise SystemExit(f"unknown variant {variant!r}")
-    data = synthetic_retrieval_examples(n, retrieval.features, seed)
+    # A 10-item slate has 9 other items: what `hard_negatives` > 0 yields on the default world.
+    hard = min(9, retrieval.loss.hard_negatives)
+    data = synthetic_retrieval_examples(
+        n, retrieval.features, seed, hard_negatives=hard, catalog_items=catalog_items
+    )
     return RetrievalTask(model, retrieval.loss), TensorBatchSource(data, batch, seed=seed), train_cfg
 
 
 def measure(
-    variant: str, amp: str, threads: int, batch: int, warmup: int, steps: int, max_seconds: float, seed: int
+    variant: str,
+    amp: str,
+    threads: int,
+    batch: int,
+    warmup: int,
+    steps: int,
+    max_seconds: float,
+    seed: int,
+    catalog_items: int = 0,
 ) -> dict[str, Any]:
     """Train `variant` for warmup + steps optimizer steps in this process; rates after warm-up."""
     torch.set_num_threads(threads)
-    task, data, base = build_case(variant, batch * (warmup + steps), batch, seed)
+    task, data, base = build_case(variant, batch * (warmup + steps), batch, seed, catalog_items)
     config = dataclasses.replace(
         base,
         epochs=1,
@@ -409,10 +466,17 @@ class Case:
     variant: str
     amp: str
     threads: int
+    passive: bool = False  # OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning
+    catalog: bool = False  # ids from a 5,300-item catalog with popularity (else uniform over tables)
 
     @property
     def key(self) -> str:
-        return f"{self.variant}/{self.amp}/{self.threads}t"
+        suffix = ("/passive" if self.passive else "") + ("/catalog-ids" if self.catalog else "")
+        return f"{self.variant}/{self.amp}/{self.threads}t{suffix}"
+
+    def env(self, trec_python: str | None) -> dict[str, str]:
+        env = {"OMP_WAIT_POLICY": "PASSIVE"} if self.passive else {}
+        return env | ({"PYTHONPATH": str(REPO / "src")} if trec_python else {})
 
 
 def comparisons(ablation: bool) -> list[tuple[str, Case, Case]]:
@@ -423,6 +487,11 @@ def comparisons(ablation: bool) -> list[tuple[str, Case, Case]]:
             (f"{model}: bf16 / fp32 (1 thread)", Case(model, "bf16", 1), Case(model, "off", 1)),
             (f"{model}: 2 / 1 threads (fp32)", Case(model, "off", 2), Case(model, "off", 1)),
             (f"{model}: 2 / 1 threads (bf16)", Case(model, "bf16", 2), Case(model, "bf16", 1)),
+            (
+                f"{model}: 2 / 1 threads (fp32, OMP_WAIT_POLICY=PASSIVE)",
+                Case(model, "off", 2, passive=True),
+                Case(model, "off", 1, passive=True),
+            ),
         ]
     base = Case("two_tower", "off", 1)
     pairs += [(f"{v} / two_tower (fp32)", Case(v, "off", 1), base) for v in TORCHREC_VARIANTS]
@@ -434,31 +503,54 @@ def comparisons(ablation: bool) -> list[tuple[str, Case, Case]]:
         pairs += [
             (f"two_tower+{f} / two_tower (fp32)", Case(f"two_tower+{f}", "off", 1), base) for f in FLAGS
         ]
+    real = Case("two_tower", "off", 1, catalog=True)
+    pairs += [
+        ("two_tower: catalog ids / uniform ids (fp32)", real, base),
+        (
+            "two_tower+dedupe / two_tower (fp32, catalog ids)",
+            Case("two_tower+dedupe", "off", 1, catalog=True),
+            real,
+        ),
+        (f"{PROPOSED} (bf16) / two_tower (fp32), catalog ids", Case(PROPOSED, "bf16", 1, catalog=True), real),
+    ]
     return pairs
 
 
 def verify_synthetic_examples() -> None:
-    """The synthetic examples must look like the real ones: same keys, dtypes and trailing shapes."""
+    """The synthetic examples must look like the real ones: same keys, dtypes and trailing shapes
+    as train_retrieval's and train_ranker's on the tiny simulated world."""
     from feedrank.data.examples import ranker_examples, retrieval_examples
     from feedrank.data.split import open_split
-    from feedrank.train.run import build_space
+    from feedrank.train.run import AUTO_CATALOG_NEGATIVES, build_space
 
-    features = RetrievalRunConfig().features
+    cfg = RetrievalRunConfig()
     with tempfile.TemporaryDirectory(prefix="bench-train-world-") as tmp:
         split_dir = build_world(Path(tmp), "tiny")
-        space = build_space(split_dir, features)
-        impressions = open_split(split_dir)["train"].read("impressions")
-        real_retrieval = retrieval_examples(space, impressions)
+        space = build_space(split_dir, cfg.features)
+        train_part = open_split(split_dir)["train"]
+        impressions = train_part.read("impressions")
+        catalog_negatives = cfg.loss.catalog_negatives
+        if catalog_negatives < 0:
+            catalog_negatives = AUTO_CATALOG_NEGATIVES if train_part.click_only else 0
+        real_retrieval = retrieval_examples(
+            space, impressions, hard_negatives=cfg.loss.hard_negatives, catalog_negatives=catalog_negatives
+        )
         real_retrieval["weight"] = np.ones(1, dtype=np.float32)  # added by train_retrieval
-        real_ranker = ranker_examples(space, impressions)
+        real_rows, real_requests = ranker_examples(space, impressions)
+        everything = np.arange(len(space.catalog))
+        real_catalog = space.item_arrays(everything, np.zeros(everything.size, dtype=np.int64))
+    width = real_retrieval["neg_item_id"].shape[1] if "neg_item_id" in real_retrieval else 0
+    rows, requests, catalog = synthetic_ranker_examples(40, cfg.features)
     for name, real, synthetic in (
-        ("retrieval", real_retrieval, synthetic_retrieval_examples(4, features)),
-        ("ranker", real_ranker, synthetic_ranker_examples(4, features)),
+        ("retrieval", real_retrieval, synthetic_retrieval_examples(4, cfg.features, hard_negatives=width)),
+        ("ranker rows", real_rows, rows),
+        ("ranker requests", real_requests, requests),
+        ("ranker catalog", real_catalog, catalog),
     ):
         want, got = describe_examples(real), describe_examples(synthetic)
         if want != got:
             raise SystemExit(f"synthetic {name} examples differ from the real ones:\n{want}\n{got}")
-    log.info("synthetic examples match retrieval_examples / ranker_examples (keys, dtypes, shapes)")
+    log.info("synthetic examples match train_retrieval's and train_ranker's (keys, dtypes, shapes)")
 
 
 def child_args(case: Case, args: argparse.Namespace) -> list[str]:
@@ -466,6 +558,7 @@ def child_args(case: Case, args: argparse.Namespace) -> list[str]:
         "--variant", case.variant, "--amp-one", case.amp, "--threads-one", str(case.threads),
         "--batch", str(args.batch), "--warmup", str(args.warmup), "--steps", str(args.steps),
         "--max-seconds", str(args.max_seconds), "--seed", str(args.seed),
+        "--catalog-items", str(CATALOG_ITEMS if case.catalog else 0),
     ]  # fmt: skip
 
 
@@ -491,13 +584,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         for label, num, den in pairs:
             pair: dict[str, dict[str, Any]] = {}
             for case in (den, num) if repeat % 2 == 0 else (num, den):  # alternate who goes first
-                trec = case.variant in TORCHREC_VARIANTS
-                result = run_child(
-                    Path(__file__),
-                    child_args(case, args),
-                    python=trec_python if trec else None,
-                    env={"PYTHONPATH": str(REPO / "src")} if trec else None,
-                )
+                python = trec_python if case.variant in TORCHREC_VARIANTS else None
+                cmd = child_args(case, args)
+                result = run_child(Path(__file__), cmd, python=python, env=case.env(python))
                 pair[case.key] = result
                 runs.setdefault(case.key, []).append(result)
             ratios[label].append(pair[num.key]["samples_per_s"] / pair[den.key]["samples_per_s"])
@@ -549,12 +638,12 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         out.write(f"skipped {variant}: {reason}\n")
 
 
-def profile(variant: str, amp: str, batch: int, steps: int, rows: int) -> None:
+def profile(variant: str, amp: str, batch: int, steps: int, rows: int, catalog_items: int) -> None:
     """torch.profiler over `steps` steps of `variant` (1 thread) after 3 warm-up steps."""
     from torch.profiler import ProfilerActivity, schedule
 
     torch.set_num_threads(1)
-    task, data, base = build_case(variant, batch * (steps + 4), batch, 0)
+    task, data, base = build_case(variant, batch * (steps + 4), batch, 0, catalog_items)
     config = dataclasses.replace(
         base, epochs=1, max_steps=steps + 3, early_stop_metric="", amp=amp, num_threads=1,  # type: ignore[arg-type]
         progress=False, plot=False, log_every=10**9,
@@ -584,23 +673,26 @@ def main() -> None:
     parser.add_argument("--torchrec-python", default="", help="interpreter with torchrec (default: this one)")
     parser.add_argument("--profile", default="", metavar="VARIANT", help="profile VARIANT instead")
     parser.add_argument("--amp", default="off", help="with --profile: off or bf16")
+    parser.add_argument("--ids", choices=("uniform", "catalog"), default="uniform", help="with --profile")
     parser.add_argument("--json-out", type=Path, help="also write the full results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--amp-one", help=argparse.SUPPRESS)
     parser.add_argument("--threads-one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--catalog-items", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("feedrank").setLevel(logging.ERROR)
     if args.child:
         result = measure(
             args.variant, args.amp_one, args.threads_one, args.batch, args.warmup, args.steps,
-            args.max_seconds, args.seed,
+            args.max_seconds, args.seed, args.catalog_items,
         )  # fmt: skip
         print(json.dumps(result))
         return
     if args.profile:
-        profile(args.profile, args.amp, args.batch, steps=4 if args.quick else 10, rows=30)
+        catalog_items = CATALOG_ITEMS if args.ids == "catalog" else 0
+        profile(args.profile, args.amp, args.batch, 4 if args.quick else 10, 30, catalog_items)
         return
     if args.quick:
         args.repeats, args.warmup, args.steps, args.max_seconds = 1, 2, 4, 10.0

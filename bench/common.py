@@ -1,10 +1,12 @@
 """Shared pieces of the training benchmarks: synthetic examples, child processes, statistics.
 
-Synthetic examples carry the keys, dtypes and shapes that `feedrank.data.examples`
-(`retrieval_examples`, `ranker_examples`) produce, with ids drawn uniformly from the
-`FeatureConfig` table sizes and every history fully populated (`history_len` items per user):
-the simulated worlds' histories are mostly short (median 2 items in the default world), which
-would measure a much cheaper user tower than the one a 50-item history costs.
+Synthetic examples carry the keys, dtypes and shapes of what train_retrieval and train_ranker
+train on (`feedrank.data.examples.retrieval_examples` with the default 9 hard negatives of a
+10-item slate, `ranker_examples` with its requests, and the catalog the frozen towers embed),
+with ids drawn uniformly from the `FeatureConfig` table sizes and every history fully populated
+(`history_len` items per user): the simulated worlds' histories are mostly short (median 2 items
+per training click in the default world), which would measure a much cheaper user tower than
+the one a 50-item history costs.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,25 +56,92 @@ def _ids(rng: np.random.Generator, buckets: int, shape: int | tuple[int, ...]) -
     return torch.from_numpy(rng.integers(1, buckets, size=shape, dtype=np.int64))
 
 
-def _users_and_items(n: int, features: FeatureConfig, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-    """User-tower and item-tower inputs of n rows, as `FeatureSpace.user_arrays` + `item_arrays`."""
+@dataclass(frozen=True)
+class Catalog:
+    """A finite catalog: each item's id bucket and content features, and how popular it is.
+
+    With `catalog_items > 0` the synthetic examples draw items (shown, clicked, in histories) from
+    it, so batches repeat items as real ones do: in the default world a batch of 1,024 clicks
+    holds ~9,850 item slots (the clicks and their slates' other items) over ~3,000 distinct items;
+    5,300 items (the default world's catalog) with popularity ∝ rank^-0.8 gives ~3,100.
+    """
+
+    fields: dict[str, np.ndarray]  # item_id, item_pub, item_cat, item_subcat, item_type: (C,) int64
+    popularity: np.ndarray  # (C,) probabilities
+
+    @classmethod
+    def make(
+        cls, features: FeatureConfig, num_items: int, rng: np.random.Generator, zipf: float = 0.8
+    ) -> Catalog:
+        f = features
+        fields = {
+            "item_id": rng.choice(np.arange(1, f.item_buckets), size=num_items, replace=False),
+            "item_pub": rng.integers(1, f.publisher_buckets, size=num_items),
+            "item_cat": rng.integers(1, f.category_buckets, size=num_items),
+            "item_subcat": rng.integers(1, f.subcategory_buckets, size=num_items),
+            "item_type": rng.integers(1, f.content_type_buckets, size=num_items),
+        }
+        weights = 1.0 / np.arange(1, num_items + 1) ** zipf
+        return cls(fields, weights / weights.sum())
+
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        rows = rng.choice(self.popularity.size, size=shape, p=self.popularity)
+        return {k: torch.from_numpy(v[rows]) for k, v in self.fields.items()}
+
+
+def _users(
+    n: int, features: FeatureConfig, rng: np.random.Generator, catalog: Catalog | None = None
+) -> dict[str, torch.Tensor]:
+    """User-tower inputs of n users, as `FeatureSpace.user_arrays`: every history full."""
     f, hist = features, (n, features.history_len)
-    ts = START_US + rng.integers(0, 7 * 24 * HOUR_US, size=n)
-    published = ts - rng.integers(0, 48 * HOUR_US, size=n)  # shown within 48 h of publication
+    if catalog is not None:
+        drawn = catalog.draw(rng, hist)
+        history = {
+            "hist_item": drawn["item_id"],
+            "hist_cat": drawn["item_cat"],
+            "hist_pub": drawn["item_pub"],
+        }
+    else:
+        history = {
+            "hist_item": _ids(rng, f.item_buckets, hist),
+            "hist_cat": _ids(rng, f.category_buckets, hist),
+            "hist_pub": _ids(rng, f.publisher_buckets, hist),
+        }
     return {
         "user_id": _ids(rng, f.user_buckets, n),
         "user_demo": _ids(rng, f.demographic_buckets, (n, len(DEMOGRAPHICS))),
-        "hist_item": _ids(rng, f.item_buckets, hist),
-        "hist_cat": _ids(rng, f.category_buckets, hist),
-        "hist_pub": _ids(rng, f.publisher_buckets, hist),
-        "item_id": _ids(rng, f.item_buckets, n),
-        "item_pub": _ids(rng, f.publisher_buckets, n),
-        "item_cat": _ids(rng, f.category_buckets, n),
-        "item_subcat": _ids(rng, f.subcategory_buckets, n),
-        "item_type": _ids(rng, f.content_type_buckets, n),
-        "item_fresh": _ids(rng, f.num_freshness_buckets, n),
-        "item_published_us": torch.from_numpy(published),
-        "ts_us": torch.from_numpy(ts),
+        **history,
+    }
+
+
+def _items(
+    ts: np.ndarray,
+    features: FeatureConfig,
+    rng: np.random.Generator,
+    width: int = 0,
+    prefix: str = "",
+    catalog: Catalog | None = None,
+) -> dict[str, torch.Tensor]:
+    """Item-tower inputs seen at times ts (N,), as `FeatureSpace.item_arrays`: (N,) fields, or
+    (N, width) when width > 0; every item shown within 48 h of its publication."""
+    f = features
+    shape: tuple[int, ...] = (ts.size, width) if width else (ts.size,)
+    seen = np.repeat(ts[:, None], width, axis=1) if width else ts
+    published = seen - rng.integers(0, 48 * HOUR_US, size=shape)
+    if catalog is not None:
+        content = catalog.draw(rng, shape)
+    else:
+        content = {
+            "item_id": _ids(rng, f.item_buckets, shape),
+            "item_pub": _ids(rng, f.publisher_buckets, shape),
+            "item_cat": _ids(rng, f.category_buckets, shape),
+            "item_subcat": _ids(rng, f.subcategory_buckets, shape),
+            "item_type": _ids(rng, f.content_type_buckets, shape),
+        }
+    return {
+        **{f"{prefix}{k}": v for k, v in content.items()},
+        f"{prefix}item_fresh": _ids(rng, f.num_freshness_buckets, shape),
+        f"{prefix}item_published_us": torch.from_numpy(published),
     }
 
 
@@ -84,27 +154,48 @@ def _labels(n: int, rng: np.random.Generator, click_rate: float) -> dict[str, to
     return {k: torch.from_numpy(v.astype(np.float32)) for k, v in as_float.items()}
 
 
-def synthetic_retrieval_examples(n: int, features: FeatureConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    """n engaged examples keyed like `retrieval_examples(...)` plus the `weight` train_retrieval adds."""
+def _times(n: int, rng: np.random.Generator) -> np.ndarray:
+    return START_US + rng.integers(0, 7 * 24 * HOUR_US, size=n)
+
+
+def synthetic_retrieval_examples(
+    n: int, features: FeatureConfig, seed: int = 0, hard_negatives: int = 9, catalog_items: int = 0
+) -> dict[str, torch.Tensor]:
+    """n clicks keyed like train_retrieval's examples: `retrieval_examples(...)` with the default
+    hard negatives (the other items of a 10-item slate: 9 `neg_*` columns, all real) plus `weight`.
+    Ids uniform over the tables, or drawn from a `Catalog` of `catalog_items` items when > 0."""
     rng = np.random.default_rng(seed)
-    out = _users_and_items(n, features, rng)
+    catalog = Catalog.make(features, catalog_items, rng) if catalog_items > 0 else None
+    ts = _times(n, rng)
+    out = {**_users(n, features, rng, catalog), **_items(ts, features, rng, catalog=catalog)}
     out.update(_labels(n, rng, click_rate=1.0))  # every retrieval example is a click
+    out["ts_us"] = torch.from_numpy(ts)
     out["logq"] = torch.from_numpy(np.log(rng.uniform(1e-5, 1e-2, size=n)).astype(np.float32))
+    if hard_negatives > 0:
+        out.update(_items(ts, features, rng, width=hard_negatives, prefix="neg_", catalog=catalog))
     out["weight"] = torch.ones(n, dtype=torch.float32)
     return out
 
 
-def synthetic_ranker_examples(n: int, features: FeatureConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    """n impressions keyed like `ranker_examples(...)`: 10-item slates, ~10% clicked."""
+def synthetic_ranker_examples(
+    n: int, features: FeatureConfig, seed: int = 0, num_items: int = 10_000
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(rows, requests, catalog) keyed like `ranker_examples(...)` and train_ranker's catalog:
+    n impressions in 10-item slates (~10% clicked) pointing at n / 10 requests (users with full
+    histories) and at a catalog of `num_items` items."""
     rng = np.random.default_rng(seed)
-    out = _users_and_items(n, features, rng)
-    del out["ts_us"]  # the ranker reads the freshness bucket, not the time
-    out.update(_labels(n, rng, click_rate=0.1))
-    out["counters"] = torch.from_numpy(rng.random((n, len(COUNTER_NAMES)), dtype=np.float32))
-    out["position"] = torch.from_numpy(np.arange(n, dtype=np.int64) % 10)
-    out["request"] = torch.from_numpy(np.arange(n, dtype=np.int64) // 10 + 1)
-    out["sample_rate"] = torch.ones(n, dtype=torch.float32)
-    return out
+    num_requests = -(-n // 10)
+    request_index = np.arange(n, dtype=np.int64) // 10
+    ts = _times(num_requests, rng)[request_index]
+    rows = _items(ts, features, rng)
+    rows.update(_labels(n, rng, click_rate=0.1))
+    rows["item_row"] = torch.from_numpy(rng.integers(0, num_items, size=n))
+    rows["counters"] = torch.from_numpy(rng.random((n, len(COUNTER_NAMES)), dtype=np.float32))
+    rows["position"] = torch.from_numpy(np.arange(n, dtype=np.int64) % 10)
+    rows["request_index"] = torch.from_numpy(request_index)
+    rows["sample_rate"] = torch.ones(n, dtype=torch.float32)
+    catalog = _items(np.zeros(num_items, dtype=np.int64), features, rng)
+    return rows, _users(num_requests, features, rng), catalog
 
 
 def describe_examples(examples: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -195,7 +286,13 @@ def spread(values: Sequence[float]) -> tuple[float, float]:
 
 def machine() -> dict[str, Any]:
     """What ran the benchmark: to paste beside each figure in BENCHMARKS.md."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout.strip()
+
+    commit, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--", "src")
     return {
+        "commit": commit + (" + uncommitted changes in src/" if dirty else ""),
         "date": datetime.date.today().isoformat(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -4,7 +4,7 @@ Two optimizers: AdamW over dense parameters, and a sparse optimizer over embeddi
 sparse gradients (Adagrad by default; SparseAdam optional). Both are plain torch optimizers, so
 their state_dict() goes into the checkpoint as is.
 
-Why Adagrad by default (tests/train/sparse_optimizer_bench.py: a 100k x 32 table with Zipf ids +
+Why Adagrad by default (bench/sparse_optimizer_bench.py: a 100k x 32 table with Zipf ids +
 MLP, batches of 256, constant lr, one epoch; validation log loss at each learning rate):
 
     300 steps    adagrad      0.01 0.5186 | 0.03 0.5112 | 0.1 0.4974 | 0.3 0.4887 | 1.0 0.4868

@@ -109,6 +109,13 @@ def warn_about_dense_tables(root: nn.Module, min_rows: int = 100_000) -> None:
 
 
 def peak_rss_mib() -> float:
+    """Peak resident memory of this process (MiB): VmHWM on Linux, which, unlike ru_maxrss, does
+    not inherit the parent's peak across fork + exec."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 

@@ -15,7 +15,10 @@ from feedrank.train.losses import sampled_softmax_loss
 @dataclass(frozen=True)
 class RetrievalLossConfig:
     logq_correction: bool = True
-    hard_negatives: int = 50  # up to this many shown-not-clicked items per positive, same request
+    # Up to this many shown-not-clicked items per positive from the same request (e.g. 50): they
+    # multiply the item tower's work per step by the slate size for a small gain in recall in the
+    # default world (docs/evaluation.md), so they are off by default.
+    hard_negatives: int = 0
     # Uniform draws from the catalog live at each example's time; -1 = auto: 20 for click-only logs
     # (they have no shown-not-clicked items), else none.
     catalog_negatives: int = -1

@@ -127,6 +127,7 @@ def train_retrieval(
             f"{split_dir}: only {int(keep.sum())} engaged training examples, fewer than one batch "
             f"of {cfg.batch_size}; lower batch_size or use more data"
         )
+    torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
     model = build_two_tower(cfg)
     _log_tables(cfg.features, cfg.model.embed_dim)
     task = RetrievalTask(model, cfg.loss)
@@ -155,6 +156,7 @@ def train_ranker(
     arrays, requests = ranker_examples(
         space, parts["train"].read("impressions"), cfg.loss.negative_rate, seed=cfg.train.seed
     )
+    torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
     ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
     task = RankerTask(ranker, _tower_tables(towers, space, requests), cfg.loss)
     data = TensorBatchSource(to_tensors(arrays), cfg.batch_size, seed=cfg.train.seed)
