@@ -101,3 +101,30 @@ def test_gradient_checkpointing_matches_plain_forward_and_gradients() -> None:
     for (name, p1), (_, p2) in zip(plain.named_parameters(), ckpt.named_parameters(), strict=True):
         if p1.grad is not None and not p1.grad.is_sparse:
             assert p2.grad is not None and torch.allclose(p1.grad, p2.grad, atol=1e-6), name
+
+
+def test_the_bag_mean_equals_the_masked_sequence_mean() -> None:
+    m = model()
+    u = users(6)
+    hist = u.hist_item.clone()
+    hist[:2, :30] = 0  # shorter histories
+    hist[2] = 0  # and an empty one
+    u = UserInputs(u.user_id, u.demographics, hist, u.hist_cat * (hist > 0), u.hist_pub * (hist > 0))
+    items = m.item_tower
+    seq = items.item_id(u.hist_item) + items.category(u.hist_cat) + items.publisher(u.hist_pub)
+    expected = m.user_tower.history(seq, u.hist_item > 0)
+    assert torch.allclose(m.user_tower._mean_history(u), expected, atol=1e-6)
+
+
+def test_tower_freshness_buckets_equal_the_feature_code() -> None:
+    from feedrank.data.features import freshness_bucket
+
+    gen = torch.Generator().manual_seed(0)
+    published = torch.randint(0, 400 * H_US, (200,), generator=gen)
+    published[:10] = NO_TIME
+    ts = torch.randint(0, 400 * H_US, (200,), generator=gen)
+    ts[10:20] = published[10:20] - 5  # published after the impression
+    ts[20:30] = published[20:30] + 3 * H_US  # exactly on an edge
+    got = model().item_tower.freshness_bucket(published, ts)
+    expected = freshness_bucket(ts.numpy(), published.numpy(), FEATURES.freshness_edges_h)
+    assert got.tolist() == expected.tolist()

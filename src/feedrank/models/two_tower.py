@@ -84,7 +84,9 @@ class ItemTower(nn.Module):
         # Dense, small and added after the MLP: it must be gathered for (B, B) pairs in training.
         self.freshness = nn.Embedding(features.num_freshness_buckets, cfg.dim)
         nn.init.normal_(self.freshness.weight, std=0.01)
-        self.edges_h = torch.tensor(features.freshness_edges_h, dtype=torch.float64)
+        self.edges_us = torch.tensor(
+            [round(h * 3.6e9) for h in features.freshness_edges_h], dtype=torch.int64
+        )
         self.mlp = mlp(5 * e, cfg.hidden, cfg.dim)
 
     def content(self, items: ItemInputs) -> Tensor:
@@ -114,8 +116,11 @@ class ItemTower(nn.Module):
         Same buckets as data/features.freshness_bucket: 0 unknown (published_us == NO_TIME), then
         by age in hours against the configured edges.
         """
-        age_h = (ts_us - published_us).to(torch.float64) / 3.6e9
-        bucket = 1 + torch.bucketize(age_h.clamp(min=0.0), self.edges_h.to(age_h.device), right=True)
+        # Integer ages against integer edges: this runs on (B, B) pairs every training step, where a
+        # float64 conversion cost a tenth of the step. A negative age (published "after" the
+        # impression) falls below the first edge, into bucket 1, like a fresh item.
+        edges = self.edges_us.to(published_us.device)
+        bucket = 1 + torch.bucketize(ts_us - published_us, edges, right=True)
         return torch.where(published_us == NO_TIME, torch.zeros_like(bucket), bucket)
 
 
@@ -182,15 +187,40 @@ class UserTower(nn.Module):
     def forward(self, users: UserInputs) -> Tensor:
         """(B, d) L2-normalised user embeddings; a user with no id and no history still gets one."""
         items = self.items[0]
-        hist = (
-            items.item_id(users.hist_item) + items.category(users.hist_cat) + items.publisher(users.hist_pub)
-        )
-        hist_vec = self.history(hist, users.hist_item > 0)  # (B, e)
+        if self.cfg.history_encoder == "mean":
+            hist_vec = self._mean_history(users)
+        else:
+            hist = (
+                items.item_id(users.hist_item)
+                + items.category(users.hist_cat)
+                + items.publisher(users.hist_pub)
+            )
+            hist_vec = self.history(hist, users.hist_item > 0)  # (B, e)
         demo = [emb(users.demographics[:, k]) for k, emb in enumerate(self.demographics)]
         x = torch.cat(
             [self.user_id(drop_ids(users.user_id, self.cfg.id_dropout, self.training)), *demo, hist_vec], -1
         )
         return F.normalize(self.mlp(x), dim=-1)
+
+    def _mean_history(self, users: UserInputs) -> Tensor:
+        """(B, e) masked mean of item + category + publisher embeddings of the history.
+
+        Three weighted `embedding_bag` sums over the shared tables: the same value as the masked
+        mean of the (B, L, e) sequence without ever building that sequence, forward or backward.
+        """
+        items = self.items[0]
+        mask = (users.hist_item > 0).to(torch.float32)  # (B, L)
+        weights = mask / mask.sum(1, keepdim=True).clamp(min=1.0)
+        pooled = [
+            F.embedding_bag(ids, table.weight, mode="sum", per_sample_weights=weights, sparse=table.sparse)
+            for ids, table in (
+                (users.hist_item, items.item_id),
+                (users.hist_cat, items.category),
+                (users.hist_pub, items.publisher),
+            )
+        ]
+        out: Tensor = pooled[0] + pooled[1] + pooled[2]
+        return out
 
 
 class TwoTower(nn.Module):
