@@ -49,6 +49,9 @@ class TwoTowerConfig:
     # Tables up to this many rows get dense gradients: for a small table (publishers, categories,
     # demographics) sparse bookkeeping costs more than updating every row (1.22x faster steps).
     dense_table_max_rows: int = 4096
+    # Let the user tower's history lookups train the shared item-id table. Off, the table learns
+    # from the item side only and each step's sparse gradient has B rows instead of B x (L + 1).
+    history_updates_items: bool = True
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
@@ -211,12 +214,15 @@ class UserTower(nn.Module):
         items = self.items[0]
         mask = (users.hist_item > 0).to(torch.float32)  # (B, L)
         weights = mask / mask.sum(1, keepdim=True).clamp(min=1.0)
+        item_weight = (
+            items.item_id.weight if self.cfg.history_updates_items else items.item_id.weight.detach()
+        )
         pooled = [
-            F.embedding_bag(ids, table.weight, mode="sum", per_sample_weights=weights, sparse=table.sparse)
-            for ids, table in (
-                (users.hist_item, items.item_id),
-                (users.hist_cat, items.category),
-                (users.hist_pub, items.publisher),
+            F.embedding_bag(ids, weight, mode="sum", per_sample_weights=weights, sparse=sparse)
+            for ids, weight, sparse in (
+                (users.hist_item, item_weight, items.item_id.sparse),
+                (users.hist_cat, items.category.weight, items.category.sparse),
+                (users.hist_pub, items.publisher.weight, items.publisher.sparse),
             )
         ]
         out: Tensor = pooled[0] + pooled[1] + pooled[2]
