@@ -9,6 +9,9 @@ that directory is missing). The catalog is the world's items plus `--items` synt
 service runs in this process on a free loopback port (uvicorn, one worker); clients are httpx with
 keep-alive. Reports client-side p50/p99 for one client, throughput and latency at `--concurrency`
 clients, and the server's own per-stage timings; writes a latency histogram PNG.
+
+The service runs in its own process (`python -m feedrank serve`), as in production: clients in
+the same process would compete with it for the interpreter lock and inflate its latencies.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,8 +39,7 @@ from feedrank.bundle import write_bundle
 from feedrank.data.schema import ITEMS
 from feedrank.index import IndexSpec
 from feedrank.pipeline import DemoConfig, run_demo
-from feedrank.serve.local import running_service
-from feedrank.serve.settings import ServeSettings
+from feedrank.serve.local import free_port
 
 STAGES = ("user", "retrieve", "rank", "rerank", "total")
 
@@ -145,6 +151,43 @@ def plot(single: list[float], concurrent: list[float], concurrency: int, path: P
     fig.savefig(path, dpi=120)
 
 
+@contextmanager
+def serving_process(bundle: Path, *, int8: bool, timeout_s: float = 600.0) -> Iterator[str]:
+    """`feedrank serve BUNDLE` in a child process on a free loopback port; yields its URL when ready."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "feedrank",
+        "serve",
+        str(bundle),
+        "--port",
+        str(port),
+        "--clock",
+        "bundle",
+    ]
+    if int8:
+        command.append("--int8")
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if child.poll() is not None or time.monotonic() > deadline:
+                err = child.stderr.read().decode() if child.stderr else ""
+                raise SystemExit(f"the service did not start: {err[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -172,9 +215,8 @@ def main() -> None:
         bundle = write_bundle(demo / "ranker", Path(tmp) / "bundle", index_spec=spec, split_dir=split)
         build_s = time.perf_counter() - t0
         users = pl.read_parquet(bundle / "events.parquet").get_column("user_id").unique().sort().to_list()
-        settings = ServeSettings(clock="bundle", int8=args.int8)
         t0 = time.perf_counter()
-        with running_service(bundle, settings, timeout_s=600) as url:
+        with serving_process(bundle, int8=args.int8) as url:
             load_s = time.perf_counter() - t0
             run_clients(url, users, min(200, args.requests), 1)  # warm-up: caches, allocator, threads
             single = run_clients(url, users, args.requests, 1)

@@ -55,9 +55,9 @@ class FeatureSpace:
         return {
             "user_id": hash_column(user_ids, self.config.user_buckets, "user"),
             "user_demo": demo,
-            "hist_item": _lookup(cat.id_bucket, hist),
-            "hist_cat": _lookup(cat.category, hist),
-            "hist_pub": _lookup(cat.publisher, hist),
+            "hist_item": cat.lookup("id_bucket", hist),
+            "hist_cat": cat.lookup("category", hist),
+            "hist_pub": cat.lookup("publisher", hist),
         }
 
     def item_arrays(self, item_rows: np.ndarray, ts_us: np.ndarray, prefix: str = "") -> Arrays:
@@ -67,21 +67,14 @@ class FeatureSpace:
         published_raw = cat.published_us[np.maximum(item_rows, 0)]
         fresh = freshness_bucket(ts_us, published_raw, self.config.freshness_edges_h)
         return {
-            f"{prefix}item_id": _lookup(cat.id_bucket, shifted),
-            f"{prefix}item_pub": _lookup(cat.publisher, shifted),
-            f"{prefix}item_cat": _lookup(cat.category, shifted),
-            f"{prefix}item_subcat": _lookup(cat.subcategory, shifted),
-            f"{prefix}item_type": _lookup(cat.content_type, shifted),
+            f"{prefix}item_id": cat.lookup("id_bucket", shifted),
+            f"{prefix}item_pub": cat.lookup("publisher", shifted),
+            f"{prefix}item_cat": cat.lookup("category", shifted),
+            f"{prefix}item_subcat": cat.lookup("subcategory", shifted),
+            f"{prefix}item_type": cat.lookup("content_type", shifted),
             f"{prefix}item_fresh": np.where(item_rows >= 0, fresh, 0),
             f"{prefix}item_published_us": np.where(item_rows >= 0, published_raw, NO_TIME),
         }
-
-
-def _lookup(table: np.ndarray, shifted_rows: np.ndarray) -> np.ndarray:
-    """table[row] for row = shifted_rows - 1, and 0 where shifted_rows == 0 (padding)."""
-    padded = np.concatenate([np.zeros(1, dtype=table.dtype), table])
-    out: np.ndarray = padded[shifted_rows]
-    return out
 
 
 def fit_feature_space(parts: dict[str, Dataset], cfg: FeatureConfig) -> FeatureSpace:

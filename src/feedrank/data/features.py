@@ -11,6 +11,7 @@ Time-dependent features (histories, counters) live in data/history.py.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -110,6 +111,20 @@ class ItemCatalog:
     def rows(self, item_ids: pl.Series) -> np.ndarray:
         """(N,) catalog rows of the given ids; -1 for ids not in the catalog."""
         return _rows(self.index, item_ids)
+
+    def lookup(self, column: str, shifted_rows: np.ndarray) -> np.ndarray:
+        """column[row] for row = shifted_rows - 1, and 0 where shifted_rows == 0 (padding)."""
+        padded = self._padded.get(column)
+        if padded is None:  # built once per column: serving looks up 500 rows of a 1M catalog
+            table = getattr(self, column)
+            padded = np.concatenate([np.zeros(1, dtype=table.dtype), table])
+            self._padded[column] = padded
+        out: np.ndarray = padded[shifted_rows]
+        return out
+
+    @functools.cached_property
+    def _padded(self) -> dict[str, np.ndarray]:
+        return {}
 
 
 @dataclass(frozen=True)
