@@ -41,7 +41,7 @@ from feedrank.index import IndexSpec
 from feedrank.pipeline import DemoConfig, run_demo
 from feedrank.serve.local import free_port
 
-STAGES = ("user", "retrieve", "rank", "rerank", "total")
+STAGES = ("queue", "user", "retrieve", "rank", "rerank", "total")
 
 
 def ensure_runs(demo: Path) -> Path:

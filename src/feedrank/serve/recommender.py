@@ -15,6 +15,7 @@ decision is listed in `Feed.degraded`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,11 +81,16 @@ class Recommender:
         self.weights = bundle.ranker_cfg.weights.as_dict()
         self._weights = np.array([self.weights.get(h, 0.0) for h in HEADS])
         self.unknown_item_events = 0
+        self._slots = threading.BoundedSemaphore(max(1, settings.max_concurrent))
 
     # ------------------------------------------------------------------ requests
     def recommend(self, request: FeedRequest) -> Feed:
-        start = time.perf_counter()
-        timings: dict[str, float] = {}
+        start = time.perf_counter()  # the deadline runs from arrival, waiting included
+        with self._slots:
+            return self._recommend(request, start)
+
+    def _recommend(self, request: FeedRequest, start: float) -> Feed:
+        timings: dict[str, float] = {"queue": _ms(start)}
         degraded: list[str] = []
         now = request.now_us if request.now_us is not None else self.settings.now_us(self.bundle)
         user_row = int(self.bundle.space.users.rows(pl.Series([request.user_id]))[0])

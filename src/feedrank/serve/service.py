@@ -24,7 +24,7 @@ from feedrank.serve.rerank import build_reranker
 from feedrank.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
-STAGES = ("user", "retrieve", "rank", "rerank", "total")
+STAGES = ("queue", "user", "retrieve", "rank", "rerank", "total")
 
 
 class FeedService:

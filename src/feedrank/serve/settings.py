@@ -20,6 +20,10 @@ class ServeSettings:
     max_k: int = 100
     deadline_ms: float = 50.0  # the scoring deadline of one request
     rank_budget_ms: float = 25.0  # ranking starts only if this much of the deadline is left
+    # Requests scored at the same time. More than the cores makes every request slower (they share
+    # the CPU) without serving more; the rest wait, and time spent waiting counts against the
+    # deadline, so a request that waited long is served in ANN order instead of late.
+    max_concurrent: int = 2
     # "wall": now is the machine's clock. "bundle": now is the bundle's snapshot time plus the time
     # since the service started, for replaying a simulated or historical world.
     clock: Literal["wall", "bundle"] = "wall"
