@@ -19,7 +19,7 @@ class ServeSettings:
     default_k: int = 20  # feed size when a request does not say
     max_k: int = 100
     deadline_ms: float = 50.0  # the scoring deadline of one request
-    rank_budget_ms: float = 25.0  # ranking starts only if this much of the deadline is left
+    rank_budget_ms: float = 15.0  # ranking starts only if this much of the deadline is left (3x its p99)
     # Requests scored at the same time. More than the cores makes every request slower (they share
     # the CPU) without serving more; the rest wait, and time spent waiting counts against the
     # deadline, so a request that waited long is served in ANN order instead of late.
