@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,3 +61,20 @@ def test_an_event_at_exactly_t_is_not_seen() -> None:
     index = EventIndex(np.array([0, 0]), np.array([10, 20]), np.array([7, 8]))
     assert index.count_before(np.array([0]), np.array([20])).tolist() == [1]
     assert index.last_n(np.array([0]), np.array([20]), 2).tolist() == [[0, 7]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), window=st.one_of(st.none(), st.integers(1, 40)))
+def test_sum_before_matches_brute_force(seed: int, window: int | None) -> None:
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 4, 80)
+    times = rng.integers(0, 60, 80)
+    values = rng.random(80)
+    index = EventIndex(keys, times, values)
+    qk, qt = rng.integers(0, 4, 30), rng.integers(0, 70, 30)
+    got = index.sum_before(qk, qt, window)
+    for i, (k, t) in enumerate(zip(qk, qt, strict=True)):
+        mask = (keys == k) & (times < t)
+        if window is not None:
+            mask &= times >= t - window
+        assert got[i] == pytest.approx(values[mask].sum())

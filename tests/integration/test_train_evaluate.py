@@ -45,8 +45,15 @@ def test_evaluation_reports_every_system_beside_the_oracle(runs: tuple[Path, Pat
     assert 0 < report.oracle_share["impressions/ranker"]["slate_value_share"] < 1
     assert report.calibration is not None and 0.5 < report.calibration["calibration_ratio"] < 2.0
     assert {row["weighting"] for row in report.sweep} >= {"clicks only", "default (1/2/5/-1)"}
+    effect = report.rerank
+    assert set(effect) >= {"ranker only", "+ publisher cap", "+ clickbait guardrail"}
+    assert effect["+ publisher cap"]["distinct_publishers"] >= effect["ranker only"]["distinct_publishers"]
+    assert effect["+ publisher cap"]["publisher_gini"] <= effect["ranker only"]["publisher_gini"]
+    assert effect["+ clickbait guardrail"]["clickbait_share"] <= effect["ranker only"]["clickbait_share"]
+    assert all(0 <= m["utility@k"] < 10 for m in effect.values())
     paths = write_report(report, tmp_path / "eval")
-    for key in ("json", "markdown", "recall_at_k", "impressions", "reliability"):
+    for key in ("json", "markdown", "recall_at_k", "impressions", "reliability", "rerank"):
         assert paths[key].stat().st_size > 0
     text = paths["markdown"].read_text()
     assert "| auc |" in text and "oracle" in text and "Engagement-weight sweep" in text
+    assert "Re-ranking: effect on the feed" in text

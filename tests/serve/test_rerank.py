@@ -217,8 +217,10 @@ def test_clickbait_by_hand() -> None:
     # Only item 0 clicks a lot and is left quickly; item 3's click rate is unknown.
     rate, dwell = np.array([0.3, 0.3, 0.05, np.nan]), np.array([5.0, 30.0, 5.0, 2.0])
     c = dataclasses.replace(hand([4, 3, 2, 1], [0] * 4), click_rate=rate, mean_dwell_s=dwell)
-    assert ClickbaitGuardrail()(c, CTX).items.tolist() == [1, 2, 3, 0]
-    scaled = ClickbaitGuardrail(mode="scale", factor=0.5)(c, CTX)
+    guardrail = ClickbaitGuardrail(max_click_rate=0.15, min_dwell_s=10.0)
+    assert guardrail(c, CTX).items.tolist() == [1, 2, 3, 0]
+    assert ClickbaitGuardrail()(c, CTX).items.tolist() == [1, 3, 0, 2]  # defaults: item 2 too
+    scaled = ClickbaitGuardrail(max_click_rate=0.15, min_dwell_s=10.0, mode="scale", factor=0.5)(c, CTX)
     assert scaled.items.tolist() == [1, 0, 2, 3] and scaled.scores.tolist() == [3, 2, 2, 1]
     assert ClickbaitGuardrail()(hand([1, 2], [0, 0]), CTX).items.tolist() == [0, 1]  # no stats: no flags
 

@@ -48,6 +48,7 @@ class EventIndex:
         self.keys = keys[order]
         self.times = times[order]
         self.values = None if values is None else np.asarray(values)[order]
+        self._prefix: np.ndarray | None = None  # cumulative sums of values, built on first use
 
     def __len__(self) -> int:
         return int(self.keys.size)
@@ -77,6 +78,20 @@ class EventIndex:
         lo = self._bound(query_keys, np.asarray(query_times, dtype=np.int64) - window_us)
         in_window: np.ndarray = end - lo
         return in_window
+
+    def sum_before(
+        self, query_keys: np.ndarray, query_times: np.ndarray, window_us: int | None = None
+    ) -> np.ndarray:
+        """(Q,) sum of the (numeric) values of each query's key's events in [t - window, t) (or < t)."""
+        if self.values is None:
+            raise ValueError("this EventIndex holds no values")
+        if self._prefix is None:
+            self._prefix = np.concatenate([[0.0], np.cumsum(self.values, dtype=np.float64)])
+        start, end = self._position(query_keys, query_times)
+        if window_us is not None:
+            start = self._bound(query_keys, np.asarray(query_times, dtype=np.int64) - window_us)
+        total: np.ndarray = self._prefix[end] - self._prefix[start]
+        return total
 
     def last_n(self, query_keys: np.ndarray, query_times: np.ndarray, n: int, pad: int = 0) -> np.ndarray:
         """(Q, n) values of the latest n events strictly before t, oldest first, left-padded with `pad`."""

@@ -35,6 +35,7 @@ from feedrank.eval.impressions import calibration_of, engagement_value, evaluate
 from feedrank.eval.metrics import group_metrics
 from feedrank.eval.model_scorer import RankerScorer, TwoTowerScorer
 from feedrank.eval.oracle import OracleScorer, world_of
+from feedrank.eval.rerank_effect import rerank_effect
 from feedrank.eval.utility import share_of_oracle
 from feedrank.models.ranker import HEADS
 from feedrank.train.run import build_space, load_ranker, load_retrieval, read_run
@@ -58,6 +59,7 @@ class EvalOptions:
     part: str = "test"
     seed: int = 0
     live_window_h: float = 48.0  # an item is a candidate while published or shown this recently
+    rerank_queries: int = 300  # test requests replayed through each re-ranking configuration
 
 
 @dataclass
@@ -71,6 +73,7 @@ class OfflineReport:
     reliability: pl.DataFrame | None = None
     oracle_share: dict[str, dict[str, float]] = field(default_factory=dict)
     sweep: list[dict[str, Any]] = field(default_factory=list)
+    rerank: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -129,6 +132,16 @@ def evaluate_run(
         probs = ranker_scorer.probabilities(*_rows(target))
         report.calibration, report.reliability = calibration_of(probs[:, HEADS.index("click")], target)
         report.sweep = weight_sweep(ranker_scorer, parts["valid"].read("impressions"), world)
+        log.info("re-ranking effect")
+        sample = click_queries(space, target, options.rerank_queries, options.seed)
+        clickbait = None
+        if world is not None:
+            clickbait = world.items.clickbait[
+                world.item_index(pl.Series(space.catalog.item_ids, dtype=pl.String))
+            ]
+        report.rerank = rerank_effect(
+            space, ranker_scorer, sample, live, clickbait=clickbait, events=events, ground_truth=oracle
+        )
     if oracle is not None:
         groups = target.get_column("request_id").rank("dense").to_numpy()
         exam = world.examination(np.arange(64)) if world is not None else np.ones(64)

@@ -50,6 +50,23 @@ def write_report(report: OfflineReport, out_dir: Path) -> dict[str, Path]:
         metrics=shown,
         title="Ranking within impressions",
     )
+    if report.rerank:
+        paths["rerank"] = plot_system_comparison(
+            report.rerank,
+            out_dir / "rerank_effect.png",
+            metrics=[
+                m
+                for m in (
+                    "intra_list_diversity",
+                    "catalog_coverage",
+                    "publisher_exposure_gini",
+                    "clickbait_share",
+                    "hit_rate@k",
+                )
+                if all(m in r for r in report.rerank.values())
+            ],
+            title="Re-ranking: effect on the feed (same candidates)",
+        )
     if report.reliability is not None:
         paths["reliability"] = plot_reliability(
             {"ranker (click)": report.reliability}, out_dir / "reliability.png"
@@ -76,6 +93,7 @@ def to_json(report: OfflineReport) -> dict[str, Any]:
         "reliability": None if report.reliability is None else report.reliability.to_dicts(),
         "oracle_share": report.oracle_share,
         "weight_sweep": report.sweep,
+        "rerank_effect": report.rerank,
         "notes": report.notes,
     }
 
@@ -142,6 +160,17 @@ def to_markdown(report: OfflineReport, files: dict[str, str]) -> str:
             lines.append(f"| {row['weighting']} | " + " | ".join(_fmt(row.get(c)) for c in cols) + " |")
         best = max(report.sweep, key=lambda r: r.get("slate_value_share", r["value_ndcg@10"]))
         lines += ["", f"Best weighting: **{best['weighting']}**.", ""]
+    if report.rerank:
+        lines += [
+            "## Re-ranking: effect on the feed",
+            "",
+            "Sampled test requests replayed through serving: two-tower candidates over the live catalog,",
+            "ranker scores, then each re-ranking configuration on the same candidates (top 20).",
+            "",
+        ]
+        metrics = list(next(iter(report.rerank.values())))
+        lines += table(report.rerank, metrics)
+        lines += ["", f"![re-ranking]({files['rerank']})", ""]
     for note in report.notes:
         lines.append(f"Note: {note}")
     return "\n".join(lines) + "\n"
