@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from feedrank.cli.console import console
+from feedrank.errors import ConfigError
+from feedrank.eval.next_click import NextClickOptions, evaluate_next_click
 from feedrank.eval.offline import EvalOptions, evaluate_run
-from feedrank.eval.report import write_report
+from feedrank.eval.report import write_next_click_report, write_report
 
 
 def evaluate_command(
@@ -22,11 +24,26 @@ def evaluate_command(
     ] = None,
     max_queries: Annotated[int, typer.Option(help="Test requests ranked against the full catalog.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the query sample.")] = 0,
+    protocol: Annotated[str, typer.Option(help="offline (default) or next-click.")] = "offline",
+    max_events: Annotated[int, typer.Option(help="next-click: sampled test clicks.")] = 20_000,
+    skip_session_first: Annotated[
+        bool, typer.Option(help="next-click: skip each session's first click.")
+    ] = False,
 ) -> None:
     """Evaluate a run beside the baselines (and the oracle in the simulator); write a report.
 
     Example: feedrank evaluate runs/ranker --out runs/ranker/eval
+    Example: feedrank evaluate runs/ranker --protocol next-click --max-events 20000
     """
+    if protocol == "next-click":
+        options = NextClickOptions(max_events=max_events, skip_session_first=skip_session_first, seed=seed)
+        with console.status(f"next-click evaluation of {run}"):
+            result = evaluate_next_click(run, data, options)
+            paths = write_next_click_report(result, out or run / "eval")
+        console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, highlight=False)
+        return
+    if protocol != "offline":
+        raise ConfigError(f"--protocol {protocol!r}: expected offline or next-click")
     with console.status(f"evaluating {run}"):
         report = evaluate_run(run, data, EvalOptions(max_queries=max_queries, seed=seed))
         paths = write_report(report, out or run / "eval")

@@ -1,0 +1,266 @@
+"""Next-click evaluation: for each sampled test click, rank the live catalog and find the click.
+
+For a click of user u on item i at time t, the candidates are the *live catalog*: every item with
+at least one event (impression or click) in the 48 hours before t. Every system ranks all of
+them; HR@10, HR@20, NDCG@10 and MRR@20 say where i landed. A clicked item that was not live at t
+(its first event is this click) can be found by no system: it counts as a miss for all of them,
+and the share of such clicks is reported.
+
+Systems, all computed from events strictly before t:
+- recent popularity over 10 minutes, 1 hour and 24 hours (clicks in the window);
+- co-visitation with the user's previous click (how often the next click after that item, by any
+  user within the same session, was each candidate);
+- a blend of the two, a·log(1 + pop_1h) + b·log(1 + covis), with (a, b) chosen on the validation
+  window's clicks before the test window is looked at;
+- the model: the two-tower over the whole live catalog, and the ranker on its top candidates.
+
+Events are streamed once in time order; counters advance with the stream, so a score at t sees
+exactly the events before t. Ties are broken by expectation (a tied item's rank is uniform over
+its tie group), so a system that scores everything equal gets exactly the random baseline.
+Results are split by cold items (no event in the training part) and warm items, and by cold
+users (no event and no history before the test) and warm users; standard errors over clicks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from feedrank.data.features import US_PER_HOUR, to_us
+from feedrank.data.split import open_split
+from feedrank.eval.catalog import TwoTowerRanker
+from feedrank.eval.model_scorer import RankerScorer, TwoTowerScorer
+from feedrank.eval.next_click_stream import POP_WINDOWS_MIN, ClickStream, rank_metrics
+from feedrank.train.run import build_space, load_ranker, load_retrieval, read_run
+
+log = logging.getLogger(__name__)
+
+BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass(frozen=True)
+class NextClickOptions:
+    max_events: int = 20_000  # sampled test clicks
+    valid_events: int = 5_000  # sampled validation clicks for tuning the blend
+    live_window_h: float = 48.0
+    session_gap_min: float = 30.0
+    skip_session_first: bool = False  # drop each session's first click (no previous click to use)
+    ranker_candidates: int = 200  # the ranker re-scores the two-tower's top N
+    seed: int = 0
+
+
+@dataclass
+class PerEvent:
+    keep: np.ndarray  # (E,) bool: counted (False: a session's first click when those are skipped)
+    live: np.ndarray  # (E,) bool: the clicked item was in the live catalog
+    item_id: np.ndarray  # (E,) str
+    user_id: np.ndarray  # (E,) str
+    metrics: dict[str, dict[str, np.ndarray]]  # system → metric → (E,)
+
+
+@dataclass
+class NextClickReport:
+    run: str
+    data: str
+    num_events: int
+    not_live_share: float
+    blend_weights: tuple[float, float]
+    overall: dict[str, dict[str, float]]  # system → metric (mean and _se)
+    segments: dict[str, dict[str, dict[str, float]]] = field(
+        default_factory=dict
+    )  # segment → system → metric
+
+
+def evaluate_next_click(
+    run_dir: Path, split_dir: Path | None = None, options: NextClickOptions = NextClickOptions()
+) -> NextClickReport:
+    """Evaluate a ranker (or retrieval) run beside the baselines with the next-click protocol."""
+    info = read_run(run_dir)
+    ranker_bits = load_ranker(run_dir) if info["kind"] == "ranker" else None
+    retrieval_run = ranker_bits[2] if ranker_bits else run_dir
+    towers, retrieval_cfg = load_retrieval(retrieval_run)
+    split_dir = Path(split_dir or info["data"])
+    parts = open_split(split_dir)
+    space = build_space(split_dir, retrieval_cfg.features)
+    events = pl.concat([ds.read("impressions") for ds in parts.values()]).select(
+        "user_id", "item_id", "ts", "clicked"
+    )
+    two_tower = TwoTowerScorer(space, towers)
+    ranker = (
+        RankerScorer(space, towers, ranker_bits[0], ranker_bits[1].weights.as_dict()) if ranker_bits else None
+    )
+
+    rng = np.random.default_rng(options.seed)
+    valid = _sample_clicks(parts["valid"].read("impressions"), options.valid_events, rng)
+    test = _sample_clicks(parts["test"].read("impressions"), options.max_events, rng)
+    stream = ClickStream(space, events, options.live_window_h, options.session_gap_min)
+    log.info("tuning the blend on %d validation clicks", valid.height)
+    blend = _tune_blend(stream, valid, options)
+    log.info("next-click evaluation of %d test clicks (blend a=%.2f b=%.2f)", test.height, *blend)
+    per_event = _evaluate(stream, test, options, blend, two_tower, ranker)
+    train = parts["train"].read("impressions")
+    seen_items = set(train.get_column("item_id").unique().to_list())
+    seen_users = set(train.get_column("user_id").unique().to_list()) | set(
+        parts["train"].read("history").get_column("user_id").unique().to_list()
+    )
+    masks = {
+        "all": np.ones(per_event.keep.size, dtype=bool),
+        "cold items": ~np.isin(per_event.item_id, list(seen_items)),
+        "warm items": np.isin(per_event.item_id, list(seen_items)),
+        "cold users": ~np.isin(per_event.user_id, list(seen_users)),
+        "warm users": np.isin(per_event.user_id, list(seen_users)),
+    }
+    keep = per_event.keep
+    segments = {
+        name: _summarize(per_event.metrics, mask & keep)
+        for name, mask in masks.items()
+        if (mask & keep).any()
+    }
+    return NextClickReport(
+        run=str(run_dir),
+        data=str(split_dir),
+        num_events=int(keep.sum()),
+        not_live_share=float(1.0 - per_event.live[keep].mean()) if keep.any() else float("nan"),
+        blend_weights=blend,
+        overall=segments.pop("all"),
+        segments=segments,
+    )
+
+
+def _sample_clicks(impressions: pl.DataFrame, n: int, rng: np.random.Generator) -> pl.DataFrame:
+    clicks = (
+        impressions.filter(pl.col("clicked"))
+        .select("user_id", "item_id", "ts")
+        .sort("ts", "user_id", "item_id")
+    )
+    if clicks.height > n:
+        clicks = clicks[np.sort(rng.choice(clicks.height, size=n, replace=False))]
+    return clicks
+
+
+def _tune_blend(stream: ClickStream, valid: pl.DataFrame, options: NextClickOptions) -> tuple[float, float]:
+    """(a, b) of the blend with the best mean NDCG@10 on the validation clicks."""
+    grid = [(a, b) for a in BLEND_GRID for b in BLEND_GRID if a or b]
+    totals = np.zeros(len(grid))
+    stream.reset()
+    for _, state in stream.walk(valid):
+        if not state.live_click:
+            continue
+        pop = np.log1p(state.pop[60])
+        cov = np.log1p(state.covis)
+        for g, (a, b) in enumerate(grid):
+            totals[g] += rank_metrics(a * pop + b * cov, state.target)["ndcg@10"]
+    return grid[int(np.argmax(totals))] if grid else (1.0, 1.0)
+
+
+def _evaluate(
+    stream: ClickStream,
+    test: pl.DataFrame,
+    options: NextClickOptions,
+    blend: tuple[float, float],
+    two_tower: TwoTowerScorer,
+    ranker: RankerScorer | None,
+) -> PerEvent:
+    ts_us = to_us(test.get_column("ts"))
+    users = test.get_column("user_id").to_numpy().astype(object)
+    user_vectors = two_tower.user_embeddings(users, ts_us).numpy()  # (E, d), history before each t
+    snapshots = TwoTowerRanker(two_tower)
+    systems = [f"recent popularity ({m} min)" for m in POP_WINDOWS_MIN] + [
+        "co-visitation (previous click)",
+        "blend",
+    ]
+    systems.append("two-tower")
+    metrics: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in systems}
+    keep, live = [], []
+    # The ranker re-scores each click's two-tower top N; those pairs are scored in one batch at
+    # the end. A target outside the top N keeps its two-tower rank (the rest stay in that order).
+    top_rows: list[np.ndarray] = []
+    target_in_top: list[int] = []
+    tt_ranks: list[float] = []
+    stream.reset()
+    # `test` is in time order (_sample_clicks sorts it), the order walk() visits, so positions align.
+    for e, state in stream.walk(test):
+        keep.append(not (options.skip_session_first and state.session_first))
+        live.append(state.live_click)
+        scores: dict[str, np.ndarray] = {}
+        for minutes in POP_WINDOWS_MIN:
+            scores[f"recent popularity ({minutes} min)"] = state.pop[minutes]
+        scores["co-visitation (previous click)"] = state.covis
+        scores["blend"] = blend[0] * np.log1p(state.pop[60]) + blend[1] * np.log1p(state.covis)
+        items = snapshots._item_embeddings(int(ts_us[e] // US_PER_HOUR))[
+            torch.from_numpy(state.live_rows)
+        ].numpy()
+        tt = items @ user_vectors[e]
+        scores["two-tower"] = tt
+        for system in systems:
+            for name, value in rank_metrics(scores[system], state.target).items():
+                metrics[system][name].append(value)
+        if ranker is not None:
+            top = np.argsort(-tt, kind="stable")[: options.ranker_candidates]
+            top_rows.append(state.live_rows[top])
+            hit = np.flatnonzero(top == state.target) if state.target >= 0 else np.zeros(0, dtype=np.int64)
+            target_in_top.append(int(hit[0]) if hit.size else -1)
+            tt_ranks.append(1.0 + float((tt > tt[state.target]).sum()) if state.target >= 0 else np.inf)
+    if ranker is not None:
+        metrics["ranker"] = _ranker_metrics(ranker, users, ts_us, top_rows, target_in_top, tt_ranks)
+    return PerEvent(
+        keep=np.array(keep, dtype=bool),
+        live=np.array(live, dtype=bool),
+        item_id=test.get_column("item_id").to_numpy().astype(object),
+        user_id=users,
+        metrics={s: {k: np.array(v) for k, v in m.items()} for s, m in metrics.items()},
+    )
+
+
+def _ranker_metrics(
+    ranker: RankerScorer,
+    users: np.ndarray,
+    ts_us: np.ndarray,
+    top_rows: list[np.ndarray],
+    target_in_top: list[int],
+    tt_ranks: list[float],
+) -> dict[str, list[float]]:
+    """Metrics of the ranker over every click's two-tower top N, scored in one batch."""
+    sizes = np.array([r.size for r in top_rows], dtype=np.int64)
+    rows = np.concatenate(top_rows) if top_rows else np.zeros(0, dtype=np.int64)
+    scores = ranker.score(
+        np.repeat(users, sizes),
+        np.repeat(ts_us, sizes).astype("datetime64[us]"),
+        ranker.space.catalog.item_ids[rows],
+    )
+    out: dict[str, list[float]] = defaultdict(list)
+    start = 0
+    for size, hit, tt_rank in zip(sizes.tolist(), target_in_top, tt_ranks, strict=True):
+        own = scores[start : start + size]
+        start += size
+        if hit >= 0:
+            values = rank_metrics(own, hit)
+        else:  # below the top N in two-tower order, or not live at all
+            values = {
+                "hr@10": float(tt_rank <= 10),
+                "hr@20": float(tt_rank <= 20),
+                "ndcg@10": float(1.0 / np.log2(tt_rank + 1.0)) if tt_rank <= 10 else 0.0,
+                "mrr@20": float(1.0 / tt_rank) if tt_rank <= 20 else 0.0,
+            }
+        for name, value in values.items():
+            out[name].append(value)
+    return out
+
+
+def _summarize(metrics: dict[str, dict[str, np.ndarray]], mask: np.ndarray) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for system, values in metrics.items():
+        row: dict[str, float] = {}
+        for name, arr in values.items():
+            x = arr[mask]
+            row[name] = float(x.mean()) if x.size else float("nan")
+            row[f"{name}_se"] = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+        row["events"] = float(mask.sum())
+        out[system] = row
+    return out
