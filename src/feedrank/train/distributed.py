@@ -206,3 +206,9 @@ def _run_rank(
     )
     torch.set_num_threads(threads)
     fn(rank, *args)
+    # Tear the group down here, in step, rather than at interpreter exit: rank 0 hosts the TCP
+    # store, and a rank still tearing down gloo after rank 0 has gone can abort (seen once in CI,
+    # "terminate called without an active exception").
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
