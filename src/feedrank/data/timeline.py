@@ -93,6 +93,18 @@ class EventIndex:
         total: np.ndarray = self._prefix[end] - self._prefix[start]
         return total
 
+    def latest_before(self, query_keys: np.ndarray, query_times: np.ndarray) -> np.ndarray:
+        """(Q,) index (into `keys`/`times`/`values`) of each key's latest event before t; -1 if none."""
+        start, end = self._position(query_keys, query_times)
+        latest: np.ndarray = np.where(end > start, end - 1, -1)
+        return latest
+
+    def earliest_before(self, query_keys: np.ndarray, query_times: np.ndarray) -> np.ndarray:
+        """(Q,) index of each key's earliest event before t; -1 if none."""
+        start, end = self._position(query_keys, query_times)
+        earliest: np.ndarray = np.where(end > start, start, -1)
+        return earliest
+
     def last_n(self, query_keys: np.ndarray, query_times: np.ndarray, n: int, pad: int = 0) -> np.ndarray:
         """(Q, n) values of the latest n events strictly before t, oldest first, left-padded with `pad`."""
         if self.values is None:
