@@ -18,6 +18,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "index": {"train", "serve", "eval", "pipeline", "cli"},
     "bundle": {"serve", "eval", "pipeline", "cli"},
     "serve": {"train", "eval", "pipeline", "cli"},
+    # Candidate sources are pure numpy over catalog rows, shared by serve and eval.
+    "candidates": {"sim", "models", "train", "bundle", "index", "serve", "eval", "pipeline", "cli"},
     "eval": {"pipeline", "cli", "serve.app"},
     "pipeline": {"cli"},
     "errors": {

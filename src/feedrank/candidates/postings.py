@@ -1,0 +1,132 @@
+"""Time-stamped events per key, appended in any order and read "strictly before t".
+
+The store behind every candidate source: trending keeps one key (all clicks), co-visitation one
+key per first item (its co-click pairs) and one per user (their clicks). Appends are O(1) into a
+pending buffer; the first read of a key afterwards merges the buffer into sorted arrays, so a
+service that takes events one by one and answers requests in between pays one small sort per key
+touched. Because every read filters on time, a store that has seen events at or after t answers a
+query at t exactly as a store that never saw them: the leak-free property of every source.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass
+class Slice:
+    """The events of one key in a time range, oldest first."""
+
+    ts: I64  # (n,) µs
+    values: I64  # (n,) e.g. item rows
+    weights: F64  # (n,)
+
+
+@dataclass
+class _Run:
+    ts: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    values: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    weights: F64 = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    pending: list[tuple[int, int, float]] = field(default_factory=list)
+
+    def settle(self) -> None:
+        if not self.pending:
+            return
+        ts, values, weights = (np.array(c) for c in zip(*self.pending, strict=True))
+        self.pending = []
+        self.append(ts.astype(np.int64), values.astype(np.int64), weights.astype(np.float64))
+
+    def append(self, ts: I64, values: I64, weights: F64) -> None:
+        self.ts = np.concatenate([self.ts, ts])
+        self.values = np.concatenate([self.values, values])
+        self.weights = np.concatenate([self.weights, weights])
+        if self.ts.size > 1 and bool((self.ts[1:] < self.ts[:-1]).any()):
+            order = np.argsort(self.ts, kind="stable")  # late arrivals: keep arrival order on ties
+            self.ts, self.values, self.weights = self.ts[order], self.values[order], self.weights[order]
+
+
+class Postings:
+    """Per-key (time, value, weight) events; thread-safe."""
+
+    def __init__(self) -> None:
+        self._runs: dict[Hashable, _Run] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(r.ts.size + len(r.pending) for r in self._runs.values())
+
+    def add(self, key: Hashable, ts_us: int, value: int, weight: float = 1.0) -> None:
+        with self._lock:
+            run = self._runs.get(key)
+            if run is None:
+                run = self._runs[key] = _Run()
+            run.pending.append((int(ts_us), int(value), float(weight)))
+
+    def extend(self, keys: np.ndarray, ts_us: I64, values: I64, weights: F64 | None = None) -> None:
+        """Bulk load: one sort for all events, then one array slice per key."""
+        if keys.size == 0:
+            return
+        ts_us = np.asarray(ts_us, dtype=np.int64)
+        values = np.asarray(values, dtype=np.int64)
+        weights = np.ones(keys.size) if weights is None else np.asarray(weights, dtype=np.float64)
+        order = np.argsort(ts_us, kind="stable")  # by key, then time, ties in input order
+        order = order[np.argsort(keys[order], kind="stable")]  # (keys may be str: no lexsort)
+        keys, ts_us, values, weights = keys[order], ts_us[order], values[order], weights[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        ends = np.r_[starts[1:], keys.size]
+        with self._lock:
+            for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+                key = keys[s].item() if isinstance(keys[s], np.generic) else keys[s]
+                run = self._runs.get(key)
+                if run is None:
+                    run = self._runs[key] = _Run()
+                run.settle()
+                run.append(ts_us[s:e], values[s:e], weights[s:e])
+
+    def between(self, key: Hashable, start_us: int | None, end_us: int) -> Slice:
+        """Events of `key` with start <= time < end (no lower bound when start is None)."""
+        with self._lock:
+            run = self._runs.get(key)
+            if run is None:
+                empty = np.zeros(0, dtype=np.int64)
+                return Slice(empty, empty, np.zeros(0))
+            run.settle()
+            hi = int(np.searchsorted(run.ts, end_us, side="left"))
+            lo = 0 if start_us is None else int(np.searchsorted(run.ts, start_us, side="left"))
+            return Slice(run.ts[lo:hi], run.values[lo:hi], run.weights[lo:hi])
+
+    def last(self, key: Hashable, end_us: int, n: int) -> Slice:
+        """The latest n events of `key` strictly before end, oldest first."""
+        with self._lock:
+            run = self._runs.get(key)
+            if run is None:
+                empty = np.zeros(0, dtype=np.int64)
+                return Slice(empty, empty, np.zeros(0))
+            run.settle()
+            hi = int(np.searchsorted(run.ts, end_us, side="left"))
+            lo = max(0, hi - n)
+            return Slice(run.ts[lo:hi], run.values[lo:hi], run.weights[lo:hi])
+
+    def prune(self, before_us: int) -> int:
+        """Forget events older than `before_us` (bounded memory in the service); returns how many."""
+        dropped = 0
+        with self._lock:
+            for key in list(self._runs):
+                run = self._runs[key]
+                run.settle()
+                cut = int(np.searchsorted(run.ts, before_us, side="left"))
+                if cut:
+                    dropped += cut
+                    run.ts, run.values, run.weights = run.ts[cut:], run.values[cut:], run.weights[cut:]
+                if run.ts.size == 0:
+                    del self._runs[key]
+        return dropped

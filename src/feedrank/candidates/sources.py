@@ -1,0 +1,75 @@
+"""The non-personal candidate sources together: their configuration, state and lists.
+
+`CandidateSources` owns the trending and co-visitation counters (fed by `add_click` / `extend`)
+and answers, for a user at time t, each source's ranked list over the eligible items. The ANN
+list comes from the caller (serving's index, evaluation's exact two-tower scores); `merge` joins
+them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from feedrank.candidates.covisitation import CoVisitation, CoVisitationConfig
+from feedrank.candidates.fresh import FreshConfig, fresh_scores
+from feedrank.candidates.merge import SourceList, top_n
+from feedrank.candidates.postings import I64
+from feedrank.candidates.trending import Trending, TrendingConfig
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    """Relative quotas per source (scaled to the total number of candidates) and their settings.
+
+    A quota of 0 turns a source off: ann=1 and the others 0 is the ANN-only candidate stage.
+    """
+
+    ann: int = 300
+    trending: int = 100
+    covis: int = 100
+    fresh: int = 50
+    trending_cfg: TrendingConfig = field(default_factory=TrendingConfig)
+    covis_cfg: CoVisitationConfig = field(default_factory=CoVisitationConfig)
+    fresh_cfg: FreshConfig = field(default_factory=FreshConfig)
+
+    def quotas(self) -> dict[str, int]:
+        return {"ann": self.ann, "trending": self.trending, "covis": self.covis, "fresh": self.fresh}
+
+    def enabled(self) -> list[str]:
+        return [name for name, quota in self.quotas().items() if quota > 0]
+
+
+class CandidateSources:
+    """Trending, co-visitation and fresh items over one catalog; thread-safe."""
+
+    def __init__(self, config: SourcesConfig = SourcesConfig()) -> None:
+        self.config = config
+        self.trending = Trending(config.trending_cfg)
+        self.covis = CoVisitation(config.covis_cfg)
+
+    def extend(self, users: np.ndarray, item_rows: I64, ts_us: I64) -> CandidateSources:
+        """Bulk load past clicks: (E,) user ids, catalog rows and µs times, in any order."""
+        self.trending.extend(item_rows, ts_us)
+        self.covis.extend(users, item_rows, ts_us)
+        return self
+
+    def add_click(self, user: Hashable, item_row: int, ts_us: int) -> None:
+        self.trending.add(item_row, ts_us)
+        self.covis.add(user, item_row, ts_us)
+
+    def prune(self, before_us: int) -> int:
+        """Forget clicks no query at or after `before_us` + the horizon can see."""
+        return self.trending.prune(before_us) + self.covis.prune(before_us)
+
+    def trending_list(self, t_us: int, n: int, eligible: npt.NDArray[np.bool_]) -> SourceList:
+        return top_n(self.trending.scores(t_us, eligible.size), n, eligible)
+
+    def covis_list(self, user: Hashable, t_us: int, n: int, eligible: npt.NDArray[np.bool_]) -> SourceList:
+        return top_n(self.covis.scores(user, t_us, eligible.size), n, eligible)
+
+    def fresh_list(self, published_us: I64, t_us: int, n: int, eligible: npt.NDArray[np.bool_]) -> SourceList:
+        return top_n(fresh_scores(published_us, t_us, self.config.fresh_cfg), n, eligible)

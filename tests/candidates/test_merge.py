@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from feedrank.candidates import SourceList, merge, split_quotas, top_n
+
+
+def _list(rows: list[int]) -> SourceList:
+    return SourceList(np.array(rows, dtype=np.int64), np.arange(len(rows), 0, -1, dtype=np.float64))
+
+
+def test_quotas_dedup_membership_and_refill() -> None:
+    lists = {"ann": _list([1, 2, 3, 4, 5, 6]), "trending": _list([2, 7, 8]), "fresh": _list([9])}
+    got = merge(lists, {"ann": 2, "trending": 2, "fresh": 2}, total=6)
+    # seats 2/2/2: ann 1, 2; trending 7, 8 (2 is taken); fresh 9; the empty seat refills from ann
+    assert got.item_rows.tolist() == [1, 2, 7, 8, 9, 3]
+    assert got.names == ("ann", "trending", "fresh")
+    assert got.proposed_by(1) == ["ann", "trending"]
+    assert got.sources.sum(axis=0).tolist() == [3, 3, 1]
+    assert got.scores[1].tolist() == [5.0, 3.0, 0.0]  # item 2: ann score 5, trending score 3
+    feats = got.features()
+    assert feats.shape == (6, 6) and len(got.feature_names()) == 6
+    assert feats[1, :3].tolist() == [1.0, 1.0, 0.0]
+    assert feats[1, 4] == pytest.approx(np.log1p(3.0))  # trending's count-like score is log-scaled
+
+
+def test_split_quotas_sums_to_total() -> None:
+    for total in (1, 7, 50, 501):
+        seats = split_quotas({"ann": 300, "trending": 100, "covis": 100, "fresh": 50}, total)
+        assert sum(seats.values()) == total
+    assert split_quotas({"ann": 3, "covis": 1}, 8) == {"ann": 6, "covis": 2}
+
+
+def test_top_n_is_positive_eligible_and_ordered() -> None:
+    scores = np.array([0.0, 3.0, 1.0, 3.0, 2.0])
+    eligible = np.array([True, True, True, True, False])
+    got = top_n(scores, 3, eligible)
+    assert got.rows.tolist() == [1, 3, 2] and got.scores.tolist() == [3.0, 3.0, 1.0]
