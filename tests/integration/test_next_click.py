@@ -84,5 +84,13 @@ def test_next_click_report_on_the_tiny_world(runs: tuple[Path, Path], tmp_path: 
         assert all(0.0 <= row[m] <= 1.0 for m in ("hr@10", "hr@20", "ndcg@10", "mrr@20"))
         assert row["hr@10"] <= row["hr@20"]
     assert {"cold items", "warm items"} & set(report.segments)
+    recall = report.candidate_recall["all"]
+    for generator in ("ANN", "union"):
+        values = [recall[generator][f"recall@{n}"] for n in (50, 100, 200, 500)]
+        assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values)  # more seats, more hits
+    # Every source is on, so the union can only hold the same ANN seats when nothing else proposes.
+    assert recall["union"]["recall@500"] >= recall["ANN"]["recall@50"]
     paths = write_next_click_report(report, tmp_path)
-    assert "| ranker |" in paths["markdown"].read_text() and paths["plot"].stat().st_size > 0
+    text = paths["markdown"].read_text()
+    assert "| ranker |" in text and paths["plot"].stat().st_size > 0
+    assert "union of sources" in text and paths["candidates_plot"].stat().st_size > 0

@@ -13,8 +13,8 @@ and the pair counts are looked up "strictly before t" for every row, from all ev
 built once at training time would be, while recent clicks still come from everything before t.
 
 Pairs are found by comparing each click with the next `max_lag` clicks of the same user in time
-order, a vectorized loop over lags (not over users) that stops at the first lag with no pair
-inside the window; `max_lag` bounds the cost of bots that click hundreds of items an hour.
+order (`feedrank.candidates.covisitation.co_clicks`, shared with the served co-visitation source);
+`max_lag` bounds the cost of bots that click hundreds of items an hour.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from feedrank.candidates.covisitation import co_clicks as co_clicks  # re-exported for callers
 from feedrank.data.timeline import EventIndex
 from feedrank.eval.arrays import sorted_unique
 from feedrank.eval.baselines import Clicks, IdCodes, query_micros
@@ -115,35 +116,6 @@ class CoVisitation:
         cutoff = t[rows] if self.until is None else np.minimum(t[rows], _micros(self.until))
         counts = self.pairs_.count_before(keys, cutoff)
         return np.bincount(rows, weights=counts, minlength=len(item_ids)).astype(np.float64)
-
-
-def co_clicks(user: I64, item: I64, ts_us: I64, window_us: int, max_lag: int) -> tuple[I64, I64, I64]:
-    """Co-click pairs among clicks sorted by (user, time).
-
-    Args:
-        user, item, ts_us: (E,) int64 codes and µs times, sorted by (user, ts_us).
-        window_us: largest gap between the two clicks, in µs (inclusive).
-        max_lag: largest distance in the sorted order between the two clicks.
-
-    Returns:
-        (first item, second item, time of the second click), each (P,) int64; items differ.
-    """
-    firsts, seconds, times = [], [], []
-    for lag in range(1, max_lag + 1):
-        if lag >= user.size:
-            break
-        close = (user[lag:] == user[:-lag]) & (ts_us[lag:] - ts_us[:-lag] <= window_us)
-        # Sorted by (user, time): if no click has a close partner `lag` places on, none has further on.
-        if not close.any():
-            break
-        pair = close & (item[lag:] != item[:-lag])
-        firsts.append(item[:-lag][pair])
-        seconds.append(item[lag:][pair])
-        times.append(ts_us[lag:][pair])
-    if not firsts:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    return np.concatenate(firsts), np.concatenate(seconds), np.concatenate(times)
 
 
 def _micros(when: datetime) -> int:

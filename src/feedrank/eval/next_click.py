@@ -14,6 +14,11 @@ Systems, all computed from events strictly before t:
   window's clicks before the test window is looked at;
 - the model: the two-tower over the whole live catalog, and the ranker on its top candidates.
 
+Candidate generation is measured too: the recall of the clicked item among N candidates of the
+two-tower alone (its top N over the live catalog, what the ANN returns) and of the union of the
+candidate sources (`feedrank.candidates`: ANN, trending, co-visitation, fresh items) merged with
+their quotas to the same N, for each N in `candidate_ns`.
+
 Events are streamed once in time order; counters advance with the stream, so a score at t sees
 exactly the events before t. Ties are broken by expectation (a tied item's rank is uniform over
 its tie group), so a system that scores everything equal gets exactly the random baseline.
@@ -32,11 +37,12 @@ import numpy as np
 import polars as pl
 import torch
 
+from feedrank.candidates import CandidateSources, SourceList, SourcesConfig, merge
 from feedrank.data.features import US_PER_HOUR, to_us
 from feedrank.data.split import open_split
 from feedrank.eval.catalog import TwoTowerRanker
 from feedrank.eval.model_scorer import RankerScorer, TwoTowerScorer
-from feedrank.eval.next_click_stream import POP_WINDOWS_MIN, ClickStream, rank_metrics
+from feedrank.eval.next_click_stream import POP_WINDOWS_MIN, ClickStream, TargetState, rank_metrics
 from feedrank.train.run import build_space, load_ranker, load_retrieval, read_run
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,8 @@ class NextClickOptions:
     session_gap_min: float = 30.0
     skip_session_first: bool = False  # drop each session's first click (no previous click to use)
     ranker_candidates: int = 200  # the ranker re-scores the two-tower's top N
+    candidate_ns: tuple[int, ...] = (50, 100, 200, 500)  # candidate-set sizes for recall
+    sources: SourcesConfig = field(default_factory=SourcesConfig)  # quotas of the union
     seed: int = 0
 
 
@@ -62,6 +70,7 @@ class PerEvent:
     item_id: np.ndarray  # (E,) str
     user_id: np.ndarray  # (E,) str
     metrics: dict[str, dict[str, np.ndarray]]  # system → metric → (E,)
+    recall: dict[str, dict[str, np.ndarray]]  # candidate generator → recall@N → (E,) 0/1
 
 
 @dataclass
@@ -75,6 +84,9 @@ class NextClickReport:
     segments: dict[str, dict[str, dict[str, float]]] = field(
         default_factory=dict
     )  # segment → system → metric
+    # segment ("all" too) → candidate generator (ANN, union) → recall@N (mean and _se)
+    candidate_recall: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    quotas: dict[str, int] = field(default_factory=dict)  # relative quotas of the union
 
 
 def evaluate_next_click(
@@ -122,6 +134,11 @@ def evaluate_next_click(
         for name, mask in masks.items()
         if (mask & keep).any()
     }
+    recall = {
+        name: _summarize(per_event.recall, mask & keep)
+        for name, mask in masks.items()
+        if name in ("all", "cold items", "warm items") and (mask & keep).any()
+    }
     return NextClickReport(
         run=str(run_dir),
         data=str(split_dir),
@@ -130,6 +147,8 @@ def evaluate_next_click(
         blend_weights=blend,
         overall=segments.pop("all"),
         segments=segments,
+        candidate_recall=recall,
+        quotas=options.sources.quotas(),
     )
 
 
@@ -183,6 +202,9 @@ def _evaluate(
     top_rows: list[np.ndarray] = []
     target_in_top: list[int] = []
     tt_ranks: list[float] = []
+    sources = stream.sources(CandidateSources(options.sources))
+    published = stream.space.catalog.published_us
+    recall: dict[str, dict[str, list[float]]] = {"ANN": defaultdict(list), "union": defaultdict(list)}
     stream.reset()
     # `test` is in time order (_sample_clicks sorts it), the order walk() visits, so positions align.
     for e, state in stream.walk(test):
@@ -201,6 +223,10 @@ def _evaluate(
         for system in systems:
             for name, value in rank_metrics(scores[system], state.target).items():
                 metrics[system][name].append(value)
+        hits = _candidate_hits(sources, options, state, str(users[e]), int(ts_us[e]), tt, published)
+        for generator, by_n in hits.items():
+            for n, found in by_n.items():
+                recall[generator][f"recall@{n}"].append(found)
         if ranker is not None:
             top = np.argsort(-tt, kind="stable")[: options.ranker_candidates]
             top_rows.append(state.live_rows[top])
@@ -215,7 +241,43 @@ def _evaluate(
         item_id=test.get_column("item_id").to_numpy().astype(object),
         user_id=users,
         metrics={s: {k: np.array(v) for k, v in m.items()} for s, m in metrics.items()},
+        recall={s: {k: np.array(v) for k, v in m.items()} for s, m in recall.items()},
     )
+
+
+def _candidate_hits(
+    sources: CandidateSources,
+    options: NextClickOptions,
+    state: TargetState,
+    user: str,
+    t: int,
+    two_tower: np.ndarray,
+    published_us: np.ndarray,
+) -> dict[str, dict[int, float]]:
+    """Whether the clicked item is among N candidates of the ANN alone and of the union, per N.
+
+    The ANN's list is the two-tower's top N over the live catalog (exact search: the index's
+    recall loss is measured elsewhere); the other sources list live items only, as the ANN does.
+    """
+    most = max(options.candidate_ns)
+    order = np.argsort(-two_tower, kind="stable")[:most]
+    ann = SourceList(state.live_rows[order], two_tower[order])
+    target = int(state.live_rows[state.target]) if state.live_click else -1
+    quotas = options.sources.quotas()
+    eligible = np.zeros(published_us.size, dtype=bool)
+    eligible[state.live_rows] = True
+    lists = {"ann": ann}
+    if quotas["trending"] > 0:
+        lists["trending"] = sources.trending_list(t, most, eligible)
+    if quotas["covis"] > 0:
+        lists["covis"] = sources.covis_list(user, t, most, eligible)
+    if quotas["fresh"] > 0:
+        lists["fresh"] = sources.fresh_list(published_us, t, most, eligible)
+    out: dict[str, dict[int, float]] = {"ANN": {}, "union": {}}
+    for n in options.candidate_ns:
+        out["ANN"][n] = float(target >= 0 and target in ann.rows[:n])
+        out["union"][n] = float(target >= 0 and target in merge(lists, quotas, n).item_rows)
+    return out
 
 
 def _ranker_metrics(

@@ -1,21 +1,23 @@
-"""The event stream behind next-click evaluation: counters that advance with time.
+"""The event stream behind next-click evaluation: what each system may know at each click.
 
-`ClickStream.walk(targets)` visits target clicks in time order; before each, it has absorbed
-exactly the events strictly before its time: which items are live (an event in the window),
-click counts per item over the popularity windows, and co-visitation counts (for each item, how
-often each other item was the next click of the same user within a session). Memory is O(items
-+ distinct co-visited pairs); time is one pass over the events plus O(live items) per target.
+`ClickStream.walk(targets)` visits target clicks in time order; for each it reports which items
+are live (an event in the window before t), click counts per item over the popularity windows,
+and co-visitation counts with the user's previous click (how often each item was the next click
+of the same user within a session). The counters are the candidate sources' own
+(`feedrank.candidates`: `Trending` without decay, `CoVisitation` of consecutive clicks), built
+once from the whole log and read "strictly before t", so the baselines measured here count
+exactly what the served sources count.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
+from feedrank.candidates import CandidateSources, CoVisitation, CoVisitationConfig, Trending, TrendingConfig
 from feedrank.data.examples import FeatureSpace
 from feedrank.data.features import to_us
 
@@ -55,39 +57,31 @@ class ClickStream:
         self.ck_item, self.ck_ts, self.ck_user = self.ev_item[clicked], self.ev_ts[clicked], users[clicked]
         self.live_us = int(live_window_h * 60 * US_PER_MIN)
         self.gap_us = int(session_gap_min * US_PER_MIN)
+        self.pop = Trending(
+            TrendingConfig(windows_min=tuple(map(float, POP_WINDOWS_MIN)), half_life_min=None)
+        )
+        self.pop.extend(self.ck_item, self.ck_ts)
+        previous_click = CoVisitationConfig(
+            session_gap_min=session_gap_min, max_lag=1, backward_weight=0.0, half_life_h=None, num_recent=1
+        )
+        self.covis = CoVisitation(previous_click)
+        self.covis.extend(self.ck_user, self.ck_item, self.ck_ts)
         self.reset()
+
+    def sources(self, sources: CandidateSources) -> CandidateSources:
+        """`sources` fed every click of the stream (they too answer only from before each t)."""
+        return sources.extend(self.ck_user, self.ck_item, self.ck_ts)
 
     def reset(self) -> None:
         self.last_event = np.full(self.num_items, NEVER, dtype=np.int64)
-        self.pop = {m: np.zeros(self.num_items, dtype=np.int64) for m in POP_WINDOWS_MIN}
-        self.covis: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        self.last_click: dict[str, tuple[int, int]] = {}
         self._ev = 0
-        self._ck = 0
-        self._out = dict.fromkeys(POP_WINDOWS_MIN, 0)
 
     def _advance(self, t: int) -> None:
-        """Absorb every event with time < t."""
+        """Absorb every event with time < t into the live catalog."""
         ev_end = int(np.searchsorted(self.ev_ts, t, side="left"))
         if ev_end > self._ev:
             np.maximum.at(self.last_event, self.ev_item[self._ev : ev_end], self.ev_ts[self._ev : ev_end])
             self._ev = ev_end
-        ck_end = int(np.searchsorted(self.ck_ts, t, side="left"))
-        if ck_end > self._ck:
-            for m in POP_WINDOWS_MIN:
-                np.add.at(self.pop[m], self.ck_item[self._ck : ck_end], 1)
-            for j in range(self._ck, ck_end):  # co-visitation needs each user's previous click
-                user, item, ts = self.ck_user[j], int(self.ck_item[j]), int(self.ck_ts[j])
-                prev = self.last_click.get(user)
-                if prev is not None and prev[0] != item and ts - prev[1] <= self.gap_us:
-                    self.covis[prev[0]][item] += 1
-                self.last_click[user] = (item, ts)
-            self._ck = ck_end
-        for m in POP_WINDOWS_MIN:  # clicks that left the window
-            out_end = int(np.searchsorted(self.ck_ts, t - m * US_PER_MIN, side="left"))
-            if out_end > self._out[m]:
-                np.add.at(self.pop[m], self.ck_item[self._out[m] : out_end], -1)
-                self._out[m] = out_end
 
     def walk(self, targets: pl.DataFrame) -> Iterator[tuple[int, TargetState]]:
         """(row index in `targets`, state) for each target click, in time order."""
@@ -100,24 +94,16 @@ class ClickStream:
             live = np.flatnonzero(self.last_event >= t - self.live_us)
             pos = int(np.searchsorted(live, rows[e])) if rows[e] >= 0 else -1
             target = pos if 0 <= pos < live.size and live[pos] == rows[e] else -1
-            prev = self.last_click.get(users[e])
-            first = prev is None or t - prev[1] > self.gap_us
-            covis = np.zeros(live.size)
-            if prev is not None:
-                following = self.covis.get(prev[0])
-                if following:
-                    keys = np.fromiter(following.keys(), dtype=np.int64, count=len(following))
-                    vals = np.fromiter(following.values(), dtype=np.float64, count=len(following))
-                    at = np.searchsorted(live, keys)
-                    ok = (at < live.size) & (live[np.minimum(at, max(live.size - 1, 0))] == keys)
-                    covis[at[ok]] = vals[ok]
+            prev = self.covis.recent(users[e], t, 1).ts
+            first = prev.size == 0 or t - int(prev[-1]) > self.gap_us
+            pop = self.pop.counts(t, self.num_items)[:, live]
             yield (
                 int(e),
                 TargetState(
                     live,
                     target,
-                    {m: self.pop[m][live].astype(np.float64) for m in POP_WINDOWS_MIN},
-                    covis,
+                    {m: pop[k] for k, m in enumerate(POP_WINDOWS_MIN)},
+                    self.covis.scores(users[e], t, self.num_items)[live],
                     first,
                 ),
             )

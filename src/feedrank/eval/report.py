@@ -235,8 +235,51 @@ def write_next_click_report(report: NextClickReport, out_dir: Path) -> dict[str,
         lines += [f"## {segment} ({events:,} clicks)", ""]
         lines += _se_table(results, metrics)
         lines.append("")
+    if report.candidate_recall:
+        paths["candidates_plot"] = _plot_candidate_recall(report, out_dir / "next_click_candidates.png")
+        lines += _candidate_recall_section(report, paths["candidates_plot"].name)
     paths["markdown"].write_text("\n".join(lines) + "\n", encoding="utf-8")
     return paths
+
+
+def _recall_ns(report: NextClickReport) -> list[int]:
+    some = next(iter(report.candidate_recall.values()))["ANN"]
+    return sorted(int(k.split("@")[1]) for k in some if k.startswith("recall@") and not k.endswith("_se"))
+
+
+def _candidate_recall_section(report: NextClickReport, plot_name: str) -> list[str]:
+    """Recall of the clicked item among N candidates: the ANN alone beside the union of sources."""
+    ns = _recall_ns(report)
+    segments = list(report.candidate_recall)
+    quotas = ", ".join(f"{name} {q}" for name, q in report.quotas.items())
+    lines = [
+        "## Candidate generation: the ANN alone and the union of sources",
+        "",
+        "Share of the clicked items among the N candidates (a click on an item that was not live is",
+        f"a miss for both). Union: the candidate sources merged with relative quotas {quotas},",
+        "scaled to N. Mean ± standard error.",
+        "",
+        "| N | " + " | ".join(f"ANN ({s}) | union ({s})" for s in segments) + " |",
+        "|---:|" + "---:|---:|" * len(segments),
+    ]
+    for n in ns:
+        cells = []
+        for segment in segments:
+            for generator in ("ANN", "union"):
+                row = report.candidate_recall[segment][generator]
+                cells.append(f"{row[f'recall@{n}']:.4f} ± {row[f'recall@{n}_se']:.4f}")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return [*lines, "", f"![candidate recall]({plot_name})", ""]
+
+
+def _plot_candidate_recall(report: NextClickReport, path: Path) -> Path:
+    ns = _recall_ns(report)
+    curves = {
+        f"{generator} ({segment})": {n: results[generator][f"recall@{n}"] for n in ns}
+        for segment, results in report.candidate_recall.items()
+        for generator in ("ANN", "union")
+    }
+    return plot_metric_at_k(curves, path, metric="recall", title="Clicked item among N candidates")
 
 
 def _se_table(results: dict[str, dict[str, float]], metrics: list[str]) -> list[str]:
