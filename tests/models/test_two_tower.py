@@ -78,6 +78,43 @@ def test_score_at_equals_scoring_each_item_at_each_users_time() -> None:
         assert torch.allclose(got[b], expected[0], atol=1e-5)
 
 
+def test_freshness_at_equals_bucket_and_gather_with_gradients() -> None:
+    """The sorted step-function path equals the direct definition, values and gradients, including
+    ages exactly on an edge, negative ages, unknown publication times and tied publication times."""
+    m = model()
+    gen = torch.Generator().manual_seed(3)
+    ts = torch.randint(200 * H_US, 400 * H_US, (64,), generator=gen)
+    published = ts[torch.randint(0, 64, (96,), generator=gen)] - torch.randint(
+        -2 * H_US, 180 * H_US, (96,), generator=gen
+    )
+    published[:8] = ts[:8] - H_US * torch.tensor([1, 3, 6, 12, 24, 48, 96, 168])  # on the edges
+    published[8:12] = NO_TIME
+    published[12:16] = published[16]  # ties
+    u1 = torch.nn.functional.normalize(torch.randn(64, m.cfg.dim, generator=gen), dim=-1).requires_grad_()
+    u2 = u1.detach().clone().requires_grad_()
+    fast = m.freshness_at(u1, published, ts)
+    buckets = m.item_tower.freshness_bucket(published[None, :], ts[:, None])
+    direct = torch.gather(u2 @ m.item_tower.freshness.weight.T, 1, buckets)
+    assert torch.allclose(fast, direct, atol=1e-6)
+    upstream = torch.randn(64, 96, generator=gen)
+    (fast * upstream).sum().backward()
+    fast_grads = [u1.grad, m.item_tower.freshness.weight.grad]
+    m.item_tower.freshness.weight.grad = None
+    (direct * upstream).sum().backward()
+    for got, expected in zip(fast_grads, [u2.grad, m.item_tower.freshness.weight.grad], strict=True):
+        assert got is not None and expected is not None
+        assert torch.allclose(got, expected, atol=1e-5)
+    # Every publication time unknown: everything is bucket 0.
+    unknown = torch.full((5,), NO_TIME)
+    u3 = u2.detach()[:3].clone().requires_grad_()
+    only = m.freshness_at(u3, unknown, ts[:3])
+    only.sum().backward()
+    assert torch.allclose(only, (u3 @ m.item_tower.freshness.weight[0])[:, None].expand(3, 5), atol=1e-6)
+    assert u3.grad is not None and torch.allclose(u3.grad, 5 * m.item_tower.freshness.weight[0].expand(3, -1))
+    # The control: one bucket off changes the values.
+    assert not torch.allclose(fast, torch.gather(u2 @ m.item_tower.freshness.weight.T, 1, (buckets + 1) % 10))
+
+
 def test_transformer_history_changes_with_order_mean_does_not() -> None:
     u = users(2)
     flipped = UserInputs(
