@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from feedrank.cli import data, demo, evaluate, serving, simulate, train
+from feedrank.cli import data, demo, evaluate, experiment, serving, simulate, train
 from feedrank.cli.console import console, err_console
 from feedrank.errors import FeedrankError
 
@@ -22,6 +22,8 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.command(name="evaluate")(evaluate.evaluate_command)
+app.command(name="compare")(experiment.compare_command)
+app.add_typer(experiment.abtest_app, name="abtest")
 app.command(name="bundle")(serving.bundle_command)
 app.command(name="serve")(serving.serve_command)
 app.add_typer(serving.index_app, name="index")

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from feedrank.data.dataset import Dataset
+from feedrank.data.split import SPLIT_MANIFEST, open_split
 from feedrank.errors import DataError
 from feedrank.eval.ab_plan import ContinuousMetric
 
@@ -131,3 +134,12 @@ def metric_from_logs(
         name=name or metric,
     )
     return result, cuped
+
+
+def read_impressions(path: Path | str) -> pl.DataFrame:
+    """The impressions of a canonical dataset, or of all three parts of a split (the whole log:
+    planning wants every day of it, not one part)."""
+    path = Path(path)
+    if (path / SPLIT_MANIFEST).is_file():
+        return pl.concat([part.read("impressions") for part in open_split(path).values()]).sort("ts")
+    return Dataset.open(path).read("impressions")

@@ -17,10 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
+from feedrank.eval.compare_plots import plot_forest
 from feedrank.eval.compare_stats import MetricSpec, PairedEstimate
 from feedrank.eval.plots import plot_reliability, plot_system_comparison
 
@@ -29,8 +26,6 @@ if TYPE_CHECKING:  # compare.py computes these reports and imports this module
 
     from feedrank.eval.compare import CompareOptions
 
-DPI = 120
-COLORS = {"better": "#2e7d32", "worse": "#c62828", "no significant difference": "#616161"}
 VIEWS = {  # view → (title, what is measured); docs/compare_example.md explains every section
     "retrieval": (
         "Retrieval over the live catalog",
@@ -236,6 +231,13 @@ def to_blocks(report: ComparisonReport, images: set[str]) -> list[Block]:
     return [*b, Block("p", f"Timings: {timings}.")]
 
 
+def render_decision(report: ComparisonReport) -> str:
+    """The decision section as markdown (SHIP/HOLD, reasons, rule, table): what `feedrank compare` prints."""
+    blocks = to_blocks(report, set())
+    start = next(i for i, b in enumerate(blocks) if b.kind == "h2")  # the first section is the decision
+    return to_markdown(blocks[start : start + 4], {})
+
+
 def _table(header: tuple[str, ...], rows: Any) -> Block:
     return Block("table", header=header, rows=tuple(tuple(r) for r in rows))
 
@@ -366,35 +368,3 @@ def _plots(report: ComparisonReport, out: Path) -> dict[str, Path]:
         report.reliability, out / "reliability.png", title="Click probability"
     )
     return paths
-
-
-def plot_forest(panels: dict[str, dict[str, MetricRow]], path: Path, *, relative: bool, title: str) -> Path:
-    """Forest plot: per panel (titled by its key) one line per row, the delta (relative in %, or
-    absolute) with its interval, coloured by verdict, against a dashed zero line."""
-    cols = min(2, len(panels))
-    nrows = -(-len(panels) // cols)
-    height = 0.36 * max(len(rows) for rows in panels.values()) + 1.3
-    fig = Figure(figsize=(7.0 * cols if cols > 1 else 7.5, height * nrows))
-    axes = np.atleast_1d(fig.subplots(nrows, cols, squeeze=False)).ravel()
-    scale = 100.0 if relative else 1.0
-    for ax, (panel, rows) in zip(axes, panels.items(), strict=False):
-        y = np.arange(len(rows))[::-1]
-        for yi, row in zip(y, rows.values(), strict=True):
-            e = row.estimate
-            value, (low, high) = (e.relative, e.relative_ci) if relative else (e.delta, e.delta_ci)
-            if math.isfinite(value):
-                ax.plot([low * scale, high * scale], [yi, yi], color=COLORS[e.verdict], linewidth=2)
-                ax.plot([value * scale], [yi], marker="o", color=COLORS[e.verdict])
-        ax.axvline(0.0, color="black", linewidth=0.8, linestyle="--")
-        ax.set_yticks(y, list(rows), fontsize=8)
-        ax.set_title(panel, fontsize=10)
-        ax.set_xlabel("relative delta (%)" if relative else "delta (challenger - champion)")
-        ax.grid(axis="x", alpha=0.3)
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)  # the Agg canvas directly: no pyplot state (as in eval/plots.py)
-    fig.savefig(path, dpi=DPI, format="png")
-    return path

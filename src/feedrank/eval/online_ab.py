@@ -284,6 +284,29 @@ def simulate_ab(
     return ABResult(config, arms, start_s, pop.treated, per_user, tally.per_day, tally.exposure, stats)
 
 
+def simulate_bundles(
+    control: Path | str,
+    treatment: Path | str,
+    config: ABConfig,
+    *,
+    world: Path | str | None = None,
+    policies: tuple[str, str] = ("ranker", "ranker"),
+    candidates: int = 100,
+    rerank: bool = True,
+    on_hour: Callable[[int, int], None] | None = None,
+) -> ABResult:
+    """`simulate_ab` between two bundle directories (each arm loads its own copy) in `world` (a
+    `feedrank simulate` output), by default the world behind the treatment bundle's data;
+    `policies` are the arms' variants (VARIANTS)."""
+    treated_bundle = load_bundle(treatment)
+    sim = World.load(world) if world is not None else world_of_bundle(treated_bundle)
+    arms = (
+        BundlePolicy(control, policies[0], candidates=candidates, rerank=rerank, seed=config.seed),
+        BundlePolicy(treated_bundle, policies[1], candidates=candidates, rerank=rerank, seed=config.seed),
+    )
+    return simulate_ab(sim, arms[0], arms[1], config, on_hour=on_hour)
+
+
 class _Tally:
     """Per-user totals (U,), per-user-day totals (U, D), publishers seen (U, P), exposure (2, P)."""
 

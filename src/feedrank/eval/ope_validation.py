@@ -164,6 +164,15 @@ def summarize(results: Iterable[SeedResult]) -> pl.DataFrame:
     )
 
 
+def coverage_by_estimator(summary: pl.DataFrame) -> dict[str, float]:
+    """Estimator -> share of its intervals (over every policy and seed of `summary`) that covered
+    the truth: the one number per estimator to hold against the nominal level."""
+    pooled = summary.group_by("estimator", maintain_order=True).agg(
+        ((pl.col("coverage") * pl.col("seeds")).sum() / pl.col("seeds").sum()).alias("coverage")
+    )
+    return dict(zip(pooled["estimator"].to_list(), pooled["coverage"].to_list(), strict=True))
+
+
 def render_summary(summary: pl.DataFrame) -> str:
     """The summary as a markdown table."""
     cols = [

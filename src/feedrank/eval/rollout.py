@@ -19,7 +19,7 @@ one-sided (stop when worse) unless `two_sided`; the primary metric is two-sided 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from feedrank.errors import ConfigError
@@ -86,6 +86,7 @@ DEFAULT_CHECKS: tuple[Check, ...] = (
     Check("clickbait_exposure", ContinuousMetric(0.12, 0.08, name="clickbait share of feed"), 0.05),
 )
 DAY_H = 24.0
+PRIMARY_CHECK = "primary"  # the check whose metric `with_primary_metric` replaces
 DEFAULT_STAGES: tuple[Stage, ...] = (
     Stage("canary", 0.001, DAY_H, 2 * DAY_H, ("error_rate", "click_sanity")),
     Stage("experiment", 0.05, 7 * DAY_H, 14 * DAY_H, ("primary", "hide_rate", "clickbait_exposure")),
@@ -174,6 +175,14 @@ def check_time(check: Check, stage: Stage, config: RolloutConfig) -> CheckTime:
     needed = plan(check.metric, design, effect=effect).days
     at_max = plan(check.metric, design, effect=effect, days=stage.max_hours / DAY_H).power
     return CheckTime(check.name, math.inf if needed is None else needed * DAY_H, at_max)
+
+
+def with_primary_metric(config: RolloutConfig, metric: Metric) -> RolloutConfig:
+    """`config` with the metric of its `primary` check replaced (e.g. one measured from your logs)."""
+    if not any(c.name == PRIMARY_CHECK for c in config.checks):
+        raise ConfigError(f"the rollout config has no check named {PRIMARY_CHECK!r} to give a metric to")
+    checks = tuple(replace(c, metric=metric) if c.name == PRIMARY_CHECK else c for c in config.checks)
+    return replace(config, checks=checks)
 
 
 def plan_rollout(config: RolloutConfig | None = None) -> RolloutPlan:
