@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from feedrank.bundle import Bundle, load_bundle
+from feedrank.candidates import SourcesConfig
 from feedrank.serve.batch import BatchRecommender, BatchRequest
 from feedrank.serve.recommender import FeedRequest, Recommender
 from feedrank.serve.rerank import RerankConfig, build_reranker
@@ -16,6 +17,8 @@ from tests.integration.conftest import bundle_path, runs, split_dir  # noqa: F40
 
 K = 10
 HOUR_US = 3_600_000_000
+# Batched serving generates candidates with the ANN only; per-request feeds match it when so set.
+ANN_ONLY = SourcesConfig(trending=0, covis=0, fresh=0)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def bundle(bundle_path: Path) -> Bundle:  # noqa: F811
 
 def recommender(bundle: Bundle, *, rerank: bool, candidates: int = 60, **settings: float) -> Recommender:
     config = RerankConfig() if rerank else RerankConfig(order=())
-    serve = ServeSettings(candidates=candidates, deadline_ms=1e9, rerank=config, **settings)  # type: ignore[arg-type]
+    serve = ServeSettings(candidates=candidates, deadline_ms=1e9, rerank=config, sources=ANN_ONLY, **settings)  # type: ignore[arg-type]
     return Recommender(bundle, serve, build_reranker(config), cache=None)
 
 
@@ -80,7 +83,13 @@ def test_two_tower_order_equals_a_request_whose_ranking_was_skipped(bundle: Bund
     rec = recommender(bundle, rerank=False, rank_budget_ms=15.0)
     rec_skip = Recommender(
         bundle,
-        ServeSettings(candidates=60, deadline_ms=15.0, rank_budget_ms=15.0, rerank=RerankConfig(order=())),
+        ServeSettings(
+            candidates=60,
+            deadline_ms=15.0,
+            rank_budget_ms=15.0,
+            rerank=RerankConfig(order=()),
+            sources=ANN_ONLY,
+        ),
         build_reranker(RerankConfig(order=())),
         cache=None,
     )

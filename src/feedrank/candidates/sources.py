@@ -32,6 +32,7 @@ class SourcesConfig:
     trending: int = 100
     covis: int = 100
     fresh: int = 50
+    history_h: float = 168.0  # clicks older than this are not loaded (serving prunes them as it goes)
     trending_cfg: TrendingConfig = field(default_factory=TrendingConfig)
     covis_cfg: CoVisitationConfig = field(default_factory=CoVisitationConfig)
     fresh_cfg: FreshConfig = field(default_factory=FreshConfig)

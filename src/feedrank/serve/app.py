@@ -1,7 +1,8 @@
 """The HTTP service: FastAPI routes around a `FeedService`. Thin handlers; no logic lives here.
 
     POST /v1/feed        a feed for a user
-    POST /v1/events      engagement events (click, dwell, share, hide)
+    POST /v1/events      engagement events (click, dwell, share, hide); a click reaches the
+                         trending and co-visitation sources before the next feed request
     POST /v1/items       fresh items: embedded by the item tower and added to the index at once
     GET  /healthz        the process is up
     GET  /readyz         a bundle is loaded (503 until then)
@@ -44,6 +45,9 @@ class FeedBody(BaseModel):
 class FeedItemOut(BaseModel):
     item_id: str
     score: float
+    sources: list[str] = Field(
+        description="candidate sources that proposed the item (ann, covis, trending, fresh)"
+    )
 
 
 class FeedOut(BaseModel):
@@ -54,6 +58,8 @@ class FeedOut(BaseModel):
     cache: str
     known_user: bool
     bundle: str
+    candidates: dict[str, int] = Field(description="candidates each source proposed")
+    skipped_sources: dict[str, str] = Field(description="sources skipped and why (failed, overran, deadline)")
 
 
 class EventBody(BaseModel):
@@ -137,12 +143,14 @@ def create_app(
         # the answer through FeedOut (which still documents it), a millisecond per request.
         payload = {
             "user_id": result.user_id,
-            "items": [{"item_id": i.item_id, "score": i.score} for i in result.items],
+            "items": [{"item_id": i.item_id, "score": i.score, "sources": i.sources} for i in result.items],
             "timings_ms": result.timings_ms,
             "degraded": result.degraded,
             "cache": result.cache,
             "known_user": result.known_user,
             "bundle": result.bundle,
+            "candidates": result.candidates,
+            "skipped_sources": result.skipped_sources,
         }
         return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
 

@@ -36,6 +36,9 @@ class FeedService:
         self.metrics.describe("feedrank_requests_total", "HTTP requests by endpoint and status")
         self.metrics.describe("feedrank_stage_latency_ms", "feed latency by stage, milliseconds")
         self.metrics.describe("feedrank_degraded_total", "feeds served with a degraded stage")
+        self.metrics.describe("feedrank_source_latency_ms", "candidate source latency, milliseconds")
+        self.metrics.describe("feedrank_source_candidates_total", "candidates proposed, by source")
+        self.metrics.describe("feedrank_source_skipped_total", "candidate sources skipped, by reason")
         self._recommender: Recommender | None = None
         self._reload_lock = threading.Lock()
 
@@ -75,6 +78,15 @@ class FeedService:
         for stage in STAGES:
             if stage in feed.timings_ms:
                 self.metrics.observe("feedrank_stage_latency_ms", feed.timings_ms[stage], {"stage": stage})
+        for name, ms in feed.timings_ms.items():
+            if name.startswith("source."):
+                self.metrics.observe(
+                    "feedrank_source_latency_ms", ms, {"source": name.removeprefix("source.")}
+                )
+        for name, count in feed.candidates.items():
+            self.metrics.inc("feedrank_source_candidates_total", {"source": name}, value=float(count))
+        for name, why in feed.skipped_sources.items():
+            self.metrics.inc("feedrank_source_skipped_total", {"source": name, "reason": why.split(":")[0]})
         self.metrics.inc(
             "feedrank_feeds_total", {"cache": feed.cache, "known_user": str(feed.known_user).lower()}
         )

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from feedrank.candidates import SourcesConfig
 from feedrank.serve.cache import CacheSettings
 from feedrank.serve.rerank import RerankConfig
 
@@ -15,7 +16,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ServeSettings:
-    candidates: int = 500  # ANN top-N handed to the ranker
+    candidates: int = 500  # candidates handed to the ranker: the union of the sources
+    # Relative quotas of the candidate sources and their settings (`--set sources.trending=0`;
+    # `sources.trending=0 sources.covis=0 sources.fresh=0` is the ANN-only candidate stage).
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    source_budget_ms: float = 10.0  # a non-ANN source slower than this is dropped from the request
     default_k: int = 20  # feed size when a request does not say
     max_k: int = 100
     deadline_ms: float = 50.0  # the scoring deadline of one request

@@ -1,0 +1,125 @@
+"""The candidate stage of serving: every enabled source, guarded and timed, merged with quotas.
+
+    ann        the index's top N for the user vector (personal)
+    covis      co-visitation with the user's recent clicks (bundle snapshot + clicks since)
+    trending   time-decayed click counts (bundle snapshot + clicks since)
+    fresh      items published in the last minutes, POST /v1/items included
+
+The trending and co-visitation counters start from the bundle's snapshot of past clicks and take
+each click that reaches POST /v1/events at once, so the next request already sees it. A source
+that raises, or that would start too late for the deadline, or that overruns its budget, is
+skipped: its seats go to the other sources and the feed says so. A failing ANN leaves the feed to
+the other sources rather than failing the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from feedrank.bundle import Bundle
+from feedrank.candidates import CandidateSet, CandidateSources, SourceList, merge
+from feedrank.data.timeline import NO_TIME
+from feedrank.serve.catalog import ServingCatalog
+from feedrank.serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+US_PER_HOUR = 3_600_000_000
+PRUNE_EVERY = 10_000  # clicks between prunes of what no request can see any more
+
+
+@dataclass
+class StageResult:
+    candidates: CandidateSet
+    timings_ms: dict[str, float]  # source → milliseconds it took
+    skipped: dict[str, str]  # source → why it was skipped (failed, overran, deadline)
+
+
+class CandidateStage:
+    """Candidate generation from the union of sources for one loaded bundle; thread-safe."""
+
+    def __init__(self, bundle: Bundle, catalog: ServingCatalog, settings: ServeSettings) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.config = settings.sources
+        self.sources = CandidateSources(self.config)
+        self.history_us = int(self.config.history_h * US_PER_HOUR)
+        self._load_snapshot(bundle)
+        self._lock = threading.Lock()
+        self._clicks_since_prune = 0
+        self.skipped: dict[tuple[str, str], int] = defaultdict(int)  # (source, reason) → count
+
+    def _load_snapshot(self, bundle: Bundle) -> None:
+        """The bundle's clicks of the last `history_h` hours (undated history is left out)."""
+        clicks = bundle.space.past.user_clicks
+        keep = (clicks.times != NO_TIME) & (clicks.times >= bundle.snapshot_us - self.history_us)
+        users = bundle.space.users.user_ids[clicks.keys[keep]]
+        items = np.asarray(clicks.values, dtype=np.int64)[keep] - 1  # values are item row + 1
+        self.sources.extend(users, items, clicks.times[keep])
+        log.info("candidate sources: %d clicks from the bundle snapshot", int(keep.sum()))
+
+    def record_click(self, user_id: str, item_row: int, ts_us: int) -> None:
+        self.sources.add_click(user_id, item_row, ts_us)
+        with self._lock:
+            self._clicks_since_prune += 1
+            prune = self._clicks_since_prune >= PRUNE_EVERY
+            if prune:
+                self._clicks_since_prune = 0
+        if prune:
+            self.sources.prune(ts_us - self.history_us)
+
+    def run(
+        self,
+        user: np.ndarray,
+        user_id: str,
+        now_us: int,
+        exclude: set[int],
+        time_left_ms: Callable[[], float],
+    ) -> StageResult:
+        """Each enabled source's list, merged to `settings.candidates` rows.
+
+        Args:
+            user: (d,) float32 user vector for the ANN.
+            exclude: catalog rows not to propose (on screen, hidden).
+            time_left_ms: milliseconds of the request's deadline left before ranking must start.
+        """
+        total = self.settings.candidates
+        eligible = self.catalog.exists_us <= now_us  # (I,) items that exist now
+        if exclude:
+            eligible[np.fromiter(exclude, dtype=np.int64, count=len(exclude))] = False
+        makers: dict[str, Callable[[], SourceList]] = {
+            "ann": lambda: SourceList(*self.catalog.retrieve(user, now_us, total, exclude)),
+            "covis": lambda: self.sources.covis_list(user_id, now_us, total, eligible),
+            "trending": lambda: self.sources.trending_list(now_us, total, eligible),
+            "fresh": lambda: self.sources.fresh_list(self.catalog.published_us, now_us, total, eligible),
+        }
+        lists: dict[str, SourceList] = {}
+        timings: dict[str, float] = {}
+        skipped: dict[str, str] = {}
+        for name in self.config.enabled():
+            if name != "ann" and time_left_ms() <= 0:  # the personal source always runs
+                skipped[name] = "deadline"
+                continue
+            t0 = time.perf_counter()
+            try:
+                found = makers[name]()
+            except Exception as exc:  # a broken source costs its seats, not the request
+                log.exception("candidate source %s failed; skipped", name)
+                skipped[name] = f"failed: {type(exc).__name__}"
+                continue
+            finally:
+                timings[name] = (time.perf_counter() - t0) * 1e3
+            if name != "ann" and timings[name] > self.settings.source_budget_ms:
+                skipped[name] = f"overran: {timings[name]:.1f} ms"
+                continue
+            lists[name] = found
+        with self._lock:
+            for name, reason in skipped.items():
+                self.skipped[(name, reason.split(":")[0])] += 1
+        return StageResult(merge(lists, self.config.quotas(), total), timings, skipped)
