@@ -18,7 +18,13 @@ from feedrank.errors import BundleError
 from feedrank.index import AnnIndex
 from feedrank.models.ranker import Ranker
 from feedrank.models.two_tower import TwoTower
-from feedrank.train.run import RankerRunConfig, RetrievalRunConfig, build_ranker, build_two_tower
+from feedrank.train.run import (
+    RankerRunConfig,
+    RetrievalRunConfig,
+    build_ranker,
+    build_two_tower,
+    ranker_config,
+)
 
 
 @dataclass
@@ -52,7 +58,7 @@ def load_bundle(path: Path | str) -> Bundle:
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         retrieval_cfg = from_dict(RetrievalRunConfig, config["retrieval"], source=f"{path}/config.json")
-        ranker_cfg = from_dict(RankerRunConfig, config["ranker"], source=f"{path}/config.json")
+        ranker_cfg = ranker_config(config["ranker"], source=f"{path}/config.json")  # old: 9 counters
         towers = build_two_tower(retrieval_cfg)
         towers.load_state_dict(torch.load(path / "retrieval.pt", map_location="cpu", weights_only=True))
         ranker = build_ranker(ranker_cfg, retrieval_cfg.features, retrieval_cfg.model.dim)

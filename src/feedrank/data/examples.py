@@ -11,6 +11,7 @@ Arrays come out as dicts of numpy arrays keyed like models/inputs.py expects (`u
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,7 @@ from feedrank.data.features import (
     hash_column,
     to_us,
 )
-from feedrank.data.history import PastEvents, build_past_events
+from feedrank.data.history import COUNTER_NAMES, PastEvents, build_past_events
 from feedrank.data.timeline import NO_TIME
 
 Arrays = dict[str, np.ndarray]
@@ -218,7 +219,11 @@ def _shown_not_clicked(space: FeatureSpace, imp: pl.DataFrame, pos: pl.DataFrame
 
 
 def ranker_examples(
-    space: FeatureSpace, impressions: pl.DataFrame, negative_rate: float = 1.0, seed: int = 0
+    space: FeatureSpace,
+    impressions: pl.DataFrame,
+    negative_rate: float = 1.0,
+    seed: int = 0,
+    counters: Sequence[str] = COUNTER_NAMES,
 ) -> tuple[Arrays, Arrays]:
     """(rows, requests): one example per impression (negatives kept with probability
     `negative_rate`), and the user-tower inputs of each request the rows point to.
@@ -227,6 +232,7 @@ def ranker_examples(
     keep probability of each row so training can undo the downsampling in its predictions. Rows
     carry `request_index` into the requests' arrays (one user at one time per request) and
     `item_row` into the catalog, so the frozen towers run once per request and per item.
+    `counters` names the dense feature columns (data/history.py) of `counters`.
     """
     labels = label_arrays(impressions)
     engaged = (labels["y_click"] + labels["y_share"] + labels["y_hide"]) > 0
@@ -240,7 +246,7 @@ def ranker_examples(
     out: Arrays = space.item_arrays(rows, ts)
     out.update({k: v[keep] for k, v in labels.items()})
     out["item_row"] = np.maximum(rows, 0)
-    out["counters"] = space.past.counters(user_rows, rows, ts, space.catalog)
+    out["counters"] = space.past.features(counters, user_rows, rows, ts, space.catalog)
     out["position"] = imp.get_column("position").fill_null(0).to_numpy().astype(np.int64)
     out["request_index"] = request_index
     out["sample_rate"] = np.where(engaged[keep], 1.0, negative_rate).astype(np.float32)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from feedrank.data.examples import Arrays, FeatureSpace
+from feedrank.data.history import COUNTER_NAMES
 from feedrank.eval.baselines import F64, query_micros
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.ranker import HEADS, Ranker, RankerInputs
@@ -99,7 +100,8 @@ class RankerScorer:
         ts_us = query_micros(ts)
         users = self.space.users.rows(pl.Series(np.asarray(user_ids, dtype=object), dtype=pl.String))
         rows = self.space.catalog.rows(pl.Series(np.asarray(item_ids, dtype=object), dtype=pl.String))
-        counters = self.space.past.counters(users, rows, ts_us, self.space.catalog)
+        names = self.ranker.counter_names or COUNTER_NAMES  # unnamed: the original nine
+        counters = self.space.past.features(names, users, rows, ts_us, self.space.catalog)
         user_emb_all = self.towers.user_embeddings_per_row(np.asarray(user_ids, dtype=object), ts_us)
         out = []
         for lo in range(0, len(rows), BATCH):

@@ -13,6 +13,7 @@ this keeps the position bias of the logged data out of the learned relevance.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +47,7 @@ class RankerInputs:
     category: Tensor  # (N,) int64
     content_type: Tensor  # (N,) int64
     freshness: Tensor  # (N,) int64
-    counters: Tensor  # (N, F) float32 (data/history.COUNTER_NAMES, plus any extra dense features)
+    counters: Tensor  # (N, F) float32 dense features, in the order of Ranker.counter_names
     position: Tensor | None = None  # (N,) int64 slot in the slate, training only
 
 
@@ -70,13 +71,27 @@ class CrossNetwork(nn.Module):
 
 
 class Ranker(nn.Module):
-    """Returns one logit per head: (N, len(HEADS))."""
+    """Returns one logit per head: (N, len(HEADS)).
 
-    def __init__(self, features: FeatureConfig, cfg: RankerConfig, tower_dim: int, num_counters: int) -> None:
+    `counter_names` names the dense input columns (data/history.py) so that whoever feeds the
+    ranker computes the same columns it was trained on; unnamed, there are `num_counters` of them.
+    """
+
+    def __init__(
+        self,
+        features: FeatureConfig,
+        cfg: RankerConfig,
+        tower_dim: int,
+        num_counters: int,
+        counter_names: Sequence[str] | None = None,
+    ) -> None:
         super().__init__()
+        if counter_names is not None and len(counter_names) != num_counters:
+            raise ValueError(f"{len(counter_names)} counter names for {num_counters} counters")
         e, sparse = cfg.embed_dim, cfg.sparse
         self.cfg = cfg
         self.num_counters = num_counters
+        self.counter_names = tuple(counter_names) if counter_names is not None else None
         self.publisher = nn.Embedding(features.publisher_buckets, e, padding_idx=0, sparse=sparse)
         self.category = nn.Embedding(features.category_buckets, e, padding_idx=0, sparse=sparse)
         self.content_type = nn.Embedding(features.content_type_buckets, e, padding_idx=0, sparse=sparse)

@@ -30,19 +30,15 @@ import polars as pl
 import torch
 
 from feedrank.data.features import DEMOGRAPHICS, hash_column
-from feedrank.data.history import COUNTER_NAMES, COUNTER_WINDOWS_H
+from feedrank.data.live_features import serving_features
 from feedrank.models.inputs import UserInputs
 from feedrank.models.ranker import HEADS, RankerInputs
-from feedrank.serve.online import US_PER_HOUR
 from feedrank.serve.recommender import Recommender
 from feedrank.serve.rerank import RequestContext
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-
-# counter column -> window (hours) of the item click counters that online clicks top up
-_CLICK_COLUMNS = {COUNTER_NAMES.index(f"item_clicks_{w}h"): w for w in COUNTER_WINDOWS_H}
 
 
 @dataclass(frozen=True)
@@ -109,7 +105,7 @@ class BatchRecommender:
         hidden = [rec.online.hidden(u) for u in request.user_ids]
         rows, scores = self.retrieve(users, now, [e | h for e, h in zip(excluded, hidden, strict=True)])
         if self.rank_enabled and rows.size:
-            scores = self.rank(users, user_rows, rows, now)
+            scores = self.rank(users, user_rows, rows, now, request.user_ids)
         return self._feeds(rows, scores, now, request.k, hidden, excluded)
 
     @torch.no_grad()
@@ -185,7 +181,9 @@ class BatchRecommender:
         return rows, scores
 
     @torch.no_grad()
-    def rank(self, users: F32, user_rows: I64, rows: I64, now_us: int) -> F64:
+    def rank(
+        self, users: F32, user_rows: I64, rows: I64, now_us: int, user_ids: Sequence[str] | None = None
+    ) -> F64:
         """(B, N) feed scores of candidate rows (B, N) (-1 pads → NaN): weighted head probabilities."""
         rec = self.recommender
         space, cat = rec.bundle.space, rec.catalog
@@ -196,12 +194,20 @@ class BatchRecommender:
         # What depends only on (item, now) once per distinct candidate.
         items = space.item_arrays(distinct, np.full(distinct.size, now_us, dtype=np.int64))
         item_emb = cat.item_vectors(distinct, now_us)
-        counters = space.past.counters(
-            user_rows[pair_user], pair_item, np.full(pair_item.size, now_us, dtype=np.int64), space.catalog
+        online = (
+            [rec.online.timed_history(u, now_us) for u in user_ids] if user_ids else [[]] * len(user_rows)
         )
-        for column, window_h in _CLICK_COLUMNS.items():  # clicks that arrived after the snapshot
-            online = rec.online.item_clicks(distinct, now_us, window_h * US_PER_HOUR)[inverse]
-            counters[:, column] = np.log1p(np.expm1(counters[:, column]) + online)
+        counters = serving_features(  # the bundle's snapshot plus the events since, as in Recommender
+            space.past,
+            space.catalog,
+            rec.bundle.ranker_cfg.counters,
+            user_rows=user_rows,
+            now_us=now_us,
+            online=online,
+            pair_user=pair_user,
+            item_rows=pair_item,
+            item_clicks=lambda window_us: rec.online.item_clicks(distinct, now_us, window_us)[inverse],
+        )
         scores = np.empty(pair_item.size, dtype=np.float64)
         for lo in range(0, pair_item.size, self.chunk_rows):
             part = slice(lo, lo + self.chunk_rows)

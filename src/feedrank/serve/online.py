@@ -61,6 +61,11 @@ class OnlineEvents:
         with self._lock:
             return [row for ts, row in self._history.get(user_id, ()) if ts < before_us]
 
+    def timed_history(self, user_id: str, before_us: int) -> list[tuple[int, int]]:
+        """(µs, catalog row) of the engagements since the snapshot, before `before_us`, oldest first."""
+        with self._lock:
+            return [(ts, row) for ts, row in self._history.get(user_id, ()) if ts < before_us]
+
     def hidden(self, user_id: str) -> set[int]:
         with self._lock:
             return set(self._hidden.get(user_id, ()))

@@ -33,7 +33,7 @@ from feedrank.data.examples import (
     retrieval_examples,
 )
 from feedrank.data.features import DEMOGRAPHICS, FeatureConfig, table_memory
-from feedrank.data.history import COUNTER_NAMES
+from feedrank.data.history import COUNTER_NAMES, FEATURE_NAMES, RANKER_FEATURES
 from feedrank.data.split import open_split
 from feedrank.errors import DatasetError
 from feedrank.models.ranker import Ranker, RankerConfig
@@ -79,6 +79,24 @@ class RankerRunConfig:
         )
     )
     batch_size: int = 1024
+    # Names of the dense features the ranker reads (data/history.py), in column order; recorded in
+    # run.json and bundles. A run that records none predates the names: it read COUNTER_NAMES.
+    counters: tuple[str, ...] = RANKER_FEATURES
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.counters) - FEATURE_NAMES)
+        if unknown or not self.counters or len(set(self.counters)) != len(self.counters):
+            raise ValueError(
+                f"counters must be distinct names from {sorted(FEATURE_NAMES)}; got {list(self.counters)}"
+            )
+
+
+def ranker_config(values: dict[str, Any], source: str) -> RankerRunConfig:
+    """A ranker's config as saved in a run or bundle; one saved before feature names were recorded
+    gets the nine counters it was trained with, so old runs and bundles keep their exact inputs."""
+    if "counters" not in values:
+        values = {**values, "counters": list(COUNTER_NAMES)}
+    return from_dict(RankerRunConfig, values, source=source)
 
 
 def to_tensors(arrays: Arrays) -> dict[str, torch.Tensor]:
@@ -94,7 +112,9 @@ def build_two_tower(cfg: RetrievalRunConfig) -> TwoTower:
 
 
 def build_ranker(cfg: RankerRunConfig, features: FeatureConfig, tower_dim: int) -> Ranker:
-    return Ranker(features, cfg.model, tower_dim=tower_dim, num_counters=len(COUNTER_NAMES))
+    return Ranker(
+        features, cfg.model, tower_dim=tower_dim, num_counters=len(cfg.counters), counter_names=cfg.counters
+    )
 
 
 def train_retrieval(
@@ -154,7 +174,11 @@ def train_ranker(
     space = space or build_space(split_dir, retrieval_cfg.features)
     parts = open_split(split_dir)
     arrays, requests = ranker_examples(
-        space, parts["train"].read("impressions"), cfg.loss.negative_rate, seed=cfg.train.seed
+        space,
+        parts["train"].read("impressions"),
+        cfg.loss.negative_rate,
+        seed=cfg.train.seed,
+        counters=cfg.counters,
     )
     torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
     ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
@@ -237,7 +261,7 @@ def load_ranker(run_dir: Path) -> tuple[Ranker, RankerRunConfig, Path]:
     info = read_run(run_dir)
     if info["kind"] != "ranker":
         raise DatasetError(f"{run_dir} is a {info['kind']} run, not a ranker run")
-    cfg = from_dict(RankerRunConfig, info["config"], source=str(Path(run_dir) / RUN_FILE))
+    cfg = ranker_config(info["config"], source=str(Path(run_dir) / RUN_FILE))
     retrieval_run = Path(info["retrieval_run"])
     _, retrieval_cfg = load_retrieval(retrieval_run)
     ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)

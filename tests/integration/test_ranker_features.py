@@ -1,0 +1,98 @@
+"""Rankers record their feature names; runs and bundles from before the names keep their nine counters.
+
+A run or bundle written before the names were recorded has no `counters` key: it must load with
+exactly the original counters (and its weights fit), score, and serve. A ranker with the recency
+and co-visitation features serves too, and online clicks reach its features.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from feedrank.bundle import load_bundle, write_bundle
+from feedrank.bundle.manifest import MANIFEST, file_hashes
+from feedrank.data.history import COUNTER_NAMES, RANKER_FEATURES
+from feedrank.eval.model_scorer import RankerScorer
+from feedrank.serve.recommender import FeedRequest, Recommender
+from feedrank.serve.rerank import RerankConfig, build_reranker
+from feedrank.serve.settings import ServeSettings
+from feedrank.train.config import TrainConfig
+from feedrank.train.run import RankerRunConfig, build_space, load_ranker, load_retrieval, train_ranker
+
+
+@pytest.fixture(scope="module")
+def old_run(split_dir: Path, runs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ranker trained on the nine counters whose run.json records no names (as before them)."""
+    out = tmp_path_factory.mktemp("old") / "ranker"
+    cfg = RankerRunConfig(
+        train=TrainConfig(epochs=1, max_steps=20, early_stop_metric="", progress=False),
+        batch_size=256,
+        counters=COUNTER_NAMES,
+    )
+    train_ranker(split_dir, runs[0], out, cfg)
+    info = json.loads((out / "run.json").read_text())
+    del info["config"]["counters"]
+    (out / "run.json").write_text(json.dumps(info))
+    return out
+
+
+def test_an_old_run_loads_with_its_nine_counters_and_scores(old_run: Path, split_dir: Path) -> None:
+    ranker, cfg, retrieval_run = load_ranker(old_run)
+    assert cfg.counters == COUNTER_NAMES and ranker.counter_names == COUNTER_NAMES
+    assert ranker.num_counters == len(COUNTER_NAMES)
+    towers, retrieval_cfg = load_retrieval(retrieval_run)
+    space = build_space(split_dir, retrieval_cfg.features)
+    users = space.users.user_ids[:5].astype(object)
+    items = space.catalog.item_ids[:5].astype(object)
+    ts = np.full(5, np.datetime64("2024-01-05T12:00:00", "us"))
+    scores = RankerScorer(space, towers, ranker, cfg.weights.as_dict()).score(users, ts, items)
+    assert np.isfinite(scores).all()
+
+
+def test_a_new_run_records_its_feature_names(runs: tuple[Path, Path]) -> None:
+    info = json.loads((runs[1] / "run.json").read_text())
+    assert tuple(info["config"]["counters"]) == RANKER_FEATURES  # the default
+    ranker, _, _ = load_ranker(runs[1])
+    assert ranker.counter_names == RANKER_FEATURES and ranker.num_counters == len(RANKER_FEATURES)
+
+
+def _serve(bundle_dir: Path) -> Recommender:
+    return Recommender(load_bundle(bundle_dir), ServeSettings(), build_reranker(RerankConfig()), cache=None)
+
+
+def test_an_old_bundle_serves_with_its_nine_counters(old_run: Path, tmp_path: Path) -> None:
+    bundle_dir = write_bundle(old_run, tmp_path / "old_bundle")
+    config = json.loads((bundle_dir / "config.json").read_text())
+    del config["ranker"]["counters"]  # as written before the names were recorded
+    (bundle_dir / "config.json").write_text(json.dumps(config))
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
+    manifest["files"] = file_hashes(bundle_dir)
+    (bundle_dir / MANIFEST).write_text(json.dumps(manifest))
+    rec = _serve(bundle_dir)
+    assert rec.bundle.ranker_cfg.counters == COUNTER_NAMES and rec.bundle.ranker.num_counters == 9
+    user = str(rec.bundle.space.users.user_ids[0])
+    feed = rec.recommend(FeedRequest(user_id=user, k=5, now_us=rec.bundle.snapshot_us))
+    assert len(feed.items) == 5 and "rank" not in " ".join(feed.degraded)
+
+
+def test_a_recency_ranker_serves_and_online_clicks_reach_its_features(
+    bundle_path: Path, tmp_path: Path
+) -> None:
+    rec = _serve(shutil.copytree(bundle_path, tmp_path / "b"))
+    assert rec.bundle.ranker_cfg.counters == RANKER_FEATURES
+    space = rec.bundle.space
+    user = str(space.users.user_ids[0])
+    now = rec.bundle.snapshot_us + 3_600_000_000  # an hour after the snapshot: a new session
+    feed = rec.recommend(FeedRequest(user_id=user, k=5, now_us=now))
+    assert len(feed.items) == 5 and not feed.degraded
+    rows = space.catalog.rows(pl.Series([it.item_id for it in feed.items]))
+    before = rec._rank(np.zeros(rec.catalog.default_user.shape, np.float32), 0, rows, now, user)
+    assert rec.record_event(user, feed.items[0].item_id, "click", now - 60_000_000, None)
+    after = rec._rank(np.zeros(rec.catalog.default_user.shape, np.float32), 0, rows, now, user)
+    assert not np.array_equal(before, after)  # the click counters and the session moved
