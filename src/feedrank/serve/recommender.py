@@ -1,15 +1,17 @@
 """The Recommender: a feed for one user, stage by stage, within a deadline.
 
     user embedding   cache, else the user tower on the user's latest history (bundle + online)
-    → candidates     ANN top-N over the item index (content + freshness vectors)
+    → candidates     the union of the candidate sources, N in all (serve/candidate_stage.py):
+                     ANN over the item index, co-visitation, trending, fresh items, each in its quota
     → rank           the multi-task ranker on the N candidates, items seen at the request time
     → re-rank        drop hidden/seen, freshness, guardrails, diversity (serve/rerank.py)
     → top k          with scores and per-stage timings
 
 Serving degrades instead of failing: a failing cache becomes a miss; a failing user tower gives
-the default (features-only) embedding; if ranking would start too late for the deadline, or
-fails, the feed keeps the ANN order; if re-ranking fails the ranked order is served. Every such
-decision is listed in `Feed.degraded`.
+the default (features-only) embedding; a failing or late candidate source is skipped; if ranking
+would start too late for the deadline, or fails, the candidates keep their two-tower (retrieval)
+order; if re-ranking fails the ranked order is served. Every such decision is listed in
+`Feed.degraded`.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ import polars as pl
 import torch
 
 from feedrank.bundle import Bundle
+from feedrank.candidates import CandidateSet
 from feedrank.data.features import DEMOGRAPHICS, hash_column
 from feedrank.data.live_features import serving_features
 from feedrank.models.inputs import UserInputs
 from feedrank.models.ranker import HEADS, RankerInputs
 from feedrank.serve.cache import EmbeddingCache
+from feedrank.serve.candidate_stage import CandidateStage
 from feedrank.serve.catalog import ServingCatalog
 from feedrank.serve.online import Event, OnlineEvents
 from feedrank.serve.rerank import RequestContext, Reranker
@@ -51,6 +55,7 @@ class FeedRequest:
 class FeedItem:
     item_id: str
     score: float
+    sources: list[str] = field(default_factory=list)  # the candidate sources that proposed it
 
 
 @dataclass
@@ -62,6 +67,8 @@ class Feed:
     cache: str  # hit | miss | fallback | default
     known_user: bool
     bundle: str
+    candidates: dict[str, int] = field(default_factory=dict)  # source → candidates it proposed
+    skipped_sources: dict[str, str] = field(default_factory=dict)  # source → why it was skipped
 
 
 class Recommender:
@@ -76,6 +83,7 @@ class Recommender:
         self.cache = cache
         self.online = OnlineEvents(history_len=bundle.retrieval_cfg.features.history_len)
         self.catalog = ServingCatalog(bundle, settings)
+        self.candidate_stage = CandidateStage(bundle, self.catalog, settings)
         self.weights = bundle.ranker_cfg.weights.as_dict()
         self._weights = np.array([self.weights.get(h, 0.0) for h in HEADS])
         self.unknown_item_events = 0
@@ -100,22 +108,33 @@ class Recommender:
         t0 = time.perf_counter()
         exclude = set(self.catalog.rows(request.exclude).tolist()) - {-1}
         hidden = self.online.hidden(request.user_id)
-        rows, ann_scores = self.catalog.retrieve(user, now, self.settings.candidates, exclude | hidden)
+        rank_starts_ms = self.settings.deadline_ms - self.settings.rank_budget_ms
+
+        def time_left_ms() -> float:
+            return rank_starts_ms - (time.perf_counter() - start) * 1e3
+
+        stage = self.candidate_stage.run(user, request.user_id, now, exclude | hidden, time_left_ms)
+        pool = stage.candidates
+        rows = pool.item_rows
         timings["retrieve"] = _ms(t0)
+        timings.update({f"source.{name}": ms for name, ms in stage.timings_ms.items()})
+        degraded += [f"source skipped: {name} ({why})" for name, why in stage.skipped.items()]
 
         t0 = time.perf_counter()
-        scores = ann_scores
+        scores: np.ndarray | None = None
         elapsed = (time.perf_counter() - start) * 1e3
-        if elapsed > self.settings.deadline_ms - self.settings.rank_budget_ms:
+        if elapsed > rank_starts_ms:
             degraded.append(
                 f"rank skipped: {elapsed:.1f} ms used of the {self.settings.deadline_ms:.0f} ms deadline"
             )
         elif rows.size:
             try:
                 scores = self._rank(user, user_row, rows, now, request.user_id)
-            except Exception as exc:  # serve the ANN order rather than fail the request
-                log.exception("ranking failed; serving the ANN order")
+            except Exception as exc:  # serve the retrieval order rather than fail the request
+                log.exception("ranking failed; serving the retrieval order")
                 degraded.append(f"rank failed: {type(exc).__name__}")
+        if scores is None:  # retrieval order: the index's score, or the two-tower's for other sources
+            scores = self._retrieval_scores(user, pool, now)
         timings["rank"] = _ms(t0)
 
         t0 = time.perf_counter()
@@ -136,12 +155,21 @@ class Recommender:
             feed = candidates.by_score().take(np.arange(min(request.k, len(candidates))))
         timings["rerank"] = _ms(t0)
         timings["total"] = _ms(start)
+        position = {row: i for i, row in enumerate(rows.tolist())}
         items = [
-            FeedItem(item_id=str(self.catalog.item_ids[row]), score=float(score))
+            FeedItem(str(self.catalog.item_ids[row]), float(score), pool.proposed_by(position[row]))
             for row, score in zip(feed.items.tolist(), feed.scores.tolist(), strict=True)
         ]
         return Feed(
-            request.user_id, items, timings, degraded, cache_state, user_row >= 0, self.bundle.version
+            request.user_id,
+            items,
+            timings,
+            degraded,
+            cache_state,
+            user_row >= 0,
+            self.bundle.version,
+            candidates=pool.counts(),
+            skipped_sources=stage.skipped,
         )
 
     def record_event(
@@ -154,6 +182,8 @@ class Recommender:
             return False
         now = ts_us if ts_us is not None else self.settings.now_us(self.bundle)
         self.online.add(Event(user_id=user_id, item_row=row, kind=kind, ts_us=now, dwell_s=dwell_s))
+        if kind == "click":  # trending and co-visitation see it from the next request on
+            self.candidate_stage.record_click(user_id, row, now)
         if self.cache is not None:
             self.cache.invalidate(user_id)  # the next request recomputes with the new history
         return True
@@ -212,6 +242,18 @@ class Recommender:
         )
         out: np.ndarray = self.catalog.user_tower(inputs)[0].numpy().astype(np.float32)
         return out
+
+    def _retrieval_scores(self, user: np.ndarray, pool: CandidateSet, now: int) -> np.ndarray:
+        """(N,) user·item inner products: the ANN's own where it proposed the item (the index's
+        vectors), else computed now, so an ANN-only pool keeps exactly the ANN order."""
+        scores = np.zeros(len(pool))
+        ann = pool.names.index("ann") if "ann" in pool.names else -1
+        from_ann = pool.sources[:, ann] if ann >= 0 else np.zeros(len(pool), dtype=bool)
+        scores[from_ann] = pool.scores[from_ann, ann]
+        others = ~from_ann
+        if others.any():
+            scores[others] = self.catalog.item_vectors(pool.item_rows[others], now) @ user
+        return scores
 
     def _rank(self, user: np.ndarray, user_row: int, rows: np.ndarray, now: int, user_id: str) -> np.ndarray:
         """(N,) feed scores of the candidate rows: the ranker's head probabilities, weighted."""
