@@ -94,26 +94,25 @@ class Postings:
 
     def between(self, key: Hashable, start_us: int | None, end_us: int) -> Slice:
         """Events of `key` with start <= time < end (no lower bound when start is None)."""
-        with self._lock:
-            run = self._runs.get(key)
-            if run is None:
-                empty = np.zeros(0, dtype=np.int64)
-                return Slice(empty, empty, np.zeros(0))
-            run.settle()
-            hi = int(np.searchsorted(run.ts, end_us, side="left"))
-            lo = 0 if start_us is None else int(np.searchsorted(run.ts, start_us, side="left"))
-            return Slice(run.ts[lo:hi], run.values[lo:hi], run.weights[lo:hi])
+        return self._slice(key, end_us, start_us=start_us)
 
     def last(self, key: Hashable, end_us: int, n: int) -> Slice:
         """The latest n events of `key` strictly before end, oldest first."""
+        return self._slice(key, end_us, n=n)
+
+    def _slice(
+        self, key: Hashable, end_us: int, *, start_us: int | None = None, n: int | None = None
+    ) -> Slice:
         with self._lock:
             run = self._runs.get(key)
             if run is None:
                 empty = np.zeros(0, dtype=np.int64)
                 return Slice(empty, empty, np.zeros(0))
             run.settle()
-            hi = int(np.searchsorted(run.ts, end_us, side="left"))
-            lo = max(0, hi - n)
+            hi = int(np.searchsorted(run.ts, end_us, side="left"))  # strictly before end
+            lo = 0 if start_us is None else int(np.searchsorted(run.ts, start_us, side="left"))
+            if n is not None:
+                lo = max(lo, hi - n)
             return Slice(run.ts[lo:hi], run.values[lo:hi], run.weights[lo:hi])
 
     def prune(self, before_us: int) -> int:

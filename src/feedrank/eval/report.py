@@ -255,9 +255,10 @@ def _candidate_recall_section(report: NextClickReport, plot_name: str) -> list[s
     lines = [
         "## Candidate generation: the ANN alone and the union of sources",
         "",
-        "Share of the clicked items among the N candidates (a click on an item that was not live is",
-        f"a miss for both). Union: the candidate sources merged with relative quotas {quotas},",
-        "scaled to N. Mean ± standard error.",
+        "Share of the clicked items found among the N candidates; a click on an item that was not",
+        "live is a miss for both. ANN: the two-tower's top N over the live catalog. Union: the",
+        "candidate sources (`feedrank.candidates`) merged to N with their quotas scaled to N.",
+        f"Relative quotas: {quotas}. Mean ± standard error.",
         "",
         "| N | " + " | ".join(f"ANN ({s}) | union ({s})" for s in segments) + " |",
         "|---:|" + "---:|---:|" * len(segments),
