@@ -59,6 +59,7 @@ def test_import_split_describe(tmp_path: Path) -> None:
         (["data", "import", "nowhere", "--format", "csv", "--out", "o"], "error: input not found: nowhere"),
         (["data", "describe", "nowhere"], "error: dataset directory not found: nowhere"),
         (["simulate", "--out", "s", "--set", "nope=1"], "unknown key 'nope'"),
+        (["evaluate", "r", "--protocol", "next-click", "--quota", "bogus=1"], "--quota 'bogus=1'"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:

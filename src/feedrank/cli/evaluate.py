@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from feedrank.candidates import SourcesConfig
 from feedrank.cli.console import console
 from feedrank.errors import ConfigError
 from feedrank.eval.next_click import NextClickOptions, evaluate_next_click
@@ -29,14 +31,26 @@ def evaluate_command(
     skip_session_first: Annotated[
         bool, typer.Option(help="next-click: skip each session's first click.")
     ] = False,
+    quota: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="next-click: relative quota of a candidate source, NAME=N (ann, trending, covis, fresh)."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a run beside the baselines (and the oracle in the simulator); write a report.
 
     Example: feedrank evaluate runs/ranker --out runs/ranker/eval
     Example: feedrank evaluate runs/ranker --protocol next-click --max-events 20000
+    Example: feedrank evaluate runs/ranker --protocol next-click --quota covis=0 --out /tmp/nocovis
     """
     if protocol == "next-click":
-        options = NextClickOptions(max_events=max_events, skip_session_first=skip_session_first, seed=seed)
+        options = NextClickOptions(
+            max_events=max_events,
+            skip_session_first=skip_session_first,
+            seed=seed,
+            sources=_quotas(quota or []),
+        )
         with console.status(f"next-click evaluation of {run}"):
             result = evaluate_next_click(run, data, options)
             paths = write_next_click_report(result, out or run / "eval")
@@ -49,3 +63,15 @@ def evaluate_command(
         paths = write_report(report, out or run / "eval")
     console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, highlight=False)
     console.print(f"[green]report[/] {paths['markdown']} (JSON {paths['json'].name}, plots beside it)")
+
+
+def _quotas(pairs: list[str]) -> SourcesConfig:
+    """SourcesConfig with the given NAME=N quotas replaced."""
+    known = SourcesConfig().quotas()
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in known or not value.strip().isdigit():
+            raise ConfigError(f"--quota {pair!r}: expected NAME=N with NAME in {', '.join(known)} and N >= 0")
+        changes[name] = int(value)
+    return dataclasses.replace(SourcesConfig(), **changes)
