@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from feedrank.candidates import SourceList, merge, split_quotas, top_n
+from feedrank.candidates import SourceList, merge, source_features, split_quotas, top_n
 
 
 def _list(rows: list[int]) -> SourceList:
@@ -15,14 +15,17 @@ def test_quotas_dedup_membership_and_refill() -> None:
     got = merge(lists, {"ann": 2, "trending": 2, "fresh": 2}, total=6)
     # seats 2/2/2: ann 1, 2; trending 7, 8 (2 is taken); fresh 9; the empty seat refills from ann
     assert got.item_rows.tolist() == [1, 2, 7, 8, 9, 3]
-    assert got.names == ("ann", "trending", "fresh")
+    assert got.names == ("ann", "trending", "covis", "fresh")  # one layout, covis off or not
     assert got.proposed_by(1) == ["ann", "trending"]
-    assert got.sources.sum(axis=0).tolist() == [3, 3, 1]
-    assert got.scores[1].tolist() == [5.0, 3.0, 0.0]  # item 2: ann score 5, trending score 3
+    assert got.counts() == {"ann": 3, "trending": 3, "covis": 0, "fresh": 1}
+    assert got.scores[1].tolist() == [5.0, 3.0, 0.0, 0.0]  # item 2: ann score 5, trending score 3
     feats = got.features()
-    assert feats.shape == (6, 6) and len(got.feature_names()) == 6
-    assert feats[1, :3].tolist() == [1.0, 1.0, 0.0]
-    assert feats[1, 4] == pytest.approx(np.log1p(3.0))  # trending's count-like score is log-scaled
+    assert feats.shape == (6, 8) and len(got.feature_names()) == 8
+    assert feats[1, :4].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert feats[1, 5] == pytest.approx(np.log1p(3.0))  # trending's count-like score is log-scaled
+    # The same block for arbitrary rows (training impressions): equal for the candidates, zero else.
+    assert np.array_equal(source_features(lists, got.item_rows, got.names), feats)
+    assert source_features(lists, np.array([42, 8]), got.names)[0].tolist() == [0.0] * 8
 
 
 def test_split_quotas_sums_to_total() -> None:

@@ -65,7 +65,8 @@ def test_ann_only_is_still_selectable(bundle_path: Path) -> None:
     )
     with TestClient(create_app(settings, bundle_path)) as c:
         feed = c.post("/v1/feed", json={"user_id": "anyone", "k": 10}).json()
-    assert feed["candidates"] == {"ann": 50} and len(feed["items"]) == 10
+    assert feed["candidates"] == {"ann": 50, "trending": 0, "covis": 0, "fresh": 0}
+    assert len(feed["items"]) == 10
     assert all(item["sources"] == ["ann"] for item in feed["items"])
     assert set(feed["timings_ms"]) >= {"source.ann", "retrieve", "rank"}
 
@@ -77,7 +78,7 @@ def test_a_raising_source_is_skipped_and_counted(client: TestClient, monkeypatch
     monkeypatch.setattr(_recommender(client).candidate_stage.sources, "trending_list", broken)
     feed = client.post("/v1/feed", json={"user_id": "anyone", "k": 10}).json()
     assert len(feed["items"]) == 10
-    assert "trending" not in feed["candidates"] and feed["candidates"]["ann"] > 0
+    assert feed["candidates"]["trending"] == 0 and feed["candidates"]["ann"] > 0
     assert feed["skipped_sources"] == {"trending": "failed: RuntimeError"}
     assert "source skipped: trending (failed: RuntimeError)" in feed["degraded"]
     metrics = client.get("/metrics").text
@@ -94,4 +95,5 @@ def test_a_source_over_its_budget_is_skipped(bundle_path: Path) -> None:
         feed = c.post("/v1/feed", json={"user_id": "anyone", "k": 10}).json()
     assert set(feed["skipped_sources"]) == {"trending", "covis", "fresh"}
     assert all(why.startswith("overran") for why in feed["skipped_sources"].values())
-    assert len(feed["items"]) == 10 and feed["candidates"] == {"ann": 500}
+    assert len(feed["items"]) == 10
+    assert feed["candidates"] == {"ann": 500, "trending": 0, "covis": 0, "fresh": 0}

@@ -13,12 +13,23 @@ takes a time t and reads only events strictly before t: a source fed the whole l
 exactly as one fed the log truncated at t (tests/candidates/test_leakage.py).
 
 The result is a `CandidateSet`: item rows, an (N, S) membership mask, (N, S) source scores, and
-`features()`, the (N, 2S) float32 block the ranker takes (membership, then log-scaled scores).
+`features()`, the (N, 2S) float32 block the ranker takes (membership, then log-scaled scores);
+`source_features(lists, rows)` gives the same block for any items (a training impression's, from
+the sources' lists at its time), so training and serving compute the columns one way.
 """
 
 from feedrank.candidates.covisitation import CoVisitation, CoVisitationConfig
 from feedrank.candidates.fresh import FreshConfig, fresh_scores
-from feedrank.candidates.merge import SOURCES, CandidateSet, SourceList, merge, split_quotas, top_n
+from feedrank.candidates.merge import (
+    SOURCES,
+    CandidateSet,
+    SourceList,
+    feature_names,
+    merge,
+    source_features,
+    split_quotas,
+    top_n,
+)
 from feedrank.candidates.sources import CandidateSources, SourcesConfig
 from feedrank.candidates.trending import Trending, TrendingConfig
 
@@ -33,8 +44,10 @@ __all__ = [
     "SourcesConfig",
     "Trending",
     "TrendingConfig",
+    "feature_names",
     "fresh_scores",
     "merge",
+    "source_features",
     "split_quotas",
     "top_n",
 ]

@@ -40,7 +40,8 @@ class CandidateSet:
     """The merged candidates: which source proposed each one, and with what score.
 
     item_rows: (N,) int64 catalog rows, in merge order.
-    sources: (N, S) bool, S = len(names): source s listed candidate n.
+    sources: (N, S) bool, S = len(names): source s listed candidate n. Every source of `SOURCES`
+        has its column, also when it was off or failed (all False then).
     scores: (N, S) float32, source s's score of candidate n; 0 where it did not list it.
     names: the S source names (column order of `sources` and `scores`).
     """
@@ -59,14 +60,10 @@ class CandidateSet:
         Scores are log1p-scaled for the count-like sources (trending, co-visitation); 0 where the
         source did not list the candidate. Column names: `feature_names()`.
         """
-        scores = self.scores.astype(np.float32, copy=True)
-        for s, name in enumerate(self.names):
-            if name in _LOG_SCALED:
-                scores[:, s] = np.log1p(np.maximum(scores[:, s], 0.0))
-        return np.concatenate([self.sources.astype(np.float32), scores], axis=1)
+        return _feature_block(self.sources, self.scores, self.names)
 
     def feature_names(self) -> list[str]:
-        return [f"from_{n}" for n in self.names] + [f"{n}_score" for n in self.names]
+        return feature_names(self.names)
 
     def proposed_by(self, i: int) -> list[str]:
         """Names of the sources that listed candidate i."""
@@ -75,6 +72,50 @@ class CandidateSet:
     def counts(self) -> dict[str, int]:
         """Candidates listed by each source."""
         return {n: int(c) for n, c in zip(self.names, self.sources.sum(axis=0).tolist(), strict=True)}
+
+
+def feature_names(names: tuple[str, ...] = SOURCES) -> list[str]:
+    return [f"from_{n}" for n in names] + [f"{n}_score" for n in names]
+
+
+def source_features(
+    lists: Mapping[str, SourceList], item_rows: I64, names: tuple[str, ...] = SOURCES
+) -> npt.NDArray[np.float32]:
+    """(M, 2S) the `CandidateSet.features()` block for any item rows, e.g. a logged impression's.
+
+    Training needs the block for the items that were shown, which the merge did not choose; from
+    the same sources' lists at the impression's time, this gives the columns serving gives.
+    A source missing from `lists` (off, failed) has all-zero columns.
+    """
+    return _feature_block(*_lookup(lists, item_rows, names), names)
+
+
+def _lookup(
+    lists: Mapping[str, SourceList], item_rows: I64, names: tuple[str, ...]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+    """(M, S) whether each source listed each item, and its score there (0 where not)."""
+    member = np.zeros((item_rows.size, len(names)), dtype=bool)
+    scores = np.zeros((item_rows.size, len(names)), dtype=np.float32)
+    for s, name in enumerate(names):
+        listed = lists.get(name)
+        if listed is None or listed.rows.size == 0:
+            continue
+        order = np.argsort(listed.rows)
+        at = np.minimum(np.searchsorted(listed.rows, item_rows, sorter=order), listed.rows.size - 1)
+        hit = listed.rows[order[at]] == item_rows
+        member[hit, s] = True
+        scores[hit, s] = listed.scores[order[at[hit]]]
+    return member, scores
+
+
+def _feature_block(
+    member: npt.NDArray[np.bool_], scores: npt.NDArray[np.float32], names: tuple[str, ...]
+) -> npt.NDArray[np.float32]:
+    out = scores.astype(np.float32, copy=True)
+    for s, name in enumerate(names):
+        if name in _LOG_SCALED:
+            out[:, s] = np.log1p(np.maximum(out[:, s], 0.0))
+    return np.concatenate([member.astype(np.float32), out], axis=1)
 
 
 def split_quotas(quotas: Mapping[str, int], total: int) -> dict[str, int]:
@@ -95,25 +136,17 @@ def merge(lists: Mapping[str, SourceList], quotas: Mapping[str, int], total: int
     `quotas` are relative: they are scaled to `total` with `split_quotas`. Sources without a
     list (skipped, failed) have no seats; their quota goes to the others through the refill.
     """
-    names = tuple(n for n in SOURCES if n in lists) + tuple(n for n in lists if n not in SOURCES)
-    seats = split_quotas({n: quotas.get(n, 0) for n in names}, total)
+    # Every known source has its columns, listed or not, so the ranker's input keeps one layout.
+    names = SOURCES + tuple(n for n in lists if n not in SOURCES)
+    present = [n for n in names if n in lists]
+    seats = split_quotas({n: quotas.get(n, 0) for n in present}, total)
     taken: dict[int, None] = {}  # insertion-ordered set
-    for name in names:  # each source's own seats first
+    for name in present:  # each source's own seats first
         _take(taken, lists[name].rows, seats[name], total)
-    for name in names:  # then fill what is left, in the same priority order
+    for name in present:  # then fill what is left, in the same priority order
         _take(taken, lists[name].rows, total, total)
     rows = np.fromiter(taken, dtype=np.int64, count=len(taken))
-    member = np.zeros((rows.size, len(names)), dtype=bool)
-    scores = np.zeros((rows.size, len(names)), dtype=np.float32)
-    if rows.size:
-        order = np.argsort(rows)
-        for s, name in enumerate(names):
-            listed = lists[name]
-            at = np.searchsorted(rows, listed.rows, sorter=order)
-            at = np.minimum(at, rows.size - 1)
-            hit = rows[order[at]] == listed.rows
-            member[order[at[hit]], s] = True
-            scores[order[at[hit]], s] = listed.scores[hit]
+    member, scores = _lookup(lists, rows, names)
     return CandidateSet(rows, member, scores, names)
 
 
