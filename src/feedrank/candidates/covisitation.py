@@ -54,7 +54,12 @@ class CoVisitation:
         self._clicks.extend(users, ts, items)
 
     def add(self, user: Hashable, item_row: int, ts_us: int) -> None:
-        """One click as it happens: votes with the user's session so far, then the click itself."""
+        """One click as it happens: votes with the user's session so far, then the click itself.
+
+        A click that arrives late (older than clicks of the user already taken) votes with the
+        clicks before it only; the later ones it missed are not paired with it. `extend` of the
+        same clicks in time order gives exactly the votes of `add` in time order.
+        """
         tail = self._clicks.last(user, ts_us + 1, self.config.max_lag)  # clicks up to and at ts
         # The session reaches back while no gap between consecutive clicks is over the limit.
         gaps = np.diff(np.r_[tail.ts, ts_us])
