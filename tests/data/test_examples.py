@@ -13,6 +13,7 @@ import torch
 from feedrank.data.dataset import Dataset
 from feedrank.data.examples import FeatureSpace, fit_feature_space, ranker_examples, retrieval_examples
 from feedrank.data.features import FeatureConfig, hash_column, to_us
+from feedrank.data.history import RANKER_FEATURES
 from feedrank.data.sources.base import ImportOptions, import_source
 from feedrank.data.sources.tabular import import_tabular
 from feedrank.data.split import SplitSpec, open_split, split_dataset
@@ -99,6 +100,39 @@ def test_ranker_rows_keep_every_engagement_when_downsampling(
     assert full["request_index"].max() == num_requests - 1
     buckets = hash_column(train.get_column("user_id"), FEATURES.user_buckets, "user")
     assert (requests["user_id"][full["request_index"]] == buckets).all()
+
+
+def test_ranker_catalog_negatives_are_live_unshown_rows_of_the_clicks_request(
+    world: tuple[dict[str, Dataset], FeatureSpace],
+) -> None:
+    parts, space = world
+    train = parts["train"].read("impressions")
+    base, _ = ranker_examples(space, train, counters=RANKER_FEATURES)
+    rows, _ = ranker_examples(space, train, counters=RANKER_FEATURES, catalog_negatives=3, seed=1)
+    n, clicks = base["y_click"].size, np.flatnonzero(base["y_click"] > 0)
+    assert all(np.array_equal(rows[k][:n], base[k]) for k in base)  # the impressions come first, unchanged
+    extra = {k: v[n:] for k, v in rows.items()}
+    assert 0.9 * 3 * clicks.size <= extra["item_row"].size <= 3 * clicks.size
+    assert all(extra[f"y_{h}"].sum() == 0 for h in ("click", "long_dwell", "share", "hide"))
+    # each drawn item sits in a click's request and slot, existed at its time, and is not the click
+    slot = {
+        (r, p): i
+        for r, p, i in zip(
+            *(base[k][clicks].tolist() for k in ("request_index", "position", "item_row")), strict=True
+        )
+    }
+    clicked = np.array(
+        [
+            slot[(r, p)]
+            for r, p in zip(extra["request_index"].tolist(), extra["position"].tolist(), strict=True)
+        ]
+    )
+    assert (extra["item_row"] != clicked).all()
+    request_ts = np.zeros(base["request_index"].max() + 1, dtype=np.int64)
+    request_ts[base["request_index"]] = to_us(train.get_column("ts"))
+    t, exists = request_ts[extra["request_index"]], space.item_exists_us[extra["item_row"]]
+    assert (exists <= t).all() and (exists >= t - 48 * H_US).all()
+    assert rows["counters"].shape == (rows["item_row"].size, len(RANKER_FEATURES))
 
 
 def test_precomputed_tower_tables_equal_running_the_towers(

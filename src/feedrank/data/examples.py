@@ -224,6 +224,8 @@ def ranker_examples(
     negative_rate: float = 1.0,
     seed: int = 0,
     counters: Sequence[str] = COUNTER_NAMES,
+    catalog_negatives: int = 0,
+    live_window_h: float = 48.0,
 ) -> tuple[Arrays, Arrays]:
     """(rows, requests): one example per impression (negatives kept with probability
     `negative_rate`), and the user-tower inputs of each request the rows point to.
@@ -233,6 +235,12 @@ def ranker_examples(
     carry `request_index` into the requests' arrays (one user at one time per request) and
     `item_row` into the catalog, so the frozen towers run once per request and per item.
     `counters` names the dense feature columns (data/history.py) of `counters`.
+
+    `catalog_negatives` > 0 adds, for every click, that many items drawn from the catalog live at
+    its time (not shown, labels 0) in the click's request and slot. Impressions alone teach
+    P(click | shown): what the logging policy chose not to show, e.g. yesterday's story, never
+    appears as a negative, so the ranker cannot learn that popularity and freshness decide which
+    of all live items gets the next click; the drawn items teach exactly that.
     """
     labels = label_arrays(impressions)
     engaged = (labels["y_click"] + labels["y_share"] + labels["y_hide"]) > 0
@@ -250,7 +258,37 @@ def ranker_examples(
     out["position"] = imp.get_column("position").fill_null(0).to_numpy().astype(np.int64)
     out["request_index"] = request_index
     out["sample_rate"] = np.where(engaged[keep], 1.0, negative_rate).astype(np.float32)
+    if catalog_negatives > 0:
+        out = _with_catalog_negatives(
+            space, out, user_rows, ts, counters, catalog_negatives, live_window_h, rng
+        )
     first = np.full(int(request_index.max(initial=-1)) + 1, -1, dtype=np.int64)
     first[request_index[::-1]] = np.arange(request_index.size)[::-1]  # first row of each request
     requests = space.user_arrays(imp.get_column("user_id").gather(first), ts[first])
     return out, requests
+
+
+def _with_catalog_negatives(
+    space: FeatureSpace,
+    rows: Arrays,
+    user_rows: np.ndarray,
+    ts: np.ndarray,
+    counters: Sequence[str],
+    k: int,
+    window_h: float,
+    rng: np.random.Generator,
+) -> Arrays:
+    """`rows` followed by k live-catalog items per click row, as unengaged rows of its request."""
+    clicks = np.flatnonzero(rows["y_click"] > 0)
+    drawn = live_catalog_sample(space, ts[clicks], k, window_h, rng)  # (C, k)
+    drawn = np.where(drawn == rows["item_row"][clicks, None], -1, drawn)  # never the clicked item
+    src = np.repeat(clicks, k)[drawn.reshape(-1) >= 0]  # the click row each negative copies
+    items = drawn.reshape(-1)[drawn.reshape(-1) >= 0]
+    extra: Arrays = space.item_arrays(items, ts[src])
+    for name in ("y_click", "y_long_dwell", "y_share", "y_hide"):
+        extra[name] = np.zeros(items.size, dtype=np.float32)
+    extra["item_row"] = items
+    extra["counters"] = space.past.features(counters, user_rows[src], items, ts[src], space.catalog)
+    for name in ("position", "request_index", "sample_rate"):
+        extra[name] = rows[name][src]
+    return {name: np.concatenate([rows[name], extra[name]]) for name in rows}

@@ -25,6 +25,8 @@ class RankerLossConfig:
     # How much each head's loss counts in the total; the feed score's weights are separate.
     head_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(HEADS, 1.0))
     negative_rate: float = 1.0  # keep-probability of rows without engagement (1 = no downsampling)
+    # Unshown items drawn per click from the catalog live at its time (data/examples.py says why).
+    catalog_negatives: int = 0
 
 
 class TowerTables(nn.Module):

@@ -179,6 +179,7 @@ def train_ranker(
         cfg.loss.negative_rate,
         seed=cfg.train.seed,
         counters=cfg.counters,
+        catalog_negatives=cfg.loss.catalog_negatives,
     )
     torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
     ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
