@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -97,31 +96,41 @@ class InterruptError(Exception):
     pass
 
 
-def resume_worker(rank: int, run_dir: Path) -> None:
-    """Per rank: train straight; train again but stop at step 5; resume; save both results."""
-
-    def run(where: Path, **kwargs: Any) -> dict[str, Tensor]:
-        task = make_task(seed=0, dropout=0.3)  # dropout: each rank's own RNG stream matters
-        data = TensorBatchSource(make_data(NUM_EXAMPLES), batch_size=BATCH, seed=3)
-        train(task, data, fast_config(epochs=2, checkpoint_every=3), where, **kwargs)
-        return weights(task.model)
+def resume_worker(rank: int, run_dir: Path, phase: str) -> None:
+    """One phase per launch, as a job that crashes and is restarted: straight through; stopped at
+    step 5; resumed from the last checkpoint in fresh processes."""
+    task = make_task(seed=0, dropout=0.3)  # dropout: each rank's own RNG stream matters
+    data = TensorBatchSource(make_data(NUM_EXAMPLES), batch_size=BATCH, seed=3)
+    config = fast_config(epochs=2, checkpoint_every=3)
 
     def stop_at_5(info: StepInfo) -> None:
         if info.step == 5:
             raise InterruptError
 
-    straight = run(run_dir / "straight")
-    with pytest.raises(InterruptError):
-        run(run_dir / "resumed", on_step=stop_at_5)
-    resumed = run(run_dir / "resumed", resume=True)
-    torch.save({"straight": straight, "resumed": resumed}, run_dir / f"weights{rank}.pt")
+    if phase == "straight":
+        train(task, data, config, run_dir / "straight")
+    elif phase == "interrupted":
+        with pytest.raises(InterruptError):
+            train(task, data, config, run_dir / "resumed", on_step=stop_at_5)
+        return
+    else:
+        steps: list[int] = []
+        train(
+            task, data, config, run_dir / "resumed", resume=True, on_step=lambda info: steps.append(info.step)
+        )
+        (run_dir / f"first_step{rank}.json").write_text(json.dumps(steps[0]))
+    torch.save(weights(task.model), run_dir / f"{phase}{rank}.pt")
 
 
 def test_two_processes_resume_exactly(tmp_path: Path) -> None:
-    spawn_local(resume_worker, 2, tmp_path)
+    for phase in ("straight", "interrupted", "resumed"):
+        spawn_local(resume_worker, 2, tmp_path, phase)
     checkpoint = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "step_00000016.pt")
     assert len(checkpoint["rng"]) == 2  # both ranks' RNG states, gathered into rank 0's file
     assert not torch.equal(checkpoint["rng"][0]["torch"], checkpoint["rng"][1]["torch"])
     for rank in (0, 1):
-        saved = torch.load(tmp_path / f"weights{rank}.pt", weights_only=True)
-        assert_weights_close(saved["straight"], saved["resumed"], atol=1e-6, rtol=1e-6)
+        # It really resumed: from the step-3 checkpoint the interrupted run left, not from scratch.
+        assert json.loads((tmp_path / f"first_step{rank}.json").read_text()) == 4
+        straight = torch.load(tmp_path / f"straight{rank}.pt", weights_only=True)
+        resumed = torch.load(tmp_path / f"resumed{rank}.pt", weights_only=True)
+        assert_weights_close(straight, resumed, atol=1e-6, rtol=1e-6)

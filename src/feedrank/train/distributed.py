@@ -19,8 +19,11 @@ import datetime
 import logging
 import os
 import socket
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -189,12 +192,19 @@ def spawn_local(fn: Callable[..., None], world_size: int, *args: Any) -> None:
     """
     port = free_port()
     threads = max(1, (os.cpu_count() or 1) // world_size)
-    args_ = (fn, world_size, port, threads, args)
-    mp.spawn(_run_rank, args=args_, nprocs=world_size, join=True)  # type: ignore[attr-defined,no-untyped-call]
+    with tempfile.TemporaryDirectory(prefix="feedrank-spawn-") as sync_dir:
+        args_ = (fn, world_size, port, threads, Path(sync_dir), args)
+        mp.spawn(_run_rank, args=args_, nprocs=world_size, join=True)  # type: ignore[attr-defined,no-untyped-call]
 
 
 def _run_rank(
-    rank: int, fn: Callable[..., None], world_size: int, port: int, threads: int, args: tuple[Any, ...]
+    rank: int,
+    fn: Callable[..., None],
+    world_size: int,
+    port: int,
+    threads: int,
+    sync_dir: Path,
+    args: tuple[Any, ...],
 ) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -206,9 +216,32 @@ def _run_rank(
     )
     torch.set_num_threads(threads)
     fn(rank, *args)
-    # Tear the group down here, in step, rather than at interpreter exit: rank 0 hosts the TCP
-    # store, and a rank still tearing down gloo after rank 0 has gone can abort (seen once in CI,
-    # "terminate called without an active exception").
     if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+        _leave_together(rank, world_size, sync_dir)
+
+
+def _leave_together(rank: int, world_size: int, sync_dir: Path, timeout_s: float = 120.0) -> None:
+    """Tear the process group down in step, then exit with rank 0 last.
+
+    A rank that closes its gloo sockets while a peer is still reading the last message of a
+    collective can make that peer abort ("terminate called without an active exception", seen in
+    CI under load), and rank 0 hosts the TCP store the others talk to. So: a gloo barrier; a file
+    rendezvous proving every rank has returned from it; destroy; rank 0 waits until every rank has
+    destroyed its group before it exits.
+    """
+    dist.barrier()
+    _arrive_and_wait(sync_dir, "barrier", rank, world_size, timeout_s)
+    dist.destroy_process_group()
+    (sync_dir / f"destroyed.{rank}").touch()
+    if rank == 0:
+        _arrive_and_wait(sync_dir, "destroyed", None, world_size, timeout_s)
+
+
+def _arrive_and_wait(sync_dir: Path, stage: str, rank: int | None, world_size: int, timeout_s: float) -> None:
+    if rank is not None:
+        (sync_dir / f"{stage}.{rank}").touch()
+    deadline = time.monotonic() + timeout_s
+    while len(list(sync_dir.glob(f"{stage}.*"))) < world_size:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not every rank reached {stage!r} within {timeout_s:.0f} s")
+        time.sleep(0.01)
