@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from feedrank.cli import main
 from feedrank.eval.ab_metrics import metric_from_logs, read_impressions
@@ -27,7 +28,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def feedrank(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """Run the command line in this process: (exit status, stdout, stderr)."""
-    argv = sys.argv
+    argv, threads = sys.argv, torch.get_num_threads()  # `abtest simulate` sets the thread count
     sys.argv = ["feedrank", *args]
     try:
         main()
@@ -36,6 +37,7 @@ def feedrank(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
         code = int(exc.code or 0)
     finally:
         sys.argv = argv
+        torch.set_num_threads(threads)
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
+import torch
 import typer
 
 from feedrank.cli.console import console, progress_bar
@@ -244,6 +245,7 @@ def simulate_command(
     requests_per_user_day: Annotated[
         float | None, typer.Option(help="Traffic per user (default: the world's own rate).")
     ] = None,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads (as bench_online_ab.py).")] = 1,
 ) -> None:
     """Run an online A/B test in the simulator: both bundles serve users, the world answers.
 
@@ -252,6 +254,8 @@ def simulate_command(
     Example: feedrank abtest simulate runs/demo/bundle runs/v2-bundle --days 7 --users 10000 --out runs/ab
     """
     config = ABConfig(num_users=users, days=days, k=k, requests_per_user_day=requests_per_user_day, seed=seed)
+    # Batches are small (one simulated hour of one arm): a second thread mostly waits on a shared box.
+    torch.set_num_threads(threads)
     with progress_bar() as bar:
         task = bar.add_task("simulated hours", total=round(days * 24))
         result = simulate_bundles(
