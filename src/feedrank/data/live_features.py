@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from feedrank.data.features import ItemCatalog
-from feedrank.data.history import COVIS_CLICKS, PastEvents, RecentEvents
+from feedrank.data.history import PastEvents
+from feedrank.data.ranker_columns import COVIS_CLICKS, RecentEvents
 
 
 def serving_features(

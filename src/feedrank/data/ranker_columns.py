@@ -1,0 +1,185 @@
+"""The ranker's dense feature columns for one set of (user, item, t) query rows.
+
+`PastEvents.features` (data/history.py) names the columns it wants; `FeatureColumns` computes each
+one lazily, sharing what several columns read (the user's click count, the co-visits with the
+latest clicks, the session state), and adds `RecentEvents`, what serving saw after its snapshot.
+Every lookup goes through the strictly-before-t indexes of `PastEvents`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from feedrank.data.features import US_PER_HOUR, ItemCatalog
+from feedrank.data.timeline import NO_TIME, EventIndex
+
+if TYPE_CHECKING:
+    from feedrank.data.history import PastEvents
+
+COUNTER_WINDOWS_H = (1, 6, 24)  # hours of the original item click counters
+CLICK_WINDOWS_US = {  # the item click counters, by window: online clicks top these up in serving
+    "item_clicks_10m": 10 * 60_000_000,
+    **{f"item_clicks_{w}h": w * US_PER_HOUR for w in COUNTER_WINDOWS_H},
+}
+CTR_PRIOR_VIEWS = 20.0  # pseudo-views that pull a new item's CTR towards the global rate
+COVIS_CLICKS = 5  # the user's latest clicks that co-visitation looks back on
+
+
+@dataclass(frozen=True)
+class RecentEvents:
+    """What happened after the indexed snapshot (serving), aligned with the query rows.
+
+    item_clicks: window µs → (N,) clicks each row's item received after the snapshot in [t - w, t).
+    last_clicks: (N, COVIS_CLICKS) item rows + 1 of the user's latest engagements before t,
+        snapshot and online merged, oldest first, 0 pads.
+    session: (N, len(SESSION_COLUMNS)) the session columns with the online clicks counted.
+    """
+
+    item_clicks: Callable[[int], np.ndarray]
+    last_clicks: np.ndarray
+    session: np.ndarray
+
+
+def f64(values: object) -> np.ndarray:
+    """A float64 array (numpy's ufuncs are typed as returning Any)."""
+    return np.asarray(values, dtype=np.float64)
+
+
+class FeatureColumns:
+    """Lazily computed feature columns for one set of query rows (shared pieces computed once)."""
+
+    def __init__(
+        self,
+        past: PastEvents,
+        user_rows: np.ndarray,
+        item_rows: np.ndarray,
+        ts_us: np.ndarray,
+        catalog: ItemCatalog,
+        recent: RecentEvents | None,
+    ) -> None:
+        self.past, self.u, self.i, self.catalog, self.recent = past, user_rows, item_rows, catalog, recent
+        self.t = ts_us.astype(np.int64)
+        self._cache: dict[str, np.ndarray] = {}
+
+    def get(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            self._cache[name] = (
+                getattr(self, "_" + name)() if not name.startswith("item_clicks_") else self._log_clicks(name)
+            )
+        return self._cache[name]
+
+    def clicks(self, name: str) -> np.ndarray:
+        """(N,) raw clicks of each row's item in the window of counter `name`, online ones added."""
+        key = "raw_" + name
+        if key not in self._cache:
+            window = CLICK_WINDOWS_US.get(name)
+            raw = self.past.item_clicks.count_before(self.i, self.t, window).astype(np.float64)
+            if self.recent is not None and window is not None:
+                raw = raw + self.recent.item_clicks(window)
+            self._cache[key] = raw
+        return self._cache[key]
+
+    def _log_clicks(self, name: str) -> np.ndarray:
+        return f64(np.log1p(self.clicks(name)))
+
+    def _item_views_24h(self) -> np.ndarray:
+        return f64(np.log1p(self.past.item_views.count_before(self.i, self.t, 24 * US_PER_HOUR)))
+
+    def _item_ctr_24h(self) -> np.ndarray:
+        # The snapshot's counts only: views after the snapshot are not tracked online.
+        clicks = self.past.item_clicks.count_before(self.i, self.t, 24 * US_PER_HOUR)
+        views = self.past.item_views.count_before(self.i, self.t, 24 * US_PER_HOUR)
+        return (clicks + CTR_PRIOR_VIEWS * self.past.global_ctr) / (views + CTR_PRIOR_VIEWS)
+
+    def _item_clicks_all(self) -> np.ndarray:
+        return f64(np.log1p(self.past.item_clicks.count_before(self.i, self.t)))
+
+    def user_all(self) -> np.ndarray:
+        if "raw_user_all" not in self._cache:
+            self._cache["raw_user_all"] = self.past.user_clicks.count_before(self.u, self.t).astype(
+                np.float64
+            )
+        return self._cache["raw_user_all"]
+
+    def _user_clicks_all(self) -> np.ndarray:
+        return f64(np.log1p(self.user_all()))
+
+    def _share(self, index: EventIndex, column: np.ndarray, buckets: int) -> np.ndarray:
+        value = np.where(self.i >= 0, column[np.maximum(self.i, 0)], 0)
+        clicks = index.count_before(self.u * buckets + value, self.t)
+        return np.where(value > 0, (clicks + 0.1) / (self.user_all() + 1.0), 0.0)
+
+    def _user_category_share(self) -> np.ndarray:
+        return self._share(self.past.user_category_clicks, self.catalog.category, self.past.num_categories)
+
+    def _user_publisher_share(self) -> np.ndarray:
+        return self._share(self.past.user_publisher_clicks, self.catalog.publisher, self.past.num_publishers)
+
+    def _item_velocity(self) -> np.ndarray:
+        expected_10m = self.clicks("item_clicks_24h") * (10.0 / 1440.0)
+        return np.log((self.clicks("item_clicks_10m") + 1.0) / (expected_10m + 1.0))
+
+    def age_h(self) -> np.ndarray:
+        """(N,) hours since publication (else since the item's first view before t); NaN if neither."""
+        if "raw_age" not in self._cache:
+            published = np.where(self.i >= 0, self.catalog.published_us[np.maximum(self.i, 0)], NO_TIME)
+            first = self.past.item_views.earliest_before(self.i, self.t)
+            first_us = np.where(first >= 0, self.past.item_views.times[np.maximum(first, 0)], NO_TIME)
+            since = np.where(published != NO_TIME, published, first_us)
+            known = (since != NO_TIME) & (self.i >= 0)
+            hours = np.maximum(self.t - np.where(known, since, self.t), 0) / US_PER_HOUR
+            self._cache["raw_age"] = np.where(known, hours, np.nan)
+        return self._cache["raw_age"]
+
+    def _item_age_log_h(self) -> np.ndarray:
+        return f64(np.nan_to_num(np.log1p(self.age_h()), nan=0.0))
+
+    def _item_age_known(self) -> np.ndarray:
+        return f64((~np.isnan(self.age_h())).astype(np.float64))
+
+    def covis(self) -> np.ndarray:
+        """(N, COVIS_CLICKS) co-visits of each row's item after each of the user's latest clicks."""
+        if "raw_covis" not in self._cache:
+            if self.recent is not None:
+                last = self.recent.last_clicks
+            else:
+                last = self.past.user_clicks.last_n(self.u, self.t, COVIS_CLICKS, pad=0)
+            k = last.shape[1]
+            counts = self.past.covisits.count_before(
+                (last - 1).reshape(-1), np.repeat(self.i, k), np.repeat(self.t, k)
+            )
+            self._cache["raw_covis"] = counts.reshape(-1, k).astype(np.float64)
+        return self._cache["raw_covis"]
+
+    def _covis_last(self) -> np.ndarray:
+        return np.log1p(self.covis()[:, -1]) if self.covis().shape[1] else np.zeros(self.t.size)
+
+    def _covis_sum5(self) -> np.ndarray:
+        return f64(np.log1p(self.covis().sum(axis=1)))
+
+    def _covis_max5(self) -> np.ndarray:
+        return f64(np.log1p(self.covis().max(axis=1, initial=0.0)))
+
+    def session(self) -> np.ndarray:
+        if "raw_session" not in self._cache:
+            if self.recent is not None:
+                self._cache["raw_session"] = self.recent.session
+            else:
+                self._cache["raw_session"] = self.past.session_columns(self.u, self.t)
+        return self._cache["raw_session"]
+
+    def _session_activities(self) -> np.ndarray:
+        return self.session()[:, 0]
+
+    def _session_clicks(self) -> np.ndarray:
+        return self.session()[:, 1]
+
+    def _since_session_click_log_s(self) -> np.ndarray:
+        return self.session()[:, 2]
+
+    def _no_session_click(self) -> np.ndarray:
+        return self.session()[:, 3]
