@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from feedrank.data.features import DEMOGRAPHICS, FeatureConfig
-from feedrank.data.history import COUNTER_NAMES
+from feedrank.data.history import RANKER_FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
 START_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z, the simulator's default start
@@ -190,7 +190,7 @@ def synthetic_ranker_examples(
     rows = _items(ts, features, rng)
     rows.update(_labels(n, rng, click_rate=0.1))
     rows["item_row"] = torch.from_numpy(rng.integers(0, num_items, size=n))
-    rows["counters"] = torch.from_numpy(rng.random((n, len(COUNTER_NAMES)), dtype=np.float32))
+    rows["counters"] = torch.from_numpy(rng.random((n, len(RANKER_FEATURES)), dtype=np.float32))
     rows["position"] = torch.from_numpy(np.arange(n, dtype=np.int64) % 10)
     rows["request_index"] = torch.from_numpy(request_index)
     rows["sample_rate"] = torch.ones(n, dtype=torch.float32)

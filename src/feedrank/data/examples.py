@@ -28,7 +28,7 @@ from feedrank.data.features import (
     hash_column,
     to_us,
 )
-from feedrank.data.history import COUNTER_NAMES, PastEvents, build_past_events
+from feedrank.data.history import RANKER_FEATURES, PastEvents, build_past_events
 from feedrank.data.timeline import NO_TIME
 
 Arrays = dict[str, np.ndarray]
@@ -223,7 +223,7 @@ def ranker_examples(
     impressions: pl.DataFrame,
     negative_rate: float = 1.0,
     seed: int = 0,
-    counters: Sequence[str] = COUNTER_NAMES,
+    counters: Sequence[str] = RANKER_FEATURES,
     catalog_negatives: int = 0,
     live_window_h: float = 48.0,
 ) -> tuple[Arrays, Arrays]:
