@@ -50,7 +50,8 @@ def latency_inputs(bundle: Any, n: int) -> tuple[UserInputs, RankerInputs]:
     with torch.no_grad():
         user = bundle.towers.user(UserInputs.from_batch(users))
         item = bundle.towers.item(ItemInputs.from_batch(items))
-    counters = space.past.counters(np.full(rows.size, 0), rows, now, space.catalog)
+    names = bundle.ranker_cfg.counters  # the columns this bundle's ranker was trained on
+    counters = space.past.features(names, np.full(rows.size, 0), rows, now, space.catalog)
     ranker_inputs = RankerInputs(
         user_emb=user.expand(rows.size, -1),
         item_emb=item,
