@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import torch
 
 from feedrank.candidates import CandidateSources, SourceList, SourcesConfig, merge
 from feedrank.data.features import US_PER_HOUR, to_us
@@ -189,7 +188,7 @@ def _evaluate(
     ts_us = to_us(test.get_column("ts"))
     users = test.get_column("user_id").to_numpy().astype(object)
     user_vectors = two_tower.user_embeddings(users, ts_us).numpy()  # (E, d), history before each t
-    snapshots = TwoTowerRanker(two_tower)
+    hourly = _HourlyScores(TwoTowerRanker(two_tower), user_vectors, ts_us // US_PER_HOUR)
     systems = [f"recent popularity ({m} min)" for m in POP_WINDOWS_MIN] + [
         "co-visitation (previous click)",
         "blend",
@@ -215,10 +214,7 @@ def _evaluate(
             scores[f"recent popularity ({minutes} min)"] = state.pop[minutes]
         scores["co-visitation (previous click)"] = state.covis
         scores["blend"] = blend[0] * np.log1p(state.pop[60]) + blend[1] * np.log1p(state.covis)
-        items = snapshots._item_embeddings(int(ts_us[e] // US_PER_HOUR))[
-            torch.from_numpy(state.live_rows)
-        ].numpy()
-        tt = items @ user_vectors[e]
+        tt = hourly.scores(e)[state.live_rows]
         scores["two-tower"] = tt
         for system in systems:
             for name, value in rank_metrics(scores[system], state.target).items():
@@ -243,6 +239,32 @@ def _evaluate(
         metrics={s: {k: np.array(v) for k, v in m.items()} for s, m in metrics.items()},
         recall={s: {k: np.array(v) for k, v in m.items()} for s, m in recall.items()},
     )
+
+
+class _HourlyScores:
+    """Two-tower scores of the whole catalog for each target, a block of targets at a time.
+
+    Targets come in time order, so one hour's targets are consecutive; a block of them (same hour,
+    the same item snapshot) is scored with one matrix product instead of gathering the live items'
+    embeddings and a matrix-vector product per target, which was half of the protocol's time on
+    a 21k-item live catalog.
+    """
+
+    def __init__(self, snapshots: TwoTowerRanker, users: np.ndarray, hours: np.ndarray, block: int = 256):
+        self.snapshots, self.users, self.hours, self.block = snapshots, users, hours, block
+        self._start, self._scores = -1, np.zeros((0, 0), dtype=np.float32)
+
+    def scores(self, e: int) -> np.ndarray:
+        """(num catalog items,) float32 scores of every item for target e."""
+        if not self._start <= e < self._start + len(self._scores):
+            hour = self.hours[e]
+            end = e + 1
+            while end < min(len(self.hours), e + self.block) and self.hours[end] == hour:
+                end += 1
+            items = self.snapshots._item_embeddings(int(hour)).numpy()  # (N, d)
+            self._start, self._scores = e, self.users[e:end] @ items.T  # (block, N)
+        row: np.ndarray = self._scores[e - self._start]
+        return row
 
 
 def _candidate_hits(
