@@ -17,13 +17,20 @@ from feedrank.data.history import RANKER_FEATURES
 from feedrank.data.sources.base import ImportOptions, import_source
 from feedrank.data.sources.tabular import import_tabular
 from feedrank.data.split import SplitSpec, open_split, split_dataset
+from feedrank.errors import ConfigError
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.two_tower import TwoTower, TwoTowerConfig
 from feedrank.sim import SimConfig, simulate
 from feedrank.train.config import TrainConfig
-from feedrank.train.ranker_task import tower_tables
+from feedrank.train.ranker_task import RankerLossConfig, tower_tables
 from feedrank.train.retrieval_task import RetrievalLossConfig, RetrievalTask
-from feedrank.train.run import AUTO_CATALOG_NEGATIVES, RetrievalRunConfig, train_retrieval
+from feedrank.train.run import (
+    AUTO_CATALOG_NEGATIVES,
+    RankerRunConfig,
+    RetrievalRunConfig,
+    train_ranker,
+    train_retrieval,
+)
 
 FEATURES = FeatureConfig(user_buckets=2_000, item_buckets=2_000)
 H_US = 3_600_000_000
@@ -177,3 +184,8 @@ def test_click_only_split_trains_with_catalog_negatives(tmp_path: Path) -> None:
     train_retrieval(split_dir, tmp_path / "run", cfg)
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["catalog_negatives"] == AUTO_CATALOG_NEGATIVES
+    # The ranker on the same split: without unshown negatives every label would be positive.
+    ranker_cfg = RankerRunConfig(loss=RankerLossConfig(catalog_negatives=0))
+    with pytest.raises(ConfigError, match=r"click-only.*catalog_negatives is 0"):
+        train_ranker(split_dir, tmp_path / "run", tmp_path / "ranker", ranker_cfg)
+    assert not (tmp_path / "ranker").exists()

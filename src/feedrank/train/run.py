@@ -35,7 +35,7 @@ from feedrank.data.examples import (
 from feedrank.data.features import DEMOGRAPHICS, FeatureConfig, table_memory
 from feedrank.data.history import COUNTER_NAMES, FEATURE_NAMES, RANKER_FEATURES
 from feedrank.data.split import open_split
-from feedrank.errors import DatasetError
+from feedrank.errors import ConfigError, DatasetError
 from feedrank.models.ranker import Ranker, RankerConfig
 from feedrank.models.two_tower import TwoTower, TwoTowerConfig
 from feedrank.train.batches import TensorBatchSource
@@ -173,6 +173,12 @@ def train_ranker(
     towers, retrieval_cfg = load_retrieval(retrieval_run)
     space = space or build_space(split_dir, retrieval_cfg.features)
     parts = open_split(split_dir)
+    if parts["train"].click_only and cfg.loss.catalog_negatives <= 0:
+        # Every logged row is a click: without unshown items as negatives every label is positive.
+        raise ConfigError(
+            f"{split_dir} is a click-only log and loss.catalog_negatives is "
+            f"{cfg.loss.catalog_negatives}: the ranker would see no negatives; set loss.catalog_negatives > 0"
+        )
     arrays, requests = ranker_examples(
         space,
         parts["train"].read("impressions"),
