@@ -94,3 +94,18 @@ def test_next_click_report_on_the_tiny_world(runs: tuple[Path, Path], tmp_path: 
     text = paths["markdown"].read_text()
     assert "| ranker |" in text and paths["plot"].stat().st_size > 0
     assert "union of sources" in text and paths["candidates_plot"].stat().st_size > 0
+
+
+def test_ranker_scores_in_blocks_equal_one_block(
+    runs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring the ranker's candidates a block of clicks at a time (bounded memory) changes nothing."""
+    from feedrank.eval import next_click
+    from feedrank.eval.next_click import NextClickOptions, evaluate_next_click
+
+    options = NextClickOptions(max_events=120, valid_events=60)
+    one_block = evaluate_next_click(runs[1], options=options).overall["ranker"]
+    monkeypatch.setattr(next_click, "_RANKER_BLOCK_ROWS", 450)  # a few clicks of 200 candidates per block
+    blocks = evaluate_next_click(runs[1], options=options).overall["ranker"]
+    assert blocks == pytest.approx(one_block, abs=1e-12)
+    assert one_block["hr@20"] > 0  # the ranker finds something, so equality is not 0 == 0

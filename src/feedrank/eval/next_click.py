@@ -302,6 +302,9 @@ def _candidate_hits(
     return out
 
 
+_RANKER_BLOCK_ROWS = 200_000
+
+
 def _ranker_metrics(
     ranker: RankerScorer,
     users: np.ndarray,
@@ -310,14 +313,28 @@ def _ranker_metrics(
     target_in_top: list[int],
     tt_ranks: list[float],
 ) -> dict[str, list[float]]:
-    """Metrics of the ranker over every click's two-tower top N, scored in one batch."""
+    """Metrics of the ranker over every click's two-tower top N, scored a block of clicks at a time.
+
+    One call for all clicks held every row's user embedding and features at once (20,000 clicks x
+    200 candidates: 4 M rows, ~7 GB at peak); blocks of `_RANKER_BLOCK_ROWS` rows bound that.
+    """
     sizes = np.array([r.size for r in top_rows], dtype=np.int64)
-    rows = np.concatenate(top_rows) if top_rows else np.zeros(0, dtype=np.int64)
-    scores = ranker.score(
-        np.repeat(users, sizes),
-        np.repeat(ts_us, sizes).astype("datetime64[us]"),
-        ranker.space.catalog.item_ids[rows],
-    )
+    ends = np.cumsum(sizes)
+    parts: list[np.ndarray] = []
+    first = 0
+    while first < len(top_rows):
+        last = max(first + 1, int(np.searchsorted(ends, ends[first] - sizes[first] + _RANKER_BLOCK_ROWS)))
+        block = slice(first, min(last, len(top_rows)))
+        rows = np.concatenate(top_rows[block])
+        parts.append(
+            ranker.score(
+                np.repeat(users[block], sizes[block]),
+                np.repeat(ts_us[block], sizes[block]).astype("datetime64[us]"),
+                ranker.space.catalog.item_ids[rows],
+            )
+        )
+        first = block.stop
+    scores = np.concatenate(parts) if parts else np.zeros(0)
     out: dict[str, list[float]] = defaultdict(list)
     start = 0
     for size, hit, tt_rank in zip(sizes.tolist(), target_in_top, tt_ranks, strict=True):
