@@ -39,7 +39,7 @@ from feedrank.bundle import write_bundle
 from feedrank.data.schema import ITEMS
 from feedrank.index import IndexSpec
 from feedrank.pipeline import DemoConfig, run_demo
-from feedrank.serve.local import free_port
+from feedrank.serve.local import free_port, wait_until_ready
 
 STAGES = ("queue", "user", "retrieve", "rank", "rerank", "total")
 
@@ -183,17 +183,9 @@ def serving_process(bundle: Path, *, int8: bool, timeout_s: float = 600.0) -> It
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if child.poll() is not None or time.monotonic() > deadline:
-                err = child.stderr.read().decode() if child.stderr else ""
-                raise SystemExit(f"the service did not start: {err[-2000:]}")
-            time.sleep(0.1)
+        if not wait_until_ready(url, lambda: child.poll() is None, timeout_s):
+            err = child.stderr.read().decode() if child.stderr else ""
+            raise SystemExit(f"the service did not start: {err[-2000:]}")
         yield url
     finally:
         child.terminate()

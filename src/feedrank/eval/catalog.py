@@ -139,7 +139,8 @@ class TwoTowerRanker:
         self._hour: int | None = None
         self._items: torch.Tensor | None = None
 
-    def _item_embeddings(self, hour: int) -> torch.Tensor:
+    def item_embeddings(self, hour: int) -> torch.Tensor:
+        """(num catalog items, d) item vectors at the middle of `hour` (cached for the last hour)."""
         if self._hour != hour or self._items is None:
             rows = np.arange(len(self.scorer.space.catalog))
             at = np.full(rows.size, hour * US_PER_HOUR + US_PER_HOUR // 2, dtype=np.int64)
@@ -153,7 +154,7 @@ class TwoTowerRanker:
         hours = ts // US_PER_HOUR
         for hour in np.unique(hours):
             sel = np.flatnonzero(hours == hour)
-            out[sel] = (users[torch.from_numpy(sel)] @ self._item_embeddings(int(hour)).T).double().numpy()
+            out[sel] = (users[torch.from_numpy(sel)] @ self.item_embeddings(int(hour)).T).double().numpy()
         return out
 
 
@@ -208,13 +209,18 @@ def evaluate_catalog(
     return results
 
 
-def _utility_at_k(
-    lists: np.ndarray, queries: Queries, truth: Scorer, space: FeatureSpace, ks: tuple[int, ...]
-) -> dict[str, float]:
+def score_lists(lists: np.ndarray, queries: Queries, scorer: Scorer, space: FeatureSpace) -> np.ndarray:
+    """(Q, N) scores of each query's listed catalog rows at the query's time; NaN where a list pads (-1)."""
     valid = lists >= 0
     users = np.repeat(queries.user_ids, lists.shape[1])[valid.ravel()]
     ts = np.repeat(queries.ts_us.astype("datetime64[us]"), lists.shape[1])[valid.ravel()]
-    items = space.catalog.item_ids[lists[valid]]
-    utility = np.full(lists.shape, np.nan)
-    utility[valid] = truth.score(users, ts, items)
+    scores = np.full(lists.shape, np.nan)
+    scores[valid] = scorer.score(users, ts, space.catalog.item_ids[lists[valid]])
+    return scores
+
+
+def _utility_at_k(
+    lists: np.ndarray, queries: Queries, truth: Scorer, space: FeatureSpace, ks: tuple[int, ...]
+) -> dict[str, float]:
+    utility = score_lists(lists, queries, truth, space)
     return {f"utility@{k}": float(np.nanmean(np.nanmean(utility[:, :k], axis=1))) for k in ks}

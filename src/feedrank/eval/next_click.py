@@ -261,7 +261,7 @@ class _HourlyScores:
             end = e + 1
             while end < min(len(self.hours), e + self.block) and self.hours[end] == hour:
                 end += 1
-            items = self.snapshots._item_embeddings(int(hour)).numpy()  # (N, d)
+            items = self.snapshots.item_embeddings(int(hour)).numpy()  # (N, d)
             self._start, self._scores = e, self.users[e:end] @ items.T  # (block, N)
         row: np.ndarray = self._scores[e - self._start]
         return row

@@ -21,7 +21,7 @@ from feedrank.data.examples import FeatureSpace
 from feedrank.data.features import to_us
 from feedrank.data.timeline import EventIndex
 from feedrank.eval.baselines import Scorer
-from feedrank.eval.catalog import LiveCatalog, Queries, TwoTowerRanker, top_k
+from feedrank.eval.catalog import LiveCatalog, Queries, TwoTowerRanker, score_lists, top_k
 from feedrank.eval.diversity import ItemArrays, compare_rerankings
 from feedrank.eval.model_scorer import RankerScorer
 from feedrank.models.inputs import ItemInputs
@@ -62,11 +62,7 @@ def rerank_effect(
     configs = configs or rerank_configs()
     rows = top_k(TwoTowerRanker(ranker.towers), queries, live, candidates)  # (Q, N), -1 pads
     valid = rows >= 0
-    users = np.repeat(queries.user_ids, rows.shape[1])[valid.ravel()]
-    ts = np.repeat(queries.ts_us.astype("datetime64[us]"), rows.shape[1])[valid.ravel()]
-    item_ids = space.catalog.item_ids[rows[valid]]
-    scores = np.full(rows.shape, np.nan)
-    scores[valid] = ranker.score(users, ts, item_ids)
+    scores = score_lists(rows, queries, ranker, space)
     ctr = np.full(rows.shape, np.nan)
     dwell = np.full(rows.shape, np.nan)
     if events is not None:

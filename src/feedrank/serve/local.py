@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +24,20 @@ def free_port() -> int:
         return port
 
 
+def wait_until_ready(url: str, alive: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll `url`/readyz until it answers 200 (True), or the server dies or time runs out (False)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not alive():
+            return False
+        time.sleep(0.05)
+
+
 @contextmanager
 def running_service(bundle: Path, settings: ServeSettings, timeout_s: float = 60.0) -> Iterator[str]:
     """Serve `bundle` over HTTP until the block ends; yields the base URL once /readyz answers 200."""
@@ -33,17 +47,9 @@ def running_service(bundle: Path, settings: ServeSettings, timeout_s: float = 60
     thread = threading.Thread(target=server.run, name="feedrank-service", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
     try:
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise FeedrankError(f"the service on {url} did not become ready within {timeout_s:.0f} s")
-            time.sleep(0.05)
+        if not wait_until_ready(url, thread.is_alive, timeout_s):
+            raise FeedrankError(f"the service on {url} did not become ready within {timeout_s:.0f} s")
         yield url
     finally:
         server.should_exit = True
