@@ -23,7 +23,7 @@ import numpy as np
 from feedrank.eval import next_click
 
 
-def per_click_ndcg(run: Path) -> dict[str, list[float]]:
+def per_click_ndcg(run: Path, options: next_click.NextClickOptions) -> dict[str, list[float]]:
     """NDCG@10 of each kept test click for the ranker, the blend and the two-tower."""
     captured: dict[str, Any] = {}
     evaluate = next_click._evaluate
@@ -34,7 +34,7 @@ def per_click_ndcg(run: Path) -> dict[str, list[float]]:
 
     next_click._evaluate = keep_per_event
     try:
-        next_click.evaluate_next_click(run)
+        next_click.evaluate_next_click(run, options=options)
     finally:
         next_click._evaluate = evaluate
     per_event = captured["per_event"]
@@ -48,14 +48,19 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--root", type=Path, default=Path("runs/seeds"))
+    parser.add_argument("--pool", choices=("union", "ann"), default="union", help="what the ranker re-scores")
+    parser.add_argument("--candidates", type=int, default=500, help="size of the ranker's pool")
+    parser.add_argument("--ranker", default="ranker", help="the ranker run's folder in each world")
+    parser.add_argument("--tag", default="pooled", help="name of the JSON written under ROOT")
     args = parser.parse_args()
+    options = next_click.NextClickOptions(ranker_pool=args.pool, ranker_candidates=args.candidates)
     results: dict[str, dict[str, list[float]]] = {}
     for seed in args.seeds:
         out = args.root / f"s{seed}"
         if not (out / "ranker").exists():
             cmd = [sys.executable, "-m", "feedrank", "demo", "--out", str(out), "--set", f"sim.seed={seed}"]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        results[str(seed)] = per_click_ndcg(out / "ranker")
+        results[str(seed)] = per_click_ndcg(out / args.ranker, options)
         ranker, blend = np.array(results[str(seed)]["ranker"]), np.array(results[str(seed)]["blend"])
         diff = ranker - blend
         print(
@@ -63,7 +68,7 @@ def main() -> None:
             f"ranker - blend {diff.mean():+.4f} ± {diff.std(ddof=1) / np.sqrt(diff.size):.4f}",
             flush=True,
         )
-    (args.root / "pooled.json").write_text(json.dumps(results))
+    (args.root / f"{args.tag}.json").write_text(json.dumps(results))
     diffs = np.concatenate([np.array(r["ranker"]) - np.array(r["blend"]) for r in results.values()])
     se = diffs.std(ddof=1) / np.sqrt(diffs.size)
     print(f"pooled: {diffs.size} clicks, ranker - blend {diffs.mean():+.4f} ± {se:.4f}")

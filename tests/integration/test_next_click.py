@@ -109,3 +109,37 @@ def test_ranker_scores_in_blocks_equal_one_block(
     blocks = evaluate_next_click(runs[1], options=options).overall["ranker"]
     assert blocks == pytest.approx(one_block, abs=1e-12)
     assert one_block["hr@20"] > 0  # the ranker finds something, so equality is not 0 == 0
+
+
+def test_the_ranker_ranks_by_its_click_head_and_the_feed_score_is_reported_beside(
+    runs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feedrank.eval import next_click
+    from feedrank.eval.model_scorer import RankerScorer
+    from feedrank.eval.next_click import NextClickOptions, evaluate_next_click
+
+    options = NextClickOptions(max_events=120, valid_events=60)
+    served = evaluate_next_click(runs[1], options=options).overall
+    assert served["ranker"] != served["ranker (feed score)"]  # the served weights also count shares
+
+    class ClickOnly(RankerScorer):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            self.weights = {"click": 1.0}
+
+    monkeypatch.setattr(next_click, "RankerScorer", ClickOnly)
+    clicks = evaluate_next_click(runs[1], options=options).overall
+    assert clicks["ranker (feed score)"] == pytest.approx(clicks["ranker"], abs=1e-12)
+    assert clicks["ranker"] == pytest.approx(served["ranker"], abs=1e-12)
+
+
+def test_a_target_outside_the_pool_ranks_after_it_in_two_tower_order() -> None:
+    from feedrank.eval.next_click import _rank_after_pool
+    from feedrank.eval.next_click_stream import TargetState
+
+    live = np.array([3, 5, 8, 9, 12])
+    two_tower = np.array([0.9, 0.1, 0.5, 0.7, 0.3])  # by live position
+    state = TargetState(live, target=4, pop={}, covis=np.zeros(5), session_first=False)
+    # the pool holds rows 3 and 9; outside it, row 8 (0.5) is ahead of the target (row 12, 0.3)
+    assert _rank_after_pool(two_tower, state, np.array([3, 9])) == 2 + 1 + 1
+    assert _rank_after_pool(two_tower, state, np.array([8])) == 1 + 2 + 1  # rows 3 and 9 ahead

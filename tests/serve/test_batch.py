@@ -17,7 +17,6 @@ from tests.integration.conftest import bundle_path, runs, split_dir  # noqa: F40
 
 K = 10
 HOUR_US = 3_600_000_000
-# Batched serving generates candidates with the ANN only; per-request feeds match it when so set.
 ANN_ONLY = SourcesConfig(trending=0, covis=0, fresh=0)
 
 
@@ -26,9 +25,18 @@ def bundle(bundle_path: Path) -> Bundle:  # noqa: F811
     return load_bundle(bundle_path)
 
 
-def recommender(bundle: Bundle, *, rerank: bool, candidates: int = 60, **settings: float) -> Recommender:
+def recommender(
+    bundle: Bundle,
+    *,
+    rerank: bool,
+    candidates: int = 60,
+    sources: SourcesConfig = ANN_ONLY,
+    **settings: float,
+) -> Recommender:
     config = RerankConfig() if rerank else RerankConfig(order=())
-    serve = ServeSettings(candidates=candidates, deadline_ms=1e9, rerank=config, sources=ANN_ONLY, **settings)  # type: ignore[arg-type]
+    # No source may be skipped for time: a skipped source would make the two paths differ.
+    settings = {"source_budget_ms": 1e9, **settings}
+    serve = ServeSettings(candidates=candidates, deadline_ms=1e9, rerank=config, sources=sources, **settings)  # type: ignore[arg-type]
     return Recommender(bundle, serve, build_reranker(config), cache=None)
 
 
@@ -59,9 +67,10 @@ def per_request(rec: Recommender, users: list[str], now: int, exclude: list[list
     return [[item.item_id for item in f.items] for f in feeds]
 
 
+@pytest.mark.parametrize("sources", [ANN_ONLY, SourcesConfig()], ids=["ann-only", "all-sources"])
 @pytest.mark.parametrize("rerank", [True, False], ids=["rerank", "no-rerank"])
-def test_batch_feeds_equal_per_request_feeds(bundle: Bundle, rerank: bool) -> None:
-    rec = recommender(bundle, rerank=rerank)
+def test_batch_feeds_equal_per_request_feeds(bundle: Bundle, rerank: bool, sources: SourcesConfig) -> None:
+    rec = recommender(bundle, rerank=rerank, sources=sources)
     now = bundle.snapshot_us + HOUR_US
     users = users_of(bundle)
     exclude = with_events(rec, users, now)

@@ -21,6 +21,7 @@ the sources' lists at its time), so training and serving compute the columns one
 from feedrank.candidates.covisitation import CoVisitation, CoVisitationConfig
 from feedrank.candidates.fresh import FreshConfig, fresh_scores
 from feedrank.candidates.merge import (
+    SOURCE_FEATURES,
     SOURCES,
     CandidateSet,
     SourceList,
@@ -35,6 +36,7 @@ from feedrank.candidates.trending import Trending, TrendingConfig
 
 __all__ = [
     "SOURCES",
+    "SOURCE_FEATURES",
     "CandidateSet",
     "CandidateSources",
     "CoVisitation",

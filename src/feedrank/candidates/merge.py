@@ -78,6 +78,9 @@ def feature_names(names: tuple[str, ...] = SOURCES) -> list[str]:
     return [f"from_{n}" for n in names] + [f"{n}_score" for n in names]
 
 
+SOURCE_FEATURES = tuple(feature_names())  # the ranker's source columns, in `features()` order
+
+
 def source_features(
     lists: Mapping[str, SourceList], item_rows: I64, names: tuple[str, ...] = SOURCES
 ) -> npt.NDArray[np.float32]:

@@ -74,3 +74,27 @@ class CandidateSources:
 
     def fresh_list(self, published_us: I64, t_us: int, n: int, eligible: npt.NDArray[np.bool_]) -> SourceList:
         return top_n(fresh_scores(published_us, t_us, self.config.fresh_cfg), n, eligible)
+
+    def lists(
+        self,
+        ann: SourceList,
+        user: Hashable,
+        t_us: int,
+        n: int,
+        eligible: npt.NDArray[np.bool_],
+        published_us: I64,
+    ) -> dict[str, SourceList]:
+        """Every enabled source's top n over the eligible items at t; the ANN's list comes in.
+
+        Offline callers (evaluation, training rows) ask this; serving asks each source on its own
+        under a deadline (serve/candidate_stage.py) and gets the same lists when none is skipped.
+        """
+        quotas = self.config.quotas()
+        lists = {"ann": ann}
+        if quotas["trending"] > 0:
+            lists["trending"] = self.trending_list(t_us, n, eligible)
+        if quotas["covis"] > 0:
+            lists["covis"] = self.covis_list(user, t_us, n, eligible)
+        if quotas["fresh"] > 0:
+            lists["fresh"] = self.fresh_list(published_us, t_us, n, eligible)
+        return lists

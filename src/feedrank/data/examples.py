@@ -265,6 +265,9 @@ def ranker_examples(
     first = np.full(int(request_index.max(initial=-1)) + 1, -1, dtype=np.int64)
     first[request_index[::-1]] = np.arange(request_index.size)[::-1]  # first row of each request
     requests = space.user_arrays(imp.get_column("user_id").gather(first), ts[first])
+    # Who and when, for what is computed per request outside the towers (the candidate sources).
+    requests["request_user_row"] = user_rows[first]
+    requests["request_ts_us"] = ts[first]
     return out, requests
 
 
@@ -281,7 +284,31 @@ def _with_catalog_negatives(
     """`rows` followed by k live-catalog items per click row, as unengaged rows of its request."""
     clicks = np.flatnonzero(rows["y_click"] > 0)
     drawn = live_catalog_sample(space, ts[clicks], k, window_h, rng)  # (C, k)
-    drawn = np.where(drawn == rows["item_row"][clicks, None], -1, drawn)  # never the clicked item
+    return with_unshown_negatives(space, rows, user_rows, ts, counters, clicks, drawn)
+
+
+def with_unshown_negatives(
+    space: FeatureSpace,
+    rows: Arrays,
+    user_rows: np.ndarray,
+    ts: np.ndarray,
+    counters: Sequence[str],
+    clicks: np.ndarray,
+    drawn: np.ndarray,
+) -> Arrays:
+    """`rows` followed by unshown items as unengaged rows of the click rows' requests and slots.
+
+    Args:
+        user_rows, ts: (N,) user row and µs time of each row of `rows`.
+        clicks: (C,) the click rows the negatives belong to.
+        drawn: (C, k) catalog rows, -1 for none; an item clicked in the same request is dropped.
+    """
+    # Never an item its request clicked: it would be the same (user, item, time) labelled twice.
+    stride = len(space.catalog) + 1
+    clicked = rows["request_index"][clicks] * stride + rows["item_row"][clicks]
+    codes = rows["request_index"][clicks, None] * stride + drawn
+    drawn = np.where(np.isin(codes, clicked), -1, drawn)
+    k = drawn.shape[1]
     src = np.repeat(clicks, k)[drawn.reshape(-1) >= 0]  # the click row each negative copies
     items = drawn.reshape(-1)[drawn.reshape(-1) >= 0]
     extra: Arrays = space.item_arrays(items, ts[src])

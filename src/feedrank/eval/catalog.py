@@ -142,9 +142,7 @@ class TwoTowerRanker:
     def item_embeddings(self, hour: int) -> torch.Tensor:
         """(num catalog items, d) item vectors at the middle of `hour` (cached for the last hour)."""
         if self._hour != hour or self._items is None:
-            rows = np.arange(len(self.scorer.space.catalog))
-            at = np.full(rows.size, hour * US_PER_HOUR + US_PER_HOUR // 2, dtype=np.int64)
-            self._items, self._hour = self.scorer.item_embeddings(rows, at), hour
+            self._items, self._hour = torch.from_numpy(self.scorer.item_vectors_at_hour(hour)), hour
         return self._items
 
     def scores(self, queries: Queries, rows: slice) -> np.ndarray:

@@ -13,12 +13,14 @@ import polars as pl
 import torch
 from torch import Tensor
 
+from feedrank.candidates.logged import LoggedSources
 from feedrank.data.examples import Arrays, FeatureSpace
 from feedrank.data.history import COUNTER_NAMES
 from feedrank.eval.baselines import F64, query_micros
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.ranker import HEADS, Ranker, RankerInputs
 from feedrank.models.two_tower import TwoTower
+from feedrank.train.ranker_task import item_vectors_at_hour
 
 BATCH = 8192
 
@@ -59,6 +61,10 @@ class TwoTowerScorer:
             out.append(self.model.item(ItemInputs.from_batch(to_tensors(arrays))))
         return torch.cat(out) if out else torch.zeros(0, self.model.cfg.dim)
 
+    def item_vectors_at_hour(self, hour: int) -> np.ndarray:
+        """(num catalog items, d) float32 item vectors at the middle of `hour` (freshness)."""
+        return item_vectors_at_hour(self.model, self.space, hour)
+
     def user_embeddings_per_row(self, user_ids: np.ndarray, ts_us: np.ndarray) -> Tensor:
         """(N, d) user embedding of each row, computed once per distinct (user, time): slates share it."""
         keys = pl.DataFrame(
@@ -84,25 +90,71 @@ class RankerScorer:
     name = "ranker"
 
     def __init__(
-        self, space: FeatureSpace, towers: TwoTower, ranker: Ranker, weights: dict[str, float]
+        self,
+        space: FeatureSpace,
+        towers: TwoTower,
+        ranker: Ranker,
+        weights: dict[str, float],
+        logged_sources: LoggedSources | None = None,
     ) -> None:
         self.space = space
         self.towers = TwoTowerScorer(space, towers)
         self.ranker = ranker.eval()
         self.weights = weights
+        self._logged_sources = logged_sources
 
     def fit(self, events: pl.DataFrame) -> Self:
         return self
 
     @torch.no_grad()
-    def probabilities(self, user_ids: np.ndarray, ts: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
-        """(N, len(HEADS)) head probabilities, with no position term (as at serving time)."""
+    def source_columns(self, user_ids: np.ndarray, ts: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        """(N, 8) candidate-source columns of logged rows: the sources asked at each row's time.
+
+        Rows of one user at one time share one request (one set of source lists).
+        """
+        if self._logged_sources is None:
+            space = self.space
+            self._logged_sources = LoggedSources.from_past(space.past, space.catalog, space.users)
+        ts_us = query_micros(ts)
+        user_rows = self.space.users.rows(pl.Series(np.asarray(user_ids, dtype=object), dtype=pl.String))
+        rows = self.space.catalog.rows(pl.Series(np.asarray(item_ids, dtype=object), dtype=pl.String))
+        keys = pl.DataFrame(
+            {"u": np.asarray(user_ids, dtype=object), "t": ts_us}, schema={"u": pl.String, "t": pl.Int64}
+        )
+        distinct = keys.unique(maintain_order=True).with_row_index("q")
+        request = (
+            keys.join(distinct, on=["u", "t"], how="left", maintain_order="left").get_column("q").to_numpy()
+        ).astype(np.int64)
+        first = np.full(distinct.height, -1, dtype=np.int64)
+        first[request[::-1]] = np.arange(request.size)[::-1]
+        user_vectors = self.towers.user_embeddings(distinct.get_column("u").to_numpy(), ts_us[first])
+        return self._logged_sources.features(
+            user_rows[first],
+            ts_us[first],
+            user_vectors.numpy(),
+            self.towers.item_vectors_at_hour,
+            request,
+            rows,
+        )
+
+    @torch.no_grad()
+    def probabilities(
+        self, user_ids: np.ndarray, ts: np.ndarray, item_ids: np.ndarray, sources: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(N, len(HEADS)) head probabilities, with no position term (as at serving time).
+
+        `sources`: (N, 8) candidate-source columns for a ranker that reads them; when not given
+        (logged rows), they are computed by asking the sources at each row's time.
+        """
         ts_us = query_micros(ts)
         users = self.space.users.rows(pl.Series(np.asarray(user_ids, dtype=object), dtype=pl.String))
         rows = self.space.catalog.rows(pl.Series(np.asarray(item_ids, dtype=object), dtype=pl.String))
         names = self.ranker.counter_names or COUNTER_NAMES  # unnamed: the original nine
         counters = self.space.past.features(names, users, rows, ts_us, self.space.catalog)
         user_emb_all = self.towers.user_embeddings_per_row(np.asarray(user_ids, dtype=object), ts_us)
+        if self.ranker.num_sources and sources is None:
+            sources = self.source_columns(user_ids, ts, item_ids)
+        source_block = torch.from_numpy(sources) if self.ranker.num_sources and sources is not None else None
         out = []
         for lo in range(0, len(rows), BATCH):
             sl = slice(lo, lo + BATCH)
@@ -117,13 +169,16 @@ class RankerScorer:
                 content_type=item_arrays["item_type"],
                 freshness=item_arrays["item_fresh"],
                 counters=torch.from_numpy(counters[sl]),
+                sources=source_block[sl] if source_block is not None else None,
             )
             out.append(torch.sigmoid(self.ranker(inputs)))
         probs = torch.cat(out) if out else torch.zeros(0, len(HEADS))
         return probs.double().numpy()
 
-    def score(self, user_ids: np.ndarray, ts: np.ndarray, item_ids: np.ndarray) -> F64:
-        probs = self.probabilities(user_ids, ts, item_ids)
+    def score(
+        self, user_ids: np.ndarray, ts: np.ndarray, item_ids: np.ndarray, sources: np.ndarray | None = None
+    ) -> F64:
+        probs = self.probabilities(user_ids, ts, item_ids, sources)
         w = np.array([self.weights.get(h, 0.0) for h in HEADS])
         result: F64 = probs @ w
         return result

@@ -36,12 +36,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from feedrank.candidates import CandidateSources, SourceList, SourcesConfig, merge
+from feedrank.candidates import CandidateSources, SourceList, SourcesConfig, merge, source_features
 from feedrank.data.features import US_PER_HOUR, to_us
 from feedrank.data.split import open_split
 from feedrank.eval.catalog import TwoTowerRanker
 from feedrank.eval.model_scorer import RankerScorer, TwoTowerScorer
 from feedrank.eval.next_click_stream import POP_WINDOWS_MIN, ClickStream, TargetState, rank_metrics
+from feedrank.models.ranker import HEADS
 from feedrank.train.run import build_space, load_ranker, load_retrieval, read_run
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,10 @@ class NextClickOptions:
     live_window_h: float = 48.0
     session_gap_min: float = 30.0
     skip_session_first: bool = False  # drop each session's first click (no previous click to use)
-    ranker_candidates: int = 200  # the ranker re-scores the two-tower's top N
+    # The ranker re-scores N candidates: the union of the sources merged to N (what serving hands
+    # it, `ranker_pool="union"`) or the two-tower's top N alone (`"ann"`).
+    ranker_candidates: int = 500
+    ranker_pool: str = "union"
     candidate_ns: tuple[int, ...] = (50, 100, 200, 500)  # candidate-set sizes for recall
     sources: SourcesConfig = field(default_factory=SourcesConfig)  # quotas of the union
     seed: int = 0
@@ -196,11 +200,12 @@ def _evaluate(
     systems.append("two-tower")
     metrics: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in systems}
     keep, live = [], []
-    # The ranker re-scores each click's two-tower top N; those pairs are scored in one batch at
-    # the end. A target outside the top N keeps its two-tower rank (the rest stay in that order).
-    top_rows: list[np.ndarray] = []
+    # The ranker re-scores each click's candidate pool; those pairs are scored a block at a time
+    # at the end. A target outside the pool ranks after it, in two-tower order among the rest.
+    pools: list[np.ndarray] = []
+    pool_sources: list[np.ndarray] = []
     target_in_top: list[int] = []
-    tt_ranks: list[float] = []
+    outside_ranks: list[float] = []
     sources = stream.sources(CandidateSources(options.sources))
     published = stream.space.catalog.published_us
     recall: dict[str, dict[str, list[float]]] = {"ANN": defaultdict(list), "union": defaultdict(list)}
@@ -219,18 +224,28 @@ def _evaluate(
         for system in systems:
             for name, value in rank_metrics(scores[system], state.target).items():
                 metrics[system][name].append(value)
-        hits = _candidate_hits(sources, options, state, str(users[e]), int(ts_us[e]), tt, published)
-        for generator, by_n in hits.items():
-            for n, found in by_n.items():
-                recall[generator][f"recall@{n}"].append(found)
+        lists = _source_lists(sources, options, state, str(users[e]), int(ts_us[e]), tt, published)
+        target_row = int(state.live_rows[state.target]) if state.live_click else -1
+        for n in options.candidate_ns:
+            ann_top = lists["ann"].rows[:n]
+            union = merge(lists, options.sources.quotas(), n).item_rows
+            recall["ANN"][f"recall@{n}"].append(float(target_row >= 0 and target_row in ann_top))
+            recall["union"][f"recall@{n}"].append(float(target_row >= 0 and target_row in union))
         if ranker is not None:
-            top = np.argsort(-tt, kind="stable")[: options.ranker_candidates]
-            top_rows.append(state.live_rows[top])
-            hit = np.flatnonzero(top == state.target) if state.target >= 0 else np.zeros(0, dtype=np.int64)
+            if options.ranker_pool == "union":
+                pool = merge(lists, options.sources.quotas(), options.ranker_candidates)
+            else:
+                pool = merge({"ann": lists["ann"]}, {"ann": 1}, options.ranker_candidates)
+            pools.append(pool.item_rows)
+            # what the sources said of each pooled item, whichever pool (the ranker may read it)
+            pool_sources.append(source_features(lists, pool.item_rows))
+            hit = np.flatnonzero(pool.item_rows == target_row) if target_row >= 0 else np.zeros(0, np.int64)
             target_in_top.append(int(hit[0]) if hit.size else -1)
-            tt_ranks.append(1.0 + float((tt > tt[state.target]).sum()) if state.target >= 0 else np.inf)
+            outside_ranks.append(_rank_after_pool(tt, state, pool.item_rows) if target_row >= 0 else np.inf)
     if ranker is not None:
-        metrics["ranker"] = _ranker_metrics(ranker, users, ts_us, top_rows, target_in_top, tt_ranks)
+        metrics.update(
+            _ranker_metrics(ranker, users, ts_us, pools, pool_sources, target_in_top, outside_ranks)
+        )
     return PerEvent(
         keep=np.array(keep, dtype=bool),
         live=np.array(live, dtype=bool),
@@ -267,7 +282,7 @@ class _HourlyScores:
         return row
 
 
-def _candidate_hits(
+def _source_lists(
     sources: CandidateSources,
     options: NextClickOptions,
     state: TargetState,
@@ -275,31 +290,24 @@ def _candidate_hits(
     t: int,
     two_tower: np.ndarray,
     published_us: np.ndarray,
-) -> dict[str, dict[int, float]]:
-    """Whether the clicked item is among N candidates of the ANN alone and of the union, per N.
+) -> dict[str, SourceList]:
+    """Every enabled source's ranked list over the live catalog at t, as serving would ask.
 
-    The ANN's list is the two-tower's top N over the live catalog (exact search: the index's
-    recall loss is measured elsewhere); the other sources list live items only, as the ANN does.
+    The ANN's list is the two-tower's top over the live catalog (exact search: the index's recall
+    loss is measured elsewhere); the other sources list live items only, as the ANN does.
     """
-    most = max(options.candidate_ns)
+    most = max(*options.candidate_ns, options.ranker_candidates)
     order = np.argsort(-two_tower, kind="stable")[:most]
-    ann = SourceList(state.live_rows[order], two_tower[order])
-    target = int(state.live_rows[state.target]) if state.live_click else -1
-    quotas = options.sources.quotas()
+    ann = SourceList(state.live_rows[order], two_tower[order].astype(np.float64))
     eligible = np.zeros(published_us.size, dtype=bool)
     eligible[state.live_rows] = True
-    lists = {"ann": ann}
-    if quotas["trending"] > 0:
-        lists["trending"] = sources.trending_list(t, most, eligible)
-    if quotas["covis"] > 0:
-        lists["covis"] = sources.covis_list(user, t, most, eligible)
-    if quotas["fresh"] > 0:
-        lists["fresh"] = sources.fresh_list(published_us, t, most, eligible)
-    out: dict[str, dict[int, float]] = {"ANN": {}, "union": {}}
-    for n in options.candidate_ns:
-        out["ANN"][n] = float(target >= 0 and target in ann.rows[:n])
-        out["union"][n] = float(target >= 0 and target in merge(lists, quotas, n).item_rows)
-    return out
+    return sources.lists(ann, user, t, most, eligible, published_us)
+
+
+def _rank_after_pool(two_tower: np.ndarray, state: TargetState, pool_rows: np.ndarray) -> float:
+    """Rank of a target outside the pool: after every pool item, in two-tower order among the rest."""
+    outside = ~np.isin(state.live_rows, pool_rows)
+    return float(pool_rows.size + 1 + (two_tower[outside] > two_tower[state.target]).sum())
 
 
 _RANKER_BLOCK_ROWS = 200_000
@@ -309,48 +317,57 @@ def _ranker_metrics(
     ranker: RankerScorer,
     users: np.ndarray,
     ts_us: np.ndarray,
-    top_rows: list[np.ndarray],
+    pools: list[np.ndarray],
+    pool_sources: list[np.ndarray],
     target_in_top: list[int],
-    tt_ranks: list[float],
-) -> dict[str, list[float]]:
-    """Metrics of the ranker over every click's two-tower top N, scored a block of clicks at a time.
+    outside_ranks: list[float],
+) -> dict[str, dict[str, list[float]]]:
+    """Metrics of the ranker over every click's candidate pool, scored a block of clicks at a time.
 
+    Two orderings of the same head probabilities: "ranker" by the click head (the ranker's answer
+    to what this protocol asks: which item is clicked next) and "ranker (feed score)" by the
+    served feed score, which also weighs long dwell, shares and hides that next-click ignores.
     One call for all clicks held every row's user embedding and features at once (20,000 clicks x
     200 candidates: 4 M rows, ~7 GB at peak); blocks of `_RANKER_BLOCK_ROWS` rows bound that.
     """
-    sizes = np.array([r.size for r in top_rows], dtype=np.int64)
+    sizes = np.array([r.size for r in pools], dtype=np.int64)
     ends = np.cumsum(sizes)
     parts: list[np.ndarray] = []
     first = 0
-    while first < len(top_rows):
+    while first < len(pools):
         last = max(first + 1, int(np.searchsorted(ends, ends[first] - sizes[first] + _RANKER_BLOCK_ROWS)))
-        block = slice(first, min(last, len(top_rows)))
-        rows = np.concatenate(top_rows[block])
+        block = slice(first, min(last, len(pools)))
+        rows = np.concatenate(pools[block])
         parts.append(
-            ranker.score(
+            ranker.probabilities(
                 np.repeat(users[block], sizes[block]),
                 np.repeat(ts_us[block], sizes[block]).astype("datetime64[us]"),
                 ranker.space.catalog.item_ids[rows],
+                sources=np.concatenate(pool_sources[block]),
             )
         )
         first = block.stop
-    scores = np.concatenate(parts) if parts else np.zeros(0)
-    out: dict[str, list[float]] = defaultdict(list)
+    probs = np.concatenate(parts) if parts else np.zeros((0, len(HEADS)))
+    orderings = {
+        "ranker": probs[:, HEADS.index("click")],
+        "ranker (feed score)": probs @ np.array([ranker.weights.get(h, 0.0) for h in HEADS]),
+    }
+    out: dict[str, dict[str, list[float]]] = {name: defaultdict(list) for name in orderings}
     start = 0
-    for size, hit, tt_rank in zip(sizes.tolist(), target_in_top, tt_ranks, strict=True):
-        own = scores[start : start + size]
+    for size, hit, tt_rank in zip(sizes.tolist(), target_in_top, outside_ranks, strict=True):
+        for name, scores in orderings.items():
+            if hit >= 0:
+                values = rank_metrics(scores[start : start + size], hit)
+            else:  # outside the pool (ranked after it), or not live at all
+                values = {
+                    "hr@10": float(tt_rank <= 10),
+                    "hr@20": float(tt_rank <= 20),
+                    "ndcg@10": float(1.0 / np.log2(tt_rank + 1.0)) if tt_rank <= 10 else 0.0,
+                    "mrr@20": float(1.0 / tt_rank) if tt_rank <= 20 else 0.0,
+                }
+            for metric, value in values.items():
+                out[name][metric].append(value)
         start += size
-        if hit >= 0:
-            values = rank_metrics(own, hit)
-        else:  # below the top N in two-tower order, or not live at all
-            values = {
-                "hr@10": float(tt_rank <= 10),
-                "hr@20": float(tt_rank <= 20),
-                "ndcg@10": float(1.0 / np.log2(tt_rank + 1.0)) if tt_rank <= 10 else 0.0,
-                "mrr@20": float(1.0 / tt_rank) if tt_rank <= 20 else 0.0,
-            }
-        for name, value in values.items():
-            out[name].append(value)
     return out
 
 

@@ -70,9 +70,14 @@ def ranker_validator(
         clicked = sample.get_column("clicked").to_numpy().astype(np.float64)
         groups = sample.get_column("request_id").rank("dense").to_numpy()
 
+        cached: dict[str, np.ndarray] = {}  # the source columns: the towers are frozen, rows fixed
+
         def evaluate(model: nn.Module) -> dict[str, float]:
             assert isinstance(model, Ranker)
-            scores = RankerScorer(space, towers, model, weights).score(*rows)
+            scorer = RankerScorer(space, towers, model, weights)
+            if model.num_sources and "sources" not in cached:
+                cached["sources"] = scorer.source_columns(rows[0], rows[1], rows[2])
+            scores = scorer.score(rows[0], rows[1], rows[2], sources=cached.get("sources"))
             m = ranking_metrics(scores, clicked, groups, ks=(10,))
             return {"auc": m["auc"], "gauc": m["gauc"], "ndcg@10": m["ndcg@10"]}
 

@@ -49,6 +49,9 @@ class RankerInputs:
     freshness: Tensor  # (N,) int64
     counters: Tensor  # (N, F) float32 dense features, in the order of Ranker.counter_names
     position: Tensor | None = None  # (N,) int64 slot in the slate, training only
+    # (N, S) which candidate sources listed the item and their scores (`CandidateSet.features()`);
+    # only for a ranker built with num_sources = S > 0
+    sources: Tensor | None = None
 
 
 class CrossNetwork(nn.Module):
@@ -75,6 +78,8 @@ class Ranker(nn.Module):
 
     `counter_names` names the dense input columns (data/history.py) so that whoever feeds the
     ranker computes the same columns it was trained on; unnamed, there are `num_counters` of them.
+    `num_sources` > 0 adds the candidate-source columns (membership 0/1 and source scores), taken
+    as they are: the flags must not be normalised together with the counters.
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class Ranker(nn.Module):
         tower_dim: int,
         num_counters: int,
         counter_names: Sequence[str] | None = None,
+        num_sources: int = 0,
     ) -> None:
         super().__init__()
         if counter_names is not None and len(counter_names) != num_counters:
@@ -91,13 +97,14 @@ class Ranker(nn.Module):
         e, sparse = cfg.embed_dim, cfg.sparse
         self.cfg = cfg
         self.num_counters = num_counters
+        self.num_sources = num_sources
         self.counter_names = tuple(counter_names) if counter_names is not None else None
         self.publisher = nn.Embedding(features.publisher_buckets, e, padding_idx=0, sparse=sparse)
         self.category = nn.Embedding(features.category_buckets, e, padding_idx=0, sparse=sparse)
         self.content_type = nn.Embedding(features.content_type_buckets, e, padding_idx=0, sparse=sparse)
         self.freshness = nn.Embedding(features.num_freshness_buckets, e, padding_idx=0, sparse=sparse)
         self.counter_norm = nn.LayerNorm(num_counters)
-        in_dim = 3 * tower_dim + 4 * e + num_counters
+        in_dim = 3 * tower_dim + 4 * e + num_counters + num_sources
         self.cross = CrossNetwork(in_dim, cfg.cross_layers, cfg.cross_rank)
         deep: list[nn.Module] = []
         width = in_dim
@@ -111,6 +118,9 @@ class Ranker(nn.Module):
 
     def forward(self, x: RankerInputs) -> Tensor:
         """(N, len(HEADS)) logits; adds the position term only when positions are given."""
+        if self.num_sources and (x.sources is None or x.sources.shape[-1] != self.num_sources):
+            got = None if x.sources is None else tuple(x.sources.shape)
+            raise ValueError(f"this ranker reads {self.num_sources} source columns; got {got}")
         x0 = torch.cat(
             [
                 x.user_emb,
@@ -121,6 +131,7 @@ class Ranker(nn.Module):
                 self.content_type(x.content_type),
                 self.freshness(x.freshness),
                 self.counter_norm(x.counters),
+                *([x.sources] if self.num_sources and x.sources is not None else []),
             ],
             dim=-1,
         )  # (N, in_dim)

@@ -29,6 +29,7 @@ import numpy.typing as npt
 import polars as pl
 import torch
 
+from feedrank.candidates import SOURCE_FEATURES, SOURCES, SourceList, merge
 from feedrank.data.features import DEMOGRAPHICS, hash_column
 from feedrank.data.live_features import serving_features
 from feedrank.models.inputs import UserInputs
@@ -103,9 +104,11 @@ class BatchRecommender:
         else:
             excluded = [set(rec.catalog.rows(list(ids)).tolist()) - {-1} for ids in request.exclude]
         hidden = [rec.online.hidden(u) for u in request.user_ids]
-        rows, scores = self.retrieve(users, now, [e | h for e, h in zip(excluded, hidden, strict=True)])
+        exclude = [e | h for e, h in zip(excluded, hidden, strict=True)]
+        rows, scores = self.retrieve(users, now, exclude)
+        rows, scores, sources = self.union(users, rows, scores, now, request.user_ids, exclude)
         if self.rank_enabled and rows.size:
-            scores = self.rank(users, user_rows, rows, now, request.user_ids)
+            scores = self.rank(users, user_rows, rows, now, request.user_ids, sources)
         return self._feeds(rows, scores, now, request.k, hidden, excluded)
 
     @torch.no_grad()
@@ -180,11 +183,74 @@ class BatchRecommender:
         scores[r, slot[r, c]] = found_scores[r, c]
         return rows, scores
 
+    def union(
+        self,
+        users: F32,
+        rows: I64,
+        scores: F64,
+        now_us: int,
+        user_ids: Sequence[str],
+        exclude: Sequence[set[int]],
+    ) -> tuple[I64, F64, F32]:
+        """Each user's ANN list merged with the other enabled sources, as the per-request stage does.
+
+        Returns (B, N) candidate rows (-1 pads), their retrieval scores (the ANN's, else the
+        two-tower's inner product, as `Recommender` orders an unranked pool) and (B, N, 8) source
+        columns. Trending and fresh
+        items are the same for every user at one time, so they are listed once per batch; the
+        sources are not timed here (the per-request deadline does not apply to a batch).
+        """
+        rec, n = self.recommender, self.candidates
+        stage, cat = rec.candidate_stage, rec.catalog
+        width = len(SOURCE_FEATURES)
+        others = [name for name in stage.config.enabled() if name != "ann"]
+        exists = cat.exists_us <= now_us
+        # Long enough that each user's top n survives removing its exclusions.
+        longest = n + max((len(e) for e in exclude), default=0)
+        shared: dict[str, SourceList] = {}
+        if "trending" in others:
+            shared["trending"] = stage.sources.trending_list(now_us, longest, exists)
+        if "fresh" in others:
+            shared["fresh"] = stage.sources.fresh_list(cat.published_us, now_us, longest, exists)
+        out_rows = np.full((rows.shape[0], n), -1, dtype=np.int64)
+        out_scores = np.full((rows.shape[0], n), np.nan)
+        features = np.zeros((rows.shape[0], n, width), dtype=np.float32)
+        for b, user_id in enumerate(user_ids):
+            found = rows[b] >= 0
+            lists = {"ann": SourceList(rows[b][found], scores[b][found])}
+            banned = np.fromiter(exclude[b], dtype=np.int64, count=len(exclude[b]))
+            for name, listed in shared.items():
+                keep = ~np.isin(listed.rows, banned)
+                lists[name] = SourceList(listed.rows[keep][:n], listed.scores[keep][:n])
+            if "covis" in others:
+                eligible = exists.copy()
+                eligible[banned] = False
+                lists["covis"] = stage.sources.covis_list(user_id, now_us, n, eligible)
+            pool = merge(lists, stage.config.quotas(), n)
+            size = len(pool)
+            out_rows[b, :size] = pool.item_rows
+            ann = pool.sources[:, SOURCES.index("ann")]
+            retrieval = pool.scores[:, SOURCES.index("ann")].astype(np.float64)
+            if not ann.all():
+                retrieval[~ann] = cat.item_vectors(pool.item_rows[~ann], now_us) @ users[b]
+            out_scores[b, :size] = retrieval
+            features[b, :size] = pool.features()
+        return out_rows, out_scores, features
+
     @torch.no_grad()
     def rank(
-        self, users: F32, user_rows: I64, rows: I64, now_us: int, user_ids: Sequence[str] | None = None
+        self,
+        users: F32,
+        user_rows: I64,
+        rows: I64,
+        now_us: int,
+        user_ids: Sequence[str] | None = None,
+        sources: F32 | None = None,
     ) -> F64:
-        """(B, N) feed scores of candidate rows (B, N) (-1 pads → NaN): weighted head probabilities."""
+        """(B, N) feed scores of candidate rows (B, N) (-1 pads → NaN): weighted head probabilities.
+
+        `sources`: (B, N, 8) candidate-source columns, for a ranker trained with them.
+        """
         rec = self.recommender
         space, cat = rec.bundle.space, rec.catalog
         valid = rows >= 0
@@ -208,6 +274,11 @@ class BatchRecommender:
             item_rows=pair_item,
             item_clicks=lambda window_us: rec.online.item_clicks(distinct, now_us, window_us)[inverse],
         )
+        pair_sources = None
+        if rec.bundle.ranker_cfg.sources:
+            pair_sources = (
+                sources[valid] if sources is not None else np.zeros((pair_item.size, 8), dtype=np.float32)
+            )
         scores = np.empty(pair_item.size, dtype=np.float64)
         for lo in range(0, pair_item.size, self.chunk_rows):
             part = slice(lo, lo + self.chunk_rows)
@@ -220,6 +291,7 @@ class BatchRecommender:
                 content_type=torch.from_numpy(items["item_type"][at]),
                 freshness=torch.from_numpy(items["item_fresh"][at]),
                 counters=torch.from_numpy(counters[part]),
+                sources=torch.from_numpy(pair_sources[part]) if pair_sources is not None else None,
             )
             scores[part] = torch.sigmoid(cat.ranker(inputs)).double().numpy() @ self.weights
         self.rows_ranked += int(pair_item.size)

@@ -129,7 +129,7 @@ class Recommender:
             )
         elif rows.size:
             try:
-                scores = self._rank(user, user_row, rows, now, request.user_id)
+                scores = self._rank(user, user_row, pool, now, request.user_id)
             except Exception as exc:  # serve the retrieval order rather than fail the request
                 log.exception("ranking failed; serving the retrieval order")
                 degraded.append(f"rank failed: {type(exc).__name__}")
@@ -255,9 +255,16 @@ class Recommender:
             scores[others] = self.catalog.item_vectors(pool.item_rows[others], now) @ user
         return scores
 
-    def _rank(self, user: np.ndarray, user_row: int, rows: np.ndarray, now: int, user_id: str) -> np.ndarray:
-        """(N,) feed scores of the candidate rows: the ranker's head probabilities, weighted."""
+    def _rank(
+        self, user: np.ndarray, user_row: int, pool: CandidateSet, now: int, user_id: str
+    ) -> np.ndarray:
+        """(N,) feed scores of the candidates: the ranker's head probabilities, weighted.
+
+        A ranker trained with the candidate-source columns reads which sources proposed each
+        candidate and their scores (a skipped source's columns are zeros, as when it is off).
+        """
         space = self.bundle.space
+        rows = pool.item_rows
         n = rows.size
         times = np.full(n, now, dtype=np.int64)
         items = space.item_arrays(rows, times)
@@ -280,6 +287,7 @@ class Recommender:
             content_type=torch.from_numpy(items["item_type"]),
             freshness=torch.from_numpy(items["item_fresh"]),
             counters=torch.from_numpy(counters),
+            sources=torch.from_numpy(pool.features()) if self.bundle.ranker_cfg.sources else None,
         )
         probs = torch.sigmoid(self.catalog.ranker(inputs)).double().numpy()
         scores: np.ndarray = probs @ self._weights

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from feedrank.models.inputs import Batch
+from feedrank.data.examples import FeatureSpace
+from feedrank.data.features import US_PER_HOUR
+from feedrank.models.inputs import Batch, ItemInputs
 from feedrank.models.ranker import HEADS, Ranker, RankerInputs
 from feedrank.models.two_tower import TwoTower
 from feedrank.train.losses import multitask_bce
@@ -29,6 +32,11 @@ class RankerLossConfig:
     # 20 (as for retrieval on click-only logs) raised next-click NDCG@10 in the default world by
     # 0.011 to 0.016 with and without the recency features (docs/evaluation.md); 0 turns it off.
     catalog_negatives: int = 20
+    # Items drawn per click from its request's merged candidate pool (what serving would rank: the
+    # ANN's, trending, co-visitation and fresh lists at its time, `pool_size` of them), not shown,
+    # labels 0: the hard negatives the ranker must tell apart from the click when it serves.
+    pool_negatives: int = 0
+    pool_size: int = 500
 
 
 class TowerTables(nn.Module):
@@ -53,6 +61,7 @@ class TowerTables(nn.Module):
             freshness=batch["item_fresh"],
             counters=batch["counters"],
             position=batch["position"] if with_position else None,
+            sources=batch.get("sources"),
         )
 
 
@@ -65,6 +74,20 @@ def tower_tables(towers: TwoTower, user_batches: list[Batch], catalog_items: Bat
     users = torch.cat([towers.user(UserInputs.from_batch(b)) for b in user_batches])
     content = towers.item_tower.content(ItemInputs.from_batch(catalog_items))
     return TowerTables(users, content, towers.item_tower.freshness.weight.detach().clone())
+
+
+@torch.no_grad()
+def item_vectors_at_hour(towers: TwoTower, space: FeatureSpace, hour: int, batch: int = 8192) -> np.ndarray:
+    """(num catalog items, d) float32 item vectors at the middle of `hour` (freshness as then)."""
+    rows = np.arange(len(space.catalog))
+    at = np.full(rows.size, hour * US_PER_HOUR + US_PER_HOUR // 2, dtype=np.int64)
+    out = []
+    for lo in range(0, rows.size, batch):
+        arrays = space.item_arrays(rows[lo : lo + batch], at[lo : lo + batch])
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        out.append(towers.item(ItemInputs.from_batch(tensors)))
+    vectors: np.ndarray = torch.cat(out).numpy() if out else np.zeros((0, towers.cfg.dim), dtype=np.float32)
+    return vectors
 
 
 class RankerTask(nn.Module):

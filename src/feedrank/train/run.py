@@ -12,6 +12,7 @@ config saved in run.json and weights loaded with `torch.load(weights_only=True)`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -24,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from feedrank.candidates import SOURCE_FEATURES
+from feedrank.candidates.logged import LoggedSources
 from feedrank.config import from_dict, to_dict
 from feedrank.data.examples import (
     Arrays,
@@ -31,6 +34,7 @@ from feedrank.data.examples import (
     fit_feature_space,
     ranker_examples,
     retrieval_examples,
+    with_unshown_negatives,
 )
 from feedrank.data.features import DEMOGRAPHICS, FeatureConfig, table_memory
 from feedrank.data.history import COUNTER_NAMES, FEATURE_NAMES, RANKER_FEATURES
@@ -42,7 +46,13 @@ from feedrank.train.batches import TensorBatchSource
 from feedrank.train.config import TrainConfig
 from feedrank.train.labels import EngagementWeights
 from feedrank.train.loop import Evaluate, train
-from feedrank.train.ranker_task import RankerLossConfig, RankerTask, TowerTables, tower_tables
+from feedrank.train.ranker_task import (
+    RankerLossConfig,
+    RankerTask,
+    TowerTables,
+    item_vectors_at_hour,
+    tower_tables,
+)
 from feedrank.train.report import TrainResult
 from feedrank.train.retrieval_task import RetrievalLossConfig, RetrievalTask
 
@@ -82,8 +92,15 @@ class RankerRunConfig:
     # Names of the dense features the ranker reads (data/history.py), in column order; recorded in
     # run.json and bundles. A run that records none predates the names: it read COUNTER_NAMES.
     counters: tuple[str, ...] = RANKER_FEATURES
+    # The candidate-source columns (`CandidateSet.features()`: which sources listed the item, their
+    # scores), all of them or none; a run that records none was trained without them.
+    sources: tuple[str, ...] = SOURCE_FEATURES
 
     def __post_init__(self) -> None:
+        if self.sources and tuple(self.sources) != SOURCE_FEATURES:
+            raise ValueError(
+                f"sources must be all of {list(SOURCE_FEATURES)} or none; got {list(self.sources)}"
+            )
         unknown = sorted(set(self.counters) - FEATURE_NAMES)
         if unknown or not self.counters or len(set(self.counters)) != len(self.counters):
             raise ValueError(
@@ -96,6 +113,8 @@ def ranker_config(values: dict[str, Any], source: str) -> RankerRunConfig:
     gets the nine counters it was trained with, so old runs and bundles keep their exact inputs."""
     if "counters" not in values:
         values = {**values, "counters": list(COUNTER_NAMES)}
+    if "sources" not in values:  # saved before the ranker read the candidate sources
+        values = {**values, "sources": []}
     return from_dict(RankerRunConfig, values, source=source)
 
 
@@ -113,7 +132,12 @@ def build_two_tower(cfg: RetrievalRunConfig) -> TwoTower:
 
 def build_ranker(cfg: RankerRunConfig, features: FeatureConfig, tower_dim: int) -> Ranker:
     return Ranker(
-        features, cfg.model, tower_dim=tower_dim, num_counters=len(cfg.counters), counter_names=cfg.counters
+        features,
+        cfg.model,
+        tower_dim=tower_dim,
+        num_counters=len(cfg.counters),
+        counter_names=cfg.counters,
+        num_sources=len(cfg.sources),
     )
 
 
@@ -189,7 +213,14 @@ def train_ranker(
     )
     torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
     ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
-    task = RankerTask(ranker, _tower_tables(towers, space, requests), cfg.loss)
+    tables = _tower_tables(towers, space, requests)
+    if cfg.sources or cfg.loss.pool_negatives > 0:
+        replay = SourceReplay(space, towers, requests, tables)
+        if cfg.loss.pool_negatives > 0:
+            arrays = replay.with_pool_negatives(arrays, cfg, np.random.default_rng(cfg.train.seed + 1))
+        if cfg.sources:
+            arrays["sources"] = replay.columns(arrays)
+    task = RankerTask(ranker, tables, cfg.loss)
     data = TensorBatchSource(to_tensors(arrays), cfg.batch_size, seed=cfg.train.seed)
     evaluate = make_evaluate(space) if make_evaluate else None
     result = train(task, data, cfg.train, out_dir, evaluate, resume=resume)
@@ -198,11 +229,57 @@ def train_ranker(
     return result
 
 
+class SourceReplay:
+    """The candidate sources asked at each training request's time (candidates/logged.py)."""
+
+    def __init__(self, space: FeatureSpace, towers: TwoTower, requests: Arrays, tables: TowerTables) -> None:
+        self.space = space
+        self.logged = LoggedSources.from_past(space.past, space.catalog, space.users)
+        towers.eval()
+        self.item_vectors = functools.partial(item_vectors_at_hour, towers, space)
+        users: torch.Tensor = tables.users  # type: ignore[assignment]
+        self.user_vectors = users.numpy()
+        self.user_rows, self.ts = requests["request_user_row"], requests["request_ts_us"]
+
+    def columns(self, rows: Arrays) -> np.ndarray:
+        """(N, 8) the source columns of each example row, asked at its request's time."""
+        log.info("candidate-source columns: %d rows of %d requests", rows["item_row"].size, self.ts.size)
+        return self.logged.features(
+            self.user_rows,
+            self.ts,
+            self.user_vectors,
+            self.item_vectors,
+            rows["request_index"],
+            rows["item_row"],
+        )
+
+    def with_pool_negatives(self, rows: Arrays, cfg: RankerRunConfig, rng: np.random.Generator) -> Arrays:
+        """`rows` and, per click, `loss.pool_negatives` unshown items of its request's candidate pool."""
+        clicks = np.flatnonzero(rows["y_click"] > 0)
+        request = rows["request_index"]
+        drawn = self.logged.sample_pools(
+            self.user_rows,
+            self.ts,
+            self.user_vectors,
+            self.item_vectors,
+            request[clicks],
+            cfg.loss.pool_negatives,
+            self.logged.sources.config.quotas(),
+            cfg.loss.pool_size,
+            rng,
+        )
+        log.info("pool negatives: %d for %d clicks", int((drawn >= 0).sum()), clicks.size)
+        return with_unshown_negatives(
+            self.space, rows, self.user_rows[request], self.ts[request], cfg.counters, clicks, drawn
+        )
+
+
 def _tower_tables(towers: TwoTower, space: FeatureSpace, requests: Arrays) -> TowerTables:
     """The frozen towers' outputs for every training request and catalog item (computed once)."""
-    num = len(next(iter(requests.values())))
+    num = len(requests["request_ts_us"])
     user_batches = [
-        to_tensors({k: v[lo : lo + 8192] for k, v in requests.items()}) for lo in range(0, num, 8192)
+        to_tensors({k: v[lo : lo + 8192] for k, v in requests.items() if not k.startswith("request_")})
+        for lo in range(0, num, 8192)
     ]
     everything = np.arange(len(space.catalog))
     catalog = to_tensors(space.item_arrays(everything, np.zeros(everything.size, dtype=np.int64)))

@@ -1,0 +1,172 @@
+"""Source membership and scores for logged rows: what serving's candidate set would have said.
+
+A training row is an impression the logging policy chose, or an item drawn from the live catalog;
+neither came out of feedrank's sources. To train the ranker on the columns serving hands it
+(`CandidateSet.features()`), each request asks the sources at its own time t for their lists, as
+serving would: the ANN is the two-tower's top `list_size` over the items live at t, trending,
+co-visitation and fresh items as served. Each row's item is then looked up in those lists
+(`source_features`). The sources are fed the log's dated clicks (as serving loads a bundle's) and
+read only the clicks before t, so a row's columns do not depend on anything after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from feedrank.candidates.merge import SOURCE_FEATURES, SourceList, merge, source_features
+from feedrank.candidates.postings import I64
+from feedrank.candidates.sources import CandidateSources, SourcesConfig
+from feedrank.data.features import US_PER_HOUR, ItemCatalog, UserDirectory
+from feedrank.data.history import PastEvents
+from feedrank.data.timeline import NO_TIME
+
+LIST_SIZE = 500  # each source's list: serving merges 500 candidates (ServeSettings.candidates)
+
+
+class LiveItems:
+    """Items with an event in the window before t, for queries in increasing t.
+
+    Fed (item row, µs) events in any order; `at(t)` absorbs every event before t and returns the
+    sorted rows whose latest such event is within `window_us` of t.
+    """
+
+    def __init__(self, item_rows: I64, ts_us: I64, num_items: int, window_us: int) -> None:
+        order = np.argsort(ts_us, kind="stable")
+        self.items, self.ts = item_rows[order], ts_us[order]
+        self.window_us = window_us
+        self.last = np.full(num_items, np.iinfo(np.int64).min, dtype=np.int64)
+        self._next = 0
+        self._t = np.iinfo(np.int64).min
+
+    def at(self, t: int) -> I64:
+        if t < self._t:
+            raise ValueError(f"LiveItems queried at {t} after {self._t}: queries must not go back in time")
+        self._t = t
+        end = int(np.searchsorted(self.ts, t, side="left"))
+        if end > self._next:
+            np.maximum.at(self.last, self.items[self._next : end], self.ts[self._next : end])
+            self._next = end
+        live: I64 = np.flatnonzero(self.last >= t - self.window_us)
+        return live
+
+
+@dataclass
+class LoggedSources:
+    """The candidate sources replayed over a log, to give logged rows their source columns."""
+
+    sources: CandidateSources
+    events: tuple[I64, I64]  # (item rows, µs) of every view and click: the live catalog
+    live_window_us: int
+    published_us: I64
+    user_ids: np.ndarray  # user row → the id the sources key co-visitation by (as serving does)
+    list_size: int = LIST_SIZE
+
+    @staticmethod
+    def from_past(
+        past: PastEvents,
+        catalog: ItemCatalog,
+        users: UserDirectory,
+        config: SourcesConfig | None = None,
+        live_window_h: float = 48.0,
+        list_size: int = LIST_SIZE,
+    ) -> LoggedSources:
+        """Sources fed the dated clicks of `past`; the live catalog from its views and clicks."""
+        clicks = past.user_clicks
+        dated = clicks.times != NO_TIME
+        items = np.asarray(clicks.values, dtype=np.int64)[dated] - 1  # values are item row + 1
+        sources = CandidateSources(config or SourcesConfig()).extend(
+            users.user_ids[clicks.keys[dated]], items, clicks.times[dated]
+        )
+        views = past.item_views
+        seen = views.times != NO_TIME
+        events = (
+            np.concatenate([views.keys[seen], items]),
+            np.concatenate([views.times[seen], clicks.times[dated]]),
+        )
+        window = int(live_window_h * US_PER_HOUR)
+        return LoggedSources(sources, events, window, catalog.published_us, users.user_ids, list_size)
+
+    def features(
+        self,
+        request_users: np.ndarray,
+        request_ts: I64,
+        user_vectors: npt.NDArray[np.float32],
+        item_vectors: Callable[[int], npt.NDArray[np.float32]],
+        row_request: I64,
+        row_items: I64,
+    ) -> npt.NDArray[np.float32]:
+        """(N, 8) `CandidateSet.features()` columns of each row's item in its request's lists.
+
+        Args:
+            request_users: (R,) user rows (-1: unknown, no co-visitation); request_ts: (R,) µs.
+            user_vectors: (R, d) the two-tower user vector of each request.
+            item_vectors: hour → (num catalog items, d) item vectors as of that hour.
+            row_request: (N,) request of each row; row_items: (N,) catalog rows (-1: unknown).
+        """
+        out = np.zeros((row_items.size, len(SOURCE_FEATURES)), dtype=np.float32)
+        by_request = np.argsort(row_request, kind="stable")
+        bounds = np.searchsorted(row_request[by_request], np.arange(request_ts.size + 1))
+        wanted = np.flatnonzero(bounds[1:] > bounds[:-1])
+        for r, lists in self._walk(request_users, request_ts, user_vectors, item_vectors, wanted):
+            rows = by_request[bounds[r] : bounds[r + 1]]
+            out[rows] = source_features(lists, row_items[rows])
+        return out
+
+    def sample_pools(
+        self,
+        request_users: np.ndarray,
+        request_ts: I64,
+        user_vectors: npt.NDArray[np.float32],
+        item_vectors: Callable[[int], npt.NDArray[np.float32]],
+        which: I64,
+        k: int,
+        quotas: Mapping[str, int],
+        pool_size: int,
+        rng: np.random.Generator,
+    ) -> I64:
+        """(len(which), k) items drawn without replacement from the merged candidate pool of each
+        request in `which` (the `pool_size` candidates serving would rank); -1 pads a small pool.
+
+        Negatives from the pool are the items the ranker must tell apart from the click at
+        serving time; the caller removes the clicked item itself.
+        """
+        out = np.full((which.size, k), -1, dtype=np.int64)
+        slots: dict[int, list[int]] = {}
+        for i, r in enumerate(which.tolist()):
+            slots.setdefault(r, []).append(i)
+        for r, lists in self._walk(request_users, request_ts, user_vectors, item_vectors, np.unique(which)):
+            pool = merge(lists, quotas, pool_size).item_rows
+            for i in slots[r]:
+                drawn = rng.choice(pool, size=min(k, pool.size), replace=False) if pool.size else pool
+                out[i, : drawn.size] = drawn
+        return out
+
+    def _walk(
+        self,
+        request_users: np.ndarray,
+        request_ts: I64,
+        user_vectors: npt.NDArray[np.float32],
+        item_vectors: Callable[[int], npt.NDArray[np.float32]],
+        wanted: I64,
+    ) -> Iterator[tuple[int, dict[str, SourceList]]]:
+        """(request, every source's list at its time) for the `wanted` requests, in time order."""
+        live_items = LiveItems(*self.events, self.published_us.size, self.live_window_us)
+        eligible = np.zeros(self.published_us.size, dtype=bool)
+        hour, vectors = None, np.zeros((0, 0), dtype=np.float32)
+        for r in wanted[np.argsort(request_ts[wanted], kind="stable")].tolist():
+            t = int(request_ts[r])
+            live = live_items.at(t)
+            if hour != t // US_PER_HOUR:
+                hour = t // US_PER_HOUR
+                vectors = item_vectors(hour)
+            scores = vectors[live] @ user_vectors[r]
+            top = np.argsort(-scores, kind="stable")[: self.list_size]
+            ann = SourceList(live[top], scores[top].astype(np.float64))
+            eligible[:] = False
+            eligible[live] = True
+            user = self.user_ids[request_users[r]] if request_users[r] >= 0 else None
+            yield r, self.sources.lists(ann, user, t, self.list_size, eligible, self.published_us)
