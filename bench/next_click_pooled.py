@@ -39,7 +39,32 @@ def per_click_ndcg(run: Path, options: next_click.NextClickOptions) -> dict[str,
         next_click._evaluate = evaluate
     per_event = captured["per_event"]
     keep = per_event.keep
-    return {s: per_event.metrics[s]["ndcg@10"][keep].tolist() for s in ("ranker", "blend", "two-tower")}
+    systems = ("ranker", "ranker (feed score)", "blend", "two-tower")
+    return {s: per_event.metrics[s]["ndcg@10"][keep].tolist() for s in systems if s in per_event.metrics}
+
+
+def plot_worlds(results: dict[str, dict[str, list[float]]], path: Path) -> None:
+    """Each world's mean NDCG@10 of every system side by side, with standard-error bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    systems = list(next(iter(results.values())))
+    fig = Figure(figsize=(max(6.0, 1.1 * len(results)), 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    width = 0.8 / len(systems)
+    for k, system in enumerate(systems):
+        values = [np.array(r[system]) for r in results.values()]
+        means = [v.mean() for v in values]
+        errors = [v.std(ddof=1) / np.sqrt(v.size) for v in values]
+        x = np.arange(len(results)) + (k - (len(systems) - 1) / 2) * width
+        ax.bar(x, means, width, yerr=errors, capsize=2, label=system)
+    ax.set_xticks(np.arange(len(results)), [f"seed {s}" for s in results])
+    ax.set_ylabel("next-click NDCG@10")
+    ax.legend(fontsize=8, ncols=len(systems), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -52,6 +77,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=500, help="size of the ranker's pool")
     parser.add_argument("--ranker", default="ranker", help="the ranker run's folder in each world")
     parser.add_argument("--tag", default="pooled", help="name of the JSON written under ROOT")
+    parser.add_argument("--plot", type=Path, help="PNG of each world's NDCG@10 side by side")
     args = parser.parse_args()
     options = next_click.NextClickOptions(ranker_pool=args.pool, ranker_candidates=args.candidates)
     results: dict[str, dict[str, list[float]]] = {}
@@ -72,6 +98,22 @@ def main() -> None:
     diffs = np.concatenate([np.array(r["ranker"]) - np.array(r["blend"]) for r in results.values()])
     se = diffs.std(ddof=1) / np.sqrt(diffs.size)
     print(f"pooled: {diffs.size} clicks, ranker - blend {diffs.mean():+.4f} ± {se:.4f}")
+    # Worlds as the unit: the spread between worlds, not only between clicks, in the error.
+    by_world = np.array([np.mean(np.array(r["ranker"]) - np.array(r["blend"])) for r in results.values()])
+    if by_world.size > 1:
+        world_se = by_world.std(ddof=1) / np.sqrt(by_world.size)
+        print(
+            f"per world: mean {by_world.mean():+.4f} ± {world_se:.4f} over {by_world.size} worlds, "
+            f"ranker ahead in {int((by_world > 0).sum())}"
+        )
+    if args.plot:
+        plot_worlds(results, args.plot)
+    if all("ranker (feed score)" in r for r in results.values()):
+        feed = np.concatenate(
+            [np.array(r["ranker (feed score)"]) - np.array(r["blend"]) for r in results.values()]
+        )
+        feed_se = feed.std(ddof=1) / np.sqrt(feed.size)
+        print(f"pooled: ranker by its feed score - blend {feed.mean():+.4f} ± {feed_se:.4f}")
 
 
 if __name__ == "__main__":
