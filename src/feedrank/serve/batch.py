@@ -7,12 +7,15 @@
 A per-request feed costs a few milliseconds, most of it fixed cost per call (one user-tower call,
 one index search, one small ranker call, Python around them). A simulated online A/B test asks for
 hundreds of thousands of feeds at a handful of distinct times, so here the user tower runs once on
-the batch, the index is searched once for all users, the ranker scores every (user, candidate) pair
+the batch, the index is searched once for all users, trending and fresh items are listed once (the
+same for every user at one time) and merged with each user's ANN and co-visitation lists under
+the quotas, the ranker scores every (user, candidate) pair
 in large chunks, and what depends only on (item, time) — item features, item vectors, the online
 click counts — is computed once per distinct candidate. Re-ranking stays per user (it is per-feed
 logic and cheap) and can be switched off.
 
-Same inputs, same feeds: every stage repeats `Recommender` (history merge, over-fetch and filters,
+Same inputs, same feeds: every stage repeats `Recommender` (the candidate union and its source
+columns, history merge, over-fetch and filters,
 counters with the online click correction, head weights, re-ranker); only the floating-point
 summation order of batched matrix products differs (tests/serve/test_batch.py compares top k).
 Left out on purpose: the embedding cache (every user vector is computed fresh, as on a cache miss),
