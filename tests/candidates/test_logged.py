@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from feedrank.candidates import SOURCE_FEATURES, SourceList, source_features
-from feedrank.candidates.logged import LiveItems, LoggedSources
+from feedrank.candidates.logged import LiveItems, LoggedSources, Requests
 from feedrank.data.examples import FeatureSpace
 from feedrank.data.features import to_us
 from feedrank.data.history import PastEvents, build_past_events
@@ -39,11 +39,14 @@ def _columns(space: FeatureSpace, past: PastEvents, requests: pl.DataFrame, shif
     users = rng.normal(size=(requests.height, DIM)).astype(np.float32)
     logged = LoggedSources.from_past(past, space.catalog, space.users, list_size=40)
     num_items = len(space.catalog)
-    return logged.features(
+    asked = Requests(
         space.users.rows(requests.get_column("user_id")),
         to_us(requests.get_column("ts")) + shift_us,
         users,
         lambda hour: items,
+    )
+    return logged.features(
+        asked,
         np.repeat(np.arange(requests.height), num_items),
         np.tile(np.arange(num_items), requests.height),
     ).reshape(requests.height, num_items, len(SOURCE_FEATURES))

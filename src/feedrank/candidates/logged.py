@@ -54,6 +54,21 @@ class LiveItems:
         return live
 
 
+@dataclass(frozen=True)
+class Requests:
+    """Logged requests, one user at one time each, with what the ANN needs to search for them.
+
+    users: (R,) user rows (-1: unknown, no co-visitation); ts_us: (R,) µs;
+    vectors: (R, d) the two-tower user vector of each request;
+    item_vectors: hour → (num catalog items, d) item vectors as of that hour.
+    """
+
+    users: np.ndarray
+    ts_us: I64
+    vectors: npt.NDArray[np.float32]
+    item_vectors: Callable[[int], npt.NDArray[np.float32]]
+
+
 @dataclass
 class LoggedSources:
     """The candidate sources replayed over a log, to give logged rows their source columns."""
@@ -90,38 +105,23 @@ class LoggedSources:
         window = int(live_window_h * US_PER_HOUR)
         return LoggedSources(sources, events, window, catalog.published_us, users.user_ids, list_size)
 
-    def features(
-        self,
-        request_users: np.ndarray,
-        request_ts: I64,
-        user_vectors: npt.NDArray[np.float32],
-        item_vectors: Callable[[int], npt.NDArray[np.float32]],
-        row_request: I64,
-        row_items: I64,
-    ) -> npt.NDArray[np.float32]:
+    def features(self, requests: Requests, row_request: I64, row_items: I64) -> npt.NDArray[np.float32]:
         """(N, 8) `CandidateSet.features()` columns of each row's item in its request's lists.
 
-        Args:
-            request_users: (R,) user rows (-1: unknown, no co-visitation); request_ts: (R,) µs.
-            user_vectors: (R, d) the two-tower user vector of each request.
-            item_vectors: hour → (num catalog items, d) item vectors as of that hour.
-            row_request: (N,) request of each row; row_items: (N,) catalog rows (-1: unknown).
+        row_request: (N,) request of each row; row_items: (N,) catalog rows (-1: unknown).
         """
         out = np.zeros((row_items.size, len(SOURCE_FEATURES)), dtype=np.float32)
         by_request = np.argsort(row_request, kind="stable")
-        bounds = np.searchsorted(row_request[by_request], np.arange(request_ts.size + 1))
+        bounds = np.searchsorted(row_request[by_request], np.arange(requests.ts_us.size + 1))
         wanted = np.flatnonzero(bounds[1:] > bounds[:-1])
-        for r, lists in self._walk(request_users, request_ts, user_vectors, item_vectors, wanted):
+        for r, lists in self._walk(requests, wanted):
             rows = by_request[bounds[r] : bounds[r + 1]]
             out[rows] = source_features(lists, row_items[rows])
         return out
 
     def sample_pools(
         self,
-        request_users: np.ndarray,
-        request_ts: I64,
-        user_vectors: npt.NDArray[np.float32],
-        item_vectors: Callable[[int], npt.NDArray[np.float32]],
+        requests: Requests,
         which: I64,
         k: int,
         quotas: Mapping[str, int],
@@ -138,35 +138,23 @@ class LoggedSources:
         slots: dict[int, list[int]] = {}
         for i, r in enumerate(which.tolist()):
             slots.setdefault(r, []).append(i)
-        for r, lists in self._walk(request_users, request_ts, user_vectors, item_vectors, np.unique(which)):
+        for r, lists in self._walk(requests, np.unique(which)):
             pool = merge(lists, quotas, pool_size).item_rows
             for i in slots[r]:
                 drawn = rng.choice(pool, size=min(k, pool.size), replace=False) if pool.size else pool
                 out[i, : drawn.size] = drawn
         return out
 
-    def _walk(
-        self,
-        request_users: np.ndarray,
-        request_ts: I64,
-        user_vectors: npt.NDArray[np.float32],
-        item_vectors: Callable[[int], npt.NDArray[np.float32]],
-        wanted: I64,
-    ) -> Iterator[tuple[int, dict[str, SourceList]]]:
+    def _walk(self, requests: Requests, wanted: I64) -> Iterator[tuple[int, dict[str, SourceList]]]:
         """(request, every source's list at its time) for the `wanted` requests, in time order."""
         live_items = LiveItems(*self.events, self.published_us.size, self.live_window_us)
-        eligible = np.zeros(self.published_us.size, dtype=bool)
         hour, vectors = None, np.zeros((0, 0), dtype=np.float32)
-        for r in wanted[np.argsort(request_ts[wanted], kind="stable")].tolist():
-            t = int(request_ts[r])
+        for r in wanted[np.argsort(requests.ts_us[wanted], kind="stable")].tolist():
+            t = int(requests.ts_us[r])
             live = live_items.at(t)
             if hour != t // US_PER_HOUR:
                 hour = t // US_PER_HOUR
-                vectors = item_vectors(hour)
-            scores = vectors[live] @ user_vectors[r]
-            top = np.argsort(-scores, kind="stable")[: self.list_size]
-            ann = SourceList(live[top], scores[top].astype(np.float64))
-            eligible[:] = False
-            eligible[live] = True
-            user = self.user_ids[request_users[r]] if request_users[r] >= 0 else None
-            yield r, self.sources.lists(ann, user, t, self.list_size, eligible, self.published_us)
+                vectors = requests.item_vectors(hour)
+            user = self.user_ids[requests.users[r]] if requests.users[r] >= 0 else None
+            scores = vectors[live] @ requests.vectors[r]
+            yield r, self.sources.lists_over_live(live, scores, user, t, self.list_size, self.published_us)

@@ -75,6 +75,23 @@ class CandidateSources:
     def fresh_list(self, published_us: I64, t_us: int, n: int, eligible: npt.NDArray[np.bool_]) -> SourceList:
         return top_n(fresh_scores(published_us, t_us, self.config.fresh_cfg), n, eligible)
 
+    def lists_over_live(
+        self,
+        live_rows: I64,
+        ann_scores: npt.NDArray[np.floating],
+        user: Hashable,
+        t_us: int,
+        n: int,
+        published_us: I64,
+    ) -> dict[str, SourceList]:
+        """`lists` over the live catalog, the ANN being an exact search: the top n of `ann_scores`
+        (the two-tower's score of each live row). Offline evaluation and training replay ask this."""
+        top = np.argsort(-ann_scores, kind="stable")[:n]
+        ann = SourceList(live_rows[top], ann_scores[top].astype(np.float64))
+        eligible = np.zeros(published_us.size, dtype=bool)
+        eligible[live_rows] = True
+        return self.lists(ann, user, t_us, n, eligible, published_us)
+
     def lists(
         self,
         ann: SourceList,

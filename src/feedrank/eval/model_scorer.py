@@ -13,7 +13,7 @@ import polars as pl
 import torch
 from torch import Tensor
 
-from feedrank.candidates.logged import LoggedSources
+from feedrank.candidates.logged import LoggedSources, Requests
 from feedrank.data.examples import Arrays, FeatureSpace
 from feedrank.data.history import COUNTER_NAMES
 from feedrank.eval.baselines import F64, query_micros
@@ -27,6 +27,18 @@ BATCH = 8192
 
 def to_tensors(arrays: Arrays) -> dict[str, Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+
+def requests_of(user_ids: np.ndarray, ts_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(request of each row, first row of each request): rows of one user at one time are one
+    request (a slate), numbered in order of first appearance."""
+    keys = pl.DataFrame({"u": user_ids, "t": ts_us}, schema={"u": pl.String, "t": pl.Int64})
+    distinct = keys.unique(maintain_order=True).with_row_index("q")
+    request = keys.join(distinct, on=["u", "t"], how="left", maintain_order="left").get_column("q")
+    q = request.to_numpy().astype(np.int64)
+    first = np.full(distinct.height, -1, dtype=np.int64)
+    first[q[::-1]] = np.arange(q.size)[::-1]
+    return q, first
 
 
 class TwoTowerScorer:
@@ -67,13 +79,9 @@ class TwoTowerScorer:
 
     def user_embeddings_per_row(self, user_ids: np.ndarray, ts_us: np.ndarray) -> Tensor:
         """(N, d) user embedding of each row, computed once per distinct (user, time): slates share it."""
-        keys = pl.DataFrame(
-            {"u": np.asarray(user_ids, dtype=object), "t": ts_us}, schema={"u": pl.String, "t": pl.Int64}
-        )
-        distinct = keys.unique(maintain_order=True).with_row_index("q")
-        q = keys.join(distinct, on=["u", "t"], how="left", maintain_order="left").get_column("q").to_numpy()
-        users = self.user_embeddings(distinct.get_column("u").to_numpy(), distinct.get_column("t").to_numpy())
-        return users[torch.from_numpy(q.astype(np.int64))]
+        ids = np.asarray(user_ids, dtype=object)
+        request, first = requests_of(ids, ts_us)
+        return self.user_embeddings(ids[first], ts_us[first])[torch.from_numpy(request)]
 
     def score(self, user_ids: np.ndarray, ts: np.ndarray, item_ids: np.ndarray) -> F64:
         ts_us = query_micros(ts)
@@ -112,30 +120,27 @@ class RankerScorer:
 
         Rows of one user at one time share one request (one set of source lists).
         """
+        ids, ts_us = np.asarray(user_ids, dtype=object), query_micros(ts)
+        request, first = requests_of(ids, ts_us)
+        vectors = self.towers.user_embeddings(ids[first], ts_us[first])
+        return self._source_columns(ids, ts_us, item_ids, request, first, vectors)
+
+    def _source_columns(
+        self,
+        ids: np.ndarray,
+        ts_us: np.ndarray,
+        item_ids: np.ndarray,
+        request: np.ndarray,
+        first: np.ndarray,
+        vectors: Tensor,
+    ) -> np.ndarray:
         if self._logged_sources is None:
             space = self.space
             self._logged_sources = LoggedSources.from_past(space.past, space.catalog, space.users)
-        ts_us = query_micros(ts)
-        user_rows = self.space.users.rows(pl.Series(np.asarray(user_ids, dtype=object), dtype=pl.String))
+        user_rows = self.space.users.rows(pl.Series(ids[first], dtype=pl.String))
         rows = self.space.catalog.rows(pl.Series(np.asarray(item_ids, dtype=object), dtype=pl.String))
-        keys = pl.DataFrame(
-            {"u": np.asarray(user_ids, dtype=object), "t": ts_us}, schema={"u": pl.String, "t": pl.Int64}
-        )
-        distinct = keys.unique(maintain_order=True).with_row_index("q")
-        request = (
-            keys.join(distinct, on=["u", "t"], how="left", maintain_order="left").get_column("q").to_numpy()
-        ).astype(np.int64)
-        first = np.full(distinct.height, -1, dtype=np.int64)
-        first[request[::-1]] = np.arange(request.size)[::-1]
-        user_vectors = self.towers.user_embeddings(distinct.get_column("u").to_numpy(), ts_us[first])
-        return self._logged_sources.features(
-            user_rows[first],
-            ts_us[first],
-            user_vectors.numpy(),
-            self.towers.item_vectors_at_hour,
-            request,
-            rows,
-        )
+        logged = Requests(user_rows, ts_us[first], vectors.numpy(), self.towers.item_vectors_at_hour)
+        return self._logged_sources.features(logged, request, rows)
 
     @torch.no_grad()
     def probabilities(
@@ -151,9 +156,12 @@ class RankerScorer:
         rows = self.space.catalog.rows(pl.Series(np.asarray(item_ids, dtype=object), dtype=pl.String))
         names = self.ranker.counter_names or COUNTER_NAMES  # unnamed: the original nine
         counters = self.space.past.features(names, users, rows, ts_us, self.space.catalog)
-        user_emb_all = self.towers.user_embeddings_per_row(np.asarray(user_ids, dtype=object), ts_us)
+        ids = np.asarray(user_ids, dtype=object)
+        request, first = requests_of(ids, ts_us)  # one user vector per slate, not per row
+        vectors = self.towers.user_embeddings(ids[first], ts_us[first])
+        user_emb_all = vectors[torch.from_numpy(request)]
         if self.ranker.num_sources and sources is None:
-            sources = self.source_columns(user_ids, ts, item_ids)
+            sources = self._source_columns(ids, ts_us, item_ids, request, first, vectors)
         source_block = torch.from_numpy(sources) if self.ranker.num_sources and sources is not None else None
         out = []
         for lo in range(0, len(rows), BATCH):

@@ -297,11 +297,7 @@ def _source_lists(
     loss is measured elsewhere); the other sources list live items only, as the ANN does.
     """
     most = max(*options.candidate_ns, options.ranker_candidates)
-    order = np.argsort(-two_tower, kind="stable")[:most]
-    ann = SourceList(state.live_rows[order], two_tower[order].astype(np.float64))
-    eligible = np.zeros(published_us.size, dtype=bool)
-    eligible[state.live_rows] = True
-    return sources.lists(ann, user, t, most, eligible, published_us)
+    return sources.lists_over_live(state.live_rows, two_tower, user, t, most, published_us)
 
 
 def _rank_after_pool(two_tower: np.ndarray, state: TargetState, pool_rows: np.ndarray) -> float:

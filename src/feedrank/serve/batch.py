@@ -9,15 +9,15 @@ one index search, one small ranker call, Python around them). A simulated online
 hundreds of thousands of feeds at a handful of distinct times, so here the user tower runs once on
 the batch, the index is searched once for all users, trending and fresh items are listed once (the
 same for every user at one time) and merged with each user's ANN and co-visitation lists under
-the quotas, the ranker scores every (user, candidate) pair
-in large chunks, and what depends only on (item, time) — item features, item vectors, the online
-click counts — is computed once per distinct candidate. Re-ranking stays per user (it is per-feed
-logic and cheap) and can be switched off.
+the quotas, the ranker scores every (user, candidate) pair in large chunks, and what depends only
+on (item, time) — item features, item vectors, the online click counts — is computed once per
+distinct candidate. Re-ranking stays per user (it is per-feed logic and cheap) and can be
+switched off.
 
 Same inputs, same feeds: every stage repeats `Recommender` (the candidate union and its source
-columns, history merge, over-fetch and filters,
-counters with the online click correction, head weights, re-ranker); only the floating-point
-summation order of batched matrix products differs (tests/serve/test_batch.py compares top k).
+columns, history merge, over-fetch and filters, counters with the online click correction, head
+weights, re-ranker); only the floating-point summation order of batched matrix products differs
+(tests/serve/test_batch.py compares top k).
 Left out on purpose: the embedding cache (every user vector is computed fresh, as on a cache miss),
 and deadlines and degradation (a batch has no per-request deadline; an error is raised).
 """
@@ -32,7 +32,7 @@ import numpy.typing as npt
 import polars as pl
 import torch
 
-from feedrank.candidates import SOURCE_FEATURES, SOURCES, SourceList, merge
+from feedrank.candidates import SOURCE_FEATURES, SourceList, merge
 from feedrank.data.features import DEMOGRAPHICS, hash_column
 from feedrank.data.live_features import serving_features
 from feedrank.models.inputs import UserInputs
@@ -197,11 +197,10 @@ class BatchRecommender:
     ) -> tuple[I64, F64, F32]:
         """Each user's ANN list merged with the other enabled sources, as the per-request stage does.
 
-        Returns (B, N) candidate rows (-1 pads), their retrieval scores (the ANN's, else the
-        two-tower's inner product, as `Recommender` orders an unranked pool) and (B, N, 8) source
-        columns. Trending and fresh
-        items are the same for every user at one time, so they are listed once per batch; the
-        sources are not timed here (the per-request deadline does not apply to a batch).
+        Returns (B, N) candidate rows (-1 pads), their retrieval scores (as `Recommender` orders
+        an unranked pool) and (B, N, 8) source columns. Trending and fresh items are the same for
+        every user at one time, so they are listed once per batch; the sources are not timed here
+        (the per-request deadline does not apply to a batch).
         """
         rec, n = self.recommender, self.candidates
         stage, cat = rec.candidate_stage, rec.catalog
@@ -232,11 +231,7 @@ class BatchRecommender:
             pool = merge(lists, stage.config.quotas(), n)
             size = len(pool)
             out_rows[b, :size] = pool.item_rows
-            ann = pool.sources[:, SOURCES.index("ann")]
-            retrieval = pool.scores[:, SOURCES.index("ann")].astype(np.float64)
-            if not ann.all():
-                retrieval[~ann] = cat.item_vectors(pool.item_rows[~ann], now_us) @ users[b]
-            out_scores[b, :size] = retrieval
+            out_scores[b, :size] = rec.retrieval_scores(users[b], pool, now_us)
             features[b, :size] = pool.features()
         return out_rows, out_scores, features
 
@@ -280,7 +275,9 @@ class BatchRecommender:
         pair_sources = None
         if rec.bundle.ranker_cfg.sources:
             pair_sources = (
-                sources[valid] if sources is not None else np.zeros((pair_item.size, 8), dtype=np.float32)
+                sources[valid]
+                if sources is not None
+                else np.zeros((pair_item.size, len(SOURCE_FEATURES)), dtype=np.float32)
             )
         scores = np.empty(pair_item.size, dtype=np.float64)
         for lo in range(0, pair_item.size, self.chunk_rows):

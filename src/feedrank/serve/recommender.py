@@ -134,7 +134,7 @@ class Recommender:
                 log.exception("ranking failed; serving the retrieval order")
                 degraded.append(f"rank failed: {type(exc).__name__}")
         if scores is None:  # retrieval order: the index's score, or the two-tower's for other sources
-            scores = self._retrieval_scores(user, pool, now)
+            scores = self.retrieval_scores(user, pool, now)
         timings["rank"] = _ms(t0)
 
         t0 = time.perf_counter()
@@ -243,7 +243,7 @@ class Recommender:
         out: np.ndarray = self.catalog.user_tower(inputs)[0].numpy().astype(np.float32)
         return out
 
-    def _retrieval_scores(self, user: np.ndarray, pool: CandidateSet, now: int) -> np.ndarray:
+    def retrieval_scores(self, user: np.ndarray, pool: CandidateSet, now: int) -> np.ndarray:
         """(N,) user·item inner products: the ANN's own where it proposed the item (the index's
         vectors), else computed now, so an ANN-only pool keeps exactly the ANN order."""
         scores = np.zeros(len(pool))

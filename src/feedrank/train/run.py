@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from feedrank.candidates import SOURCE_FEATURES
-from feedrank.candidates.logged import LoggedSources
+from feedrank.candidates.logged import LoggedSources, Requests
 from feedrank.config import from_dict, to_dict
 from feedrank.data.examples import (
     Arrays,
@@ -236,42 +236,32 @@ class SourceReplay:
         self.space = space
         self.logged = LoggedSources.from_past(space.past, space.catalog, space.users)
         towers.eval()
-        self.item_vectors = functools.partial(item_vectors_at_hour, towers, space)
         users: torch.Tensor = tables.users  # type: ignore[assignment]
-        self.user_vectors = users.numpy()
-        self.user_rows, self.ts = requests["request_user_row"], requests["request_ts_us"]
+        self.requests = Requests(
+            requests["request_user_row"],
+            requests["request_ts_us"],
+            users.numpy(),
+            functools.partial(item_vectors_at_hour, towers, space),
+        )
 
     def columns(self, rows: Arrays) -> np.ndarray:
         """(N, 8) the source columns of each example row, asked at its request's time."""
-        log.info("candidate-source columns: %d rows of %d requests", rows["item_row"].size, self.ts.size)
-        return self.logged.features(
-            self.user_rows,
-            self.ts,
-            self.user_vectors,
-            self.item_vectors,
-            rows["request_index"],
-            rows["item_row"],
-        )
+        size = self.requests.ts_us.size
+        log.info("candidate-source columns: %d rows of %d requests", rows["item_row"].size, size)
+        return self.logged.features(self.requests, rows["request_index"], rows["item_row"])
 
     def with_pool_negatives(self, rows: Arrays, cfg: RankerRunConfig, rng: np.random.Generator) -> Arrays:
         """`rows` and, per click, `loss.pool_negatives` unshown items of its request's candidate pool."""
         clicks = np.flatnonzero(rows["y_click"] > 0)
         request = rows["request_index"]
+        quotas = self.logged.sources.config.quotas()
+        loss = cfg.loss
         drawn = self.logged.sample_pools(
-            self.user_rows,
-            self.ts,
-            self.user_vectors,
-            self.item_vectors,
-            request[clicks],
-            cfg.loss.pool_negatives,
-            self.logged.sources.config.quotas(),
-            cfg.loss.pool_size,
-            rng,
+            self.requests, request[clicks], loss.pool_negatives, quotas, loss.pool_size, rng
         )
         log.info("pool negatives: %d for %d clicks", int((drawn >= 0).sum()), clicks.size)
-        return with_unshown_negatives(
-            self.space, rows, self.user_rows[request], self.ts[request], cfg.counters, clicks, drawn
-        )
+        users, ts = self.requests.users[request], self.requests.ts_us[request]
+        return with_unshown_negatives(self.space, rows, users, ts, cfg.counters, clicks, drawn)
 
 
 def _tower_tables(towers: TwoTower, space: FeatureSpace, requests: Arrays) -> TowerTables:
