@@ -51,19 +51,15 @@ from common import (
     synthetic_retrieval_examples,
     timed_train,
 )
+from feedrank.artifacts.config import RetrievalRunConfig
+from feedrank.artifacts.store import build_space, build_two_tower, load_retrieval
 from feedrank.data.split import open_split
 from feedrank.eval.catalog import click_queries
-from feedrank.eval.validation import retrieval_validator
 from feedrank.models.inputs import UserInputs
 from feedrank.train import TensorBatchSource
 from feedrank.train.retrieval_task import RetrievalTask
-from feedrank.train.run import (
-    RetrievalRunConfig,
-    build_space,
-    build_two_tower,
-    load_retrieval,
-    train_retrieval,
-)
+from feedrank.train.run import train_retrieval
+from feedrank.train.validation import retrieval_validator
 
 log = logging.getLogger("bench_history_encoder")
 

@@ -75,13 +75,14 @@ from common import (
     synthetic_retrieval_examples,
     timed_train,
 )
+from feedrank.artifacts.config import RankerRunConfig, RetrievalRunConfig
+from feedrank.artifacts.store import build_ranker, build_two_tower
 from feedrank.data.features import DEMOGRAPHICS, FeatureConfig
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.two_tower import ItemTower, TwoTower, TwoTowerConfig, UserTower, drop_ids, mlp
 from feedrank.train import TensorBatchSource, TrainConfig, train
 from feedrank.train.ranker_task import RankerTask, tower_tables
 from feedrank.train.retrieval_task import RetrievalTask
-from feedrank.train.run import RankerRunConfig, RetrievalRunConfig, build_ranker, build_two_tower
 
 log = logging.getLogger("bench_training")
 
@@ -519,9 +520,10 @@ def comparisons(ablation: bool) -> list[tuple[str, Case, Case]]:
 def verify_synthetic_examples() -> None:
     """The synthetic examples must look like the real ones: same keys, dtypes and trailing shapes
     as train_retrieval's and train_ranker's on the tiny simulated world."""
+    from feedrank.artifacts.store import build_space
     from feedrank.data.examples import ranker_examples, retrieval_examples
     from feedrank.data.split import open_split
-    from feedrank.train.run import AUTO_CATALOG_NEGATIVES, build_space
+    from feedrank.train.run import AUTO_CATALOG_NEGATIVES
 
     cfg = RetrievalRunConfig()
     with tempfile.TemporaryDirectory(prefix="bench-train-world-") as tmp:

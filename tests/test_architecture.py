@@ -14,13 +14,16 @@ FORBIDDEN: dict[str, set[str]] = {
     "data": {"sim", "models", "train", "bundle", "index", "serve", "eval", "pipeline", "cli"},
     "sim": {"models", "train", "bundle", "index", "serve", "eval", "pipeline", "cli"},
     "models": {"train", "bundle", "serve", "eval", "pipeline", "cli"},
-    "train": {"bundle", "serve", "eval", "pipeline", "cli"},
+    # Run configs, model factories and run I/O: what bundle/ and serve/ read instead of train/.
+    "artifacts": {"sim", "train", "bundle", "serve", "eval", "pipeline", "cli"},
+    # Training uses offline evaluation (validation metrics for early stopping), never the reverse.
+    "train": {"bundle", "serve", "pipeline", "cli"},
     "index": {"train", "serve", "eval", "pipeline", "cli"},
     "bundle": {"serve", "eval", "pipeline", "cli"},
     "serve": {"train", "eval", "pipeline", "cli"},
     # Candidate sources are pure numpy over catalog rows, shared by serve and eval.
     "candidates": {"sim", "models", "train", "bundle", "index", "serve", "eval", "pipeline", "cli"},
-    "eval": {"pipeline", "cli", "serve.app"},
+    "eval": {"train", "pipeline", "cli", "serve.app"},
     "pipeline": {"cli"},
     "errors": {
         "data",
@@ -34,8 +37,21 @@ FORBIDDEN: dict[str, set[str]] = {
         "pipeline",
         "cli",
         "config",
+        "artifacts",
     },
-    "config": {"data", "sim", "models", "train", "bundle", "index", "serve", "eval", "pipeline", "cli"},
+    "config": {
+        "data",
+        "sim",
+        "models",
+        "train",
+        "artifacts",
+        "bundle",
+        "index",
+        "serve",
+        "eval",
+        "pipeline",
+        "cli",
+    },
 }
 
 

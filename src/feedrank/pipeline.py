@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import polars as pl
 
+from feedrank.artifacts.config import RankerRunConfig, RetrievalRunConfig
+from feedrank.artifacts.store import load_retrieval
 from feedrank.bundle import write_bundle
 from feedrank.data.dataset import Dataset
 from feedrank.data.describe import describe
@@ -27,17 +29,11 @@ from feedrank.data.sources.tabular import import_tabular
 from feedrank.data.split import SplitSpec, open_split, split_dataset
 from feedrank.eval.offline import EvalOptions, OfflineReport, evaluate_run
 from feedrank.eval.report import write_report
-from feedrank.eval.validation import ranker_validator, retrieval_validator
 from feedrank.serve.local import running_service
 from feedrank.serve.settings import ServeSettings
 from feedrank.sim import SimConfig, simulate
-from feedrank.train.run import (
-    RankerRunConfig,
-    RetrievalRunConfig,
-    load_retrieval,
-    train_ranker,
-    train_retrieval,
-)
+from feedrank.train.run import train_ranker, train_retrieval
+from feedrank.train.validation import ranker_validator, retrieval_validator
 
 Step = Callable[[str], None]  # announces the step that starts now
 SimProgress = Callable[[int, int], None]  # (impressions written, target)

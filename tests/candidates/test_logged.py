@@ -8,13 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
+from feedrank.artifacts.store import build_space
 from feedrank.candidates import SOURCE_FEATURES, SourceList, source_features
 from feedrank.candidates.logged import LiveItems, LoggedSources, Requests
 from feedrank.data.examples import FeatureSpace
 from feedrank.data.features import to_us
 from feedrank.data.history import PastEvents, build_past_events
 from feedrank.data.split import open_split
-from feedrank.train.run import build_space
 from tests.integration.conftest import TINY_FEATURES, split_dir  # noqa: F401  (the tiny world)
 
 DIM = 8

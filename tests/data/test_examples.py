@@ -10,6 +10,13 @@ import polars as pl
 import pytest
 import torch
 
+from feedrank.artifacts.config import (
+    RankerLossConfig,
+    RankerRunConfig,
+    RetrievalLossConfig,
+    RetrievalRunConfig,
+)
+from feedrank.artifacts.train_config import TrainConfig
 from feedrank.data.dataset import Dataset
 from feedrank.data.examples import FeatureSpace, fit_feature_space, ranker_examples, retrieval_examples
 from feedrank.data.features import FeatureConfig, hash_column, to_us
@@ -21,16 +28,9 @@ from feedrank.errors import ConfigError
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.two_tower import TwoTower, TwoTowerConfig
 from feedrank.sim import SimConfig, simulate
-from feedrank.train.config import TrainConfig
-from feedrank.train.ranker_task import RankerLossConfig, tower_tables
-from feedrank.train.retrieval_task import RetrievalLossConfig, RetrievalTask
-from feedrank.train.run import (
-    AUTO_CATALOG_NEGATIVES,
-    RankerRunConfig,
-    RetrievalRunConfig,
-    train_ranker,
-    train_retrieval,
-)
+from feedrank.train.ranker_task import tower_tables
+from feedrank.train.retrieval_task import RetrievalTask
+from feedrank.train.run import AUTO_CATALOG_NEGATIVES, train_ranker, train_retrieval
 
 FEATURES = FeatureConfig(user_buckets=2_000, item_buckets=2_000)
 H_US = 3_600_000_000

@@ -6,21 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from feedrank.artifacts.config import RankerRunConfig, RetrievalRunConfig
+from feedrank.artifacts.store import load_retrieval
+from feedrank.artifacts.train_config import TrainConfig
 from feedrank.data.features import FeatureConfig
 from feedrank.data.sources.base import ImportOptions, import_source
 from feedrank.data.sources.tabular import import_tabular
 from feedrank.data.split import SplitSpec, open_split, split_dataset
-from feedrank.eval.validation import ranker_validator, retrieval_validator
 from feedrank.models.two_tower import TwoTowerConfig
 from feedrank.sim import SimConfig, simulate
-from feedrank.train.config import TrainConfig
-from feedrank.train.run import (
-    RankerRunConfig,
-    RetrievalRunConfig,
-    load_retrieval,
-    train_ranker,
-    train_retrieval,
-)
+from feedrank.train.run import train_ranker, train_retrieval
+from feedrank.train.validation import ranker_validator, retrieval_validator
 
 TINY_FEATURES = FeatureConfig(
     user_buckets=4_000, item_buckets=4_000, publisher_buckets=256, subcategory_buckets=256

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from feedrank.artifacts.store import load_ranker, load_retrieval
 from feedrank.bundle import load_bundle, write_bundle
 from feedrank.errors import BundleError
 from feedrank.index import IndexSpec
-from feedrank.train.run import load_ranker, load_retrieval
 
 
 @pytest.fixture

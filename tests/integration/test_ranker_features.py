@@ -16,6 +16,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from feedrank.artifacts.config import RankerRunConfig
+from feedrank.artifacts.store import build_space, load_ranker, load_retrieval
+from feedrank.artifacts.train_config import TrainConfig
 from feedrank.bundle import load_bundle, write_bundle
 from feedrank.bundle.manifest import MANIFEST, file_hashes
 from feedrank.candidates import SOURCE_FEATURES, SourceList, merge
@@ -24,8 +27,7 @@ from feedrank.eval.model_scorer import RankerScorer
 from feedrank.serve.recommender import FeedRequest, Recommender
 from feedrank.serve.rerank import RerankConfig, build_reranker
 from feedrank.serve.settings import ServeSettings
-from feedrank.train.config import TrainConfig
-from feedrank.train.run import RankerRunConfig, build_space, load_ranker, load_retrieval, train_ranker
+from feedrank.train.run import train_ranker
 
 
 @pytest.fixture(scope="module")

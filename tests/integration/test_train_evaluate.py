@@ -7,12 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from feedrank.artifacts.store import load_ranker, load_retrieval
 from feedrank.eval.offline import EvalOptions, evaluate_run
 from feedrank.eval.report import write_report
-from feedrank.train.run import (
-    load_ranker,
-    load_retrieval,
-)
 from tests.integration.conftest import TINY_FEATURES
 
 

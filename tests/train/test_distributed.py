@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import Tensor
 
+from feedrank.artifacts.train_config import SparseSync
 from feedrank.train import StepInfo, TensorBatchSource, load_checkpoint, spawn_local, train
-from feedrank.train.config import SparseSync
 from tests.train.conftest import fast_config
 from tests.train.toy import assert_weights_close, make_data, make_evaluate, make_task, weights
 

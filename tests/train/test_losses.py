@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from feedrank.train.labels import EngagementWeights
+from feedrank.artifacts.labels import EngagementWeights
 from feedrank.train.losses import multitask_bce, sampled_softmax_loss
 
 NUM_ITEMS = 8

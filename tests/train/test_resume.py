@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from feedrank.artifacts.train_config import SparseOptimizer
 from feedrank.train import (
     CheckpointError,
     StepInfo,
@@ -21,7 +22,6 @@ from feedrank.train import (
     load_checkpoint,
     train,
 )
-from feedrank.train.config import SparseOptimizer
 from tests.train.conftest import fast_config
 from tests.train.toy import assert_weights_close, make_evaluate, make_task, weights
 

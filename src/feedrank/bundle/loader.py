@@ -11,6 +11,8 @@ import numpy as np
 import polars as pl
 import torch
 
+from feedrank.artifacts.config import RankerRunConfig, RetrievalRunConfig, ranker_config
+from feedrank.artifacts.store import build_ranker, build_two_tower
 from feedrank.bundle.manifest import verify
 from feedrank.config import from_dict
 from feedrank.data.examples import FeatureSpace, build_feature_space
@@ -18,13 +20,6 @@ from feedrank.errors import BundleError
 from feedrank.index import AnnIndex
 from feedrank.models.ranker import Ranker
 from feedrank.models.two_tower import TwoTower
-from feedrank.train.run import (
-    RankerRunConfig,
-    RetrievalRunConfig,
-    build_ranker,
-    build_two_tower,
-    ranker_config,
-)
 
 
 @dataclass

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from feedrank.artifacts.store import load_ranker, load_retrieval, read_run
 from feedrank.bundle.manifest import FORMAT_VERSION, MANIFEST, file_hashes
 from feedrank.config import to_dict
 from feedrank.data.features import build_catalog, to_us
@@ -35,7 +36,6 @@ from feedrank.data.split import open_split
 from feedrank.errors import BundleError
 from feedrank.index import AnnIndex, IndexSpec
 from feedrank.models.inputs import ItemInputs
-from feedrank.train.run import load_ranker, load_retrieval, read_run
 
 US_PER_DAY = 86_400_000_000
 LIBRARIES = ("feedrank", "torch", "numpy", "polars", "pyarrow", "faiss-cpu", "fastapi")

@@ -9,19 +9,14 @@ from typing import Annotated
 
 import typer
 
+from feedrank.artifacts.config import RankerRunConfig, RetrievalRunConfig
+from feedrank.artifacts.store import load_retrieval
 from feedrank.cli.console import console
 from feedrank.config import load_config
 from feedrank.data.split import open_split
-from feedrank.eval.validation import ranker_validator, retrieval_validator
 from feedrank.train.report import TrainResult
-from feedrank.train.run import (
-    RankerRunConfig,
-    RetrievalRunConfig,
-    describe_tables,
-    load_retrieval,
-    train_ranker,
-    train_retrieval,
-)
+from feedrank.train.run import describe_tables, train_ranker, train_retrieval
+from feedrank.train.validation import ranker_validator, retrieval_validator
 
 app = typer.Typer(help="Train the two-tower retrieval model or the multi-task ranker.", no_args_is_help=True)
 

@@ -22,6 +22,8 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from feedrank.artifacts.labels import EngagementWeights
+from feedrank.artifacts.store import RUN_FILE, build_space, load_ranker, load_retrieval, read_run
 from feedrank.bundle import load_bundle
 from feedrank.bundle.manifest import MANIFEST
 from feedrank.config import to_dict
@@ -39,8 +41,6 @@ from feedrank.eval.retrieval import retrieval_metrics
 from feedrank.models.ranker import HEADS, Ranker
 from feedrank.models.two_tower import TwoTower
 from feedrank.serve.rerank_steps import ClickbaitGuardrail
-from feedrank.train.labels import EngagementWeights
-from feedrank.train.run import RUN_FILE, build_space, load_ranker, load_retrieval, read_run
 
 CLICKBAIT_MIN_VIEWS = 20  # train-window views before an item's click rate is trusted (heuristic)
 UNKNOWN = "unknown"

@@ -13,6 +13,7 @@ import polars as pl
 import torch
 from torch import Tensor
 
+from feedrank.artifacts.towers import item_vectors_at_hour
 from feedrank.candidates.logged import LoggedSources, Requests
 from feedrank.data.examples import Arrays, FeatureSpace
 from feedrank.data.history import COUNTER_NAMES
@@ -20,7 +21,6 @@ from feedrank.eval.baselines import F64, query_micros
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.ranker import HEADS, Ranker, RankerInputs
 from feedrank.models.two_tower import TwoTower
-from feedrank.train.ranker_task import item_vectors_at_hour
 
 BATCH = 8192
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from feedrank.artifacts.store import build_space, load_ranker, load_retrieval, read_run
 from feedrank.candidates import CandidateSources, SourceList, SourcesConfig, merge, source_features
 from feedrank.data.features import US_PER_HOUR, to_us
 from feedrank.data.split import open_split
@@ -43,7 +44,6 @@ from feedrank.eval.catalog import TwoTowerRanker
 from feedrank.eval.model_scorer import RankerScorer, TwoTowerScorer
 from feedrank.eval.next_click_stream import POP_WINDOWS_MIN, ClickStream, TargetState, rank_metrics
 from feedrank.models.ranker import HEADS
-from feedrank.train.run import build_space, load_ranker, load_retrieval, read_run
 
 log = logging.getLogger(__name__)
 

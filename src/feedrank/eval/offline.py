@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from feedrank.artifacts.store import build_space, load_ranker, load_retrieval, read_run
 from feedrank.data.split import open_split
 from feedrank.eval.baselines import GlobalPopularity, RandomScorer, RecentPopularity, Scorer
 from feedrank.eval.catalog import (
@@ -38,7 +39,6 @@ from feedrank.eval.oracle import OracleScorer, world_of
 from feedrank.eval.rerank_effect import rerank_effect
 from feedrank.eval.utility import share_of_oracle
 from feedrank.models.ranker import HEADS
-from feedrank.train.run import build_space, load_ranker, load_retrieval, read_run
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ what a batch must support), config (TrainConfig), loop (train), optim, precision
 checkpoint, early_stopping, curves, report (errors live in feedrank.errors).
 """
 
+from feedrank.artifacts.train_config import TrainConfig
 from feedrank.errors import CheckpointError, DivergedError, TrainError
 from feedrank.train.batches import TensorBatchSource, count_examples, move_to
 from feedrank.train.checkpoint import latest_checkpoint, load_checkpoint
-from feedrank.train.config import TrainConfig
 from feedrank.train.distributed import spawn_local
 from feedrank.train.loop import Evaluate, StepInfo, train
 from feedrank.train.report import TrainResult

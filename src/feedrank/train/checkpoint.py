@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from feedrank.artifacts.train_config import TrainConfig
 from feedrank.config import to_dict
 from feedrank.errors import CheckpointError
-from feedrank.train.config import TrainConfig
 from feedrank.train.distributed import DistContext, gather_to_all
 from feedrank.train.early_stopping import EarlyStopping
 from feedrank.train.optim import Optimizers

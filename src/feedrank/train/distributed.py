@@ -32,8 +32,8 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from feedrank.artifacts.train_config import Device, SparseSync
 from feedrank.errors import ConfigError
-from feedrank.train.config import Device, SparseSync
 
 log = logging.getLogger(__name__)
 

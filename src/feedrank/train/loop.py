@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from feedrank.artifacts.train_config import Device, TrainConfig
 from feedrank.errors import ConfigError, DivergedError, TrainError
 from feedrank.train import checkpoint as ckpt
 from feedrank.train.batches import count_examples, move_to
-from feedrank.train.config import Device, TrainConfig
 from feedrank.train.curves import MetricsLog, Split, plot_curves
 from feedrank.train.distributed import (
     DistContext,

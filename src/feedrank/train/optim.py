@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from feedrank.train.config import TrainConfig
+from feedrank.artifacts.train_config import TrainConfig
 
 
 @dataclass

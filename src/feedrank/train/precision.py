@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from feedrank.train.config import Amp
+from feedrank.artifacts.train_config import Amp
 
 
 @dataclass(frozen=True)

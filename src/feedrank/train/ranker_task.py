@@ -9,36 +9,14 @@ Batches then carry indices into those tables instead of 50-item histories.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from feedrank.data.examples import FeatureSpace
-from feedrank.data.features import US_PER_HOUR
+from feedrank.artifacts.config import RankerLossConfig
 from feedrank.models.inputs import Batch, ItemInputs
 from feedrank.models.ranker import HEADS, Ranker, RankerInputs
 from feedrank.models.two_tower import TwoTower
 from feedrank.train.losses import multitask_bce
-
-
-@dataclass(frozen=True)
-class RankerLossConfig:
-    # How much each head's loss counts in the total; the feed score's weights are separate.
-    head_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(HEADS, 1.0))
-    negative_rate: float = 1.0  # keep-probability of rows without engagement (1 = no downsampling)
-    # Unshown items drawn per click from the catalog live at its time (data/examples.py says why).
-    # 20 raised next-click NDCG@10 in the default world by 0.011 to 0.016 against 0; over six
-    # development worlds 50 added +0.0050 ± 0.0015 more and 100 lost 0.0081 ± 0.0020 against 50
-    # (docs/evaluation.md); 0 turns it off (calibrated on impressions, worse at next-click).
-    catalog_negatives: int = 50
-    # Items drawn per click from its request's merged candidate pool (what serving would rank: the
-    # ANN's, trending, co-visitation and fresh lists at its time, `pool_size` of them), not shown,
-    # labels 0: the hard negatives the ranker must tell apart from the click when it serves. 20 of
-    # them changed next-click NDCG@10 by -0.0006 ± 0.0016 over six worlds: off by default.
-    pool_negatives: int = 0
-    pool_size: int = 500
 
 
 class TowerTables(nn.Module):
@@ -70,26 +48,12 @@ class TowerTables(nn.Module):
 @torch.no_grad()
 def tower_tables(towers: TwoTower, user_batches: list[Batch], catalog_items: Batch) -> TowerTables:
     """Run the frozen towers once: users (in request order, given in batches) and the catalog."""
-    from feedrank.models.inputs import ItemInputs, UserInputs
+    from feedrank.models.inputs import UserInputs
 
     towers.eval()
     users = torch.cat([towers.user(UserInputs.from_batch(b)) for b in user_batches])
     content = towers.item_tower.content(ItemInputs.from_batch(catalog_items))
     return TowerTables(users, content, towers.item_tower.freshness.weight.detach().clone())
-
-
-@torch.no_grad()
-def item_vectors_at_hour(towers: TwoTower, space: FeatureSpace, hour: int, batch: int = 8192) -> np.ndarray:
-    """(num catalog items, d) float32 item vectors at the middle of `hour` (freshness as then)."""
-    rows = np.arange(len(space.catalog))
-    at = np.full(rows.size, hour * US_PER_HOUR + US_PER_HOUR // 2, dtype=np.int64)
-    out = []
-    for lo in range(0, rows.size, batch):
-        arrays = space.item_arrays(rows[lo : lo + batch], at[lo : lo + batch])
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-        out.append(towers.item(ItemInputs.from_batch(tensors)))
-    vectors: np.ndarray = torch.cat(out).numpy() if out else np.zeros((0, towers.cfg.dim), dtype=np.float32)
-    return vectors
 
 
 class RankerTask(nn.Module):

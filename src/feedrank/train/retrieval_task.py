@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
+from feedrank.artifacts.config import RetrievalLossConfig
 from feedrank.models.inputs import Batch, ItemInputs, UserInputs
 from feedrank.models.two_tower import TwoTower
 from feedrank.train.losses import sampled_softmax_loss
-
-
-@dataclass(frozen=True)
-class RetrievalLossConfig:
-    logq_correction: bool = True
-    # Up to this many shown-not-clicked items per positive from the same request (e.g. 50): they
-    # multiply the item tower's work per step by the slate size for a small gain in recall in the
-    # default world (docs/evaluation.md), so they are off by default.
-    hard_negatives: int = 0
-    # Uniform draws from the catalog live at each example's time; -1 = auto: 20 for click-only logs
-    # (they have no shown-not-clicked items), else none.
-    catalog_negatives: int = -1
 
 
 class RetrievalTask:

@@ -5,19 +5,17 @@
       model.pt         the network's weights (best validation step when early stopping, else final)
       metrics.jsonl    curves; curves.png their plot; checkpoints/ for exact resume
 
-A ranker run points at the retrieval run whose towers it builds on. Models are rebuilt from the
-config saved in run.json and weights loaded with `torch.load(weights_only=True)`.
+A ranker run points at the retrieval run whose towers it builds on. The configs, model factories
+and run.json / model.pt I/O live in feedrank.artifacts, which readers of runs import instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,120 +23,35 @@ import numpy as np
 import torch
 from torch import nn
 
-from feedrank.candidates import SOURCE_FEATURES
+from feedrank.artifacts.config import RankerRunConfig, RetrievalRunConfig
+from feedrank.artifacts.store import build_ranker, build_space, build_two_tower, load_retrieval, write_run
+from feedrank.artifacts.towers import item_vectors_at_hour
 from feedrank.candidates.logged import LoggedSources, Requests
-from feedrank.config import from_dict, to_dict
 from feedrank.data.examples import (
     Arrays,
     FeatureSpace,
-    fit_feature_space,
     ranker_examples,
     retrieval_examples,
     with_unshown_negatives,
 )
-from feedrank.data.features import DEMOGRAPHICS, FeatureConfig, table_memory
-from feedrank.data.history import COUNTER_NAMES, FEATURE_NAMES, RANKER_FEATURES
+from feedrank.data.features import FeatureConfig, table_memory
 from feedrank.data.split import open_split
 from feedrank.errors import ConfigError, DatasetError
-from feedrank.models.ranker import Ranker, RankerConfig
-from feedrank.models.two_tower import TwoTower, TwoTowerConfig
+from feedrank.models.two_tower import TwoTower
 from feedrank.train.batches import TensorBatchSource
-from feedrank.train.config import TrainConfig
-from feedrank.train.labels import EngagementWeights
 from feedrank.train.loop import Evaluate, train
-from feedrank.train.ranker_task import (
-    RankerLossConfig,
-    RankerTask,
-    TowerTables,
-    item_vectors_at_hour,
-    tower_tables,
-)
+from feedrank.train.ranker_task import RankerTask, TowerTables, tower_tables
 from feedrank.train.report import TrainResult
-from feedrank.train.retrieval_task import RetrievalLossConfig, RetrievalTask
+from feedrank.train.retrieval_task import RetrievalTask
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
-WEIGHTS_FILE = "model.pt"
 MakeEvaluate = Callable[[FeatureSpace], Evaluate]
 AUTO_CATALOG_NEGATIVES = 20  # per example, for click-only logs
 
 
-@dataclass(frozen=True)
-class RetrievalRunConfig:
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    model: TwoTowerConfig = field(default_factory=TwoTowerConfig)
-    loss: RetrievalLossConfig = field(default_factory=RetrievalLossConfig)
-    weights: EngagementWeights = field(default_factory=EngagementWeights)
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            epochs=8, lr=3e-3, sparse_lr=0.05, early_stop_metric="recall@100", patience=2
-        )
-    )
-    batch_size: int = 1024
-
-
-@dataclass(frozen=True)
-class RankerRunConfig:
-    model: RankerConfig = field(default_factory=RankerConfig)
-    loss: RankerLossConfig = field(default_factory=RankerLossConfig)
-    weights: EngagementWeights = field(default_factory=EngagementWeights)
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            epochs=3, lr=2e-3, sparse_lr=0.05, early_stop_metric="gauc", patience=1
-        )
-    )
-    batch_size: int = 1024
-    # Names of the dense features the ranker reads (data/history.py), in column order; recorded in
-    # run.json and bundles. A run that records none predates the names: it read COUNTER_NAMES.
-    counters: tuple[str, ...] = RANKER_FEATURES
-    # The candidate-source columns (`CandidateSet.features()`: which sources listed the item, their
-    # scores), all of them or none; a run that records none was trained without them.
-    sources: tuple[str, ...] = SOURCE_FEATURES
-
-    def __post_init__(self) -> None:
-        if self.sources and tuple(self.sources) != SOURCE_FEATURES:
-            raise ValueError(
-                f"sources must be all of {list(SOURCE_FEATURES)} or none; got {list(self.sources)}"
-            )
-        unknown = sorted(set(self.counters) - FEATURE_NAMES)
-        if unknown or not self.counters or len(set(self.counters)) != len(self.counters):
-            raise ValueError(
-                f"counters must be distinct names from {sorted(FEATURE_NAMES)}; got {list(self.counters)}"
-            )
-
-
-def ranker_config(values: dict[str, Any], source: str) -> RankerRunConfig:
-    """A ranker's config as saved in a run or bundle; one saved before feature names were recorded
-    gets the nine counters it was trained with, so old runs and bundles keep their exact inputs."""
-    if "counters" not in values:
-        values = {**values, "counters": list(COUNTER_NAMES)}
-    if "sources" not in values:  # saved before the ranker read the candidate sources
-        values = {**values, "sources": []}
-    return from_dict(RankerRunConfig, values, source=source)
-
-
 def to_tensors(arrays: Arrays) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-
-
-def build_space(split_dir: Path, features: FeatureConfig) -> FeatureSpace:
-    return fit_feature_space(open_split(split_dir), features)
-
-
-def build_two_tower(cfg: RetrievalRunConfig) -> TwoTower:
-    return TwoTower(cfg.features, cfg.model, num_demographics=len(DEMOGRAPHICS))
-
-
-def build_ranker(cfg: RankerRunConfig, features: FeatureConfig, tower_dim: int) -> Ranker:
-    return Ranker(
-        features,
-        cfg.model,
-        tower_dim=tower_dim,
-        num_counters=len(cfg.counters),
-        counter_names=cfg.counters,
-        num_sources=len(cfg.sources),
-    )
 
 
 def train_retrieval(
@@ -301,43 +214,4 @@ def _finish(
     best = out_dir / "checkpoints" / "best.pt"
     if best.is_file():  # early stopping kept the best evaluation's weights apart
         model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
-    torch.save(model.state_dict(), out_dir / WEIGHTS_FILE)
-    summary = {
-        "kind": kind,
-        "config": to_dict(cfg),
-        "data": str(Path(split_dir).resolve()),
-        "result": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()},
-        **extra,
-    }
-    (out_dir / RUN_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-
-
-def read_run(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise DatasetError(f"{run_dir} is not a training run: {RUN_FILE} is missing")
-    info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return info
-
-
-def load_retrieval(run_dir: Path) -> tuple[TwoTower, RetrievalRunConfig]:
-    info = read_run(run_dir)
-    if info["kind"] != "retrieval":
-        raise DatasetError(f"{run_dir} is a {info['kind']} run, not a retrieval run")
-    cfg = from_dict(RetrievalRunConfig, info["config"], source=str(Path(run_dir) / RUN_FILE))
-    model = build_two_tower(cfg)
-    model.load_state_dict(torch.load(Path(run_dir) / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-    return model.eval(), cfg
-
-
-def load_ranker(run_dir: Path) -> tuple[Ranker, RankerRunConfig, Path]:
-    """The ranker, its config, and the retrieval run it was trained over."""
-    info = read_run(run_dir)
-    if info["kind"] != "ranker":
-        raise DatasetError(f"{run_dir} is a {info['kind']} run, not a ranker run")
-    cfg = ranker_config(info["config"], source=str(Path(run_dir) / RUN_FILE))
-    retrieval_run = Path(info["retrieval_run"])
-    _, retrieval_cfg = load_retrieval(retrieval_run)
-    ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
-    ranker.load_state_dict(torch.load(Path(run_dir) / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-    return ranker.eval(), cfg, retrieval_run
+    write_run(out_dir, kind, cfg, split_dir, model, dataclasses.asdict(result), extra)
