@@ -11,19 +11,32 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "feedrank"
 
 # package -> packages it must never import (directly)
 FORBIDDEN: dict[str, set[str]] = {
-    "data": {"sim", "models", "train", "bundle", "index", "serve", "eval", "pipeline", "cli"},
-    "sim": {"models", "train", "bundle", "index", "serve", "eval", "pipeline", "cli"},
-    "models": {"train", "bundle", "serve", "eval", "pipeline", "cli"},
+    "data": {"sim", "models", "train", "bundle", "index", "serve", "eval", "experiments", "pipeline", "cli"},
+    "sim": {"models", "train", "bundle", "index", "serve", "eval", "experiments", "pipeline", "cli"},
+    "models": {"train", "bundle", "serve", "eval", "experiments", "pipeline", "cli"},
     # Run configs, model factories and run I/O: what bundle/ and serve/ read instead of train/.
-    "artifacts": {"sim", "train", "bundle", "serve", "eval", "pipeline", "cli"},
+    "artifacts": {"sim", "train", "bundle", "serve", "eval", "experiments", "pipeline", "cli"},
     # Training uses offline evaluation (validation metrics for early stopping), never the reverse.
-    "train": {"bundle", "serve", "pipeline", "cli"},
-    "index": {"train", "serve", "eval", "pipeline", "cli"},
-    "bundle": {"serve", "eval", "pipeline", "cli"},
-    "serve": {"train", "eval", "pipeline", "cli"},
+    "train": {"bundle", "serve", "experiments", "pipeline", "cli"},
+    "index": {"train", "serve", "eval", "experiments", "pipeline", "cli"},
+    "bundle": {"train", "serve", "eval", "experiments", "pipeline", "cli"},
+    "serve": {"train", "eval", "experiments", "pipeline", "cli"},
     # Candidate sources are pure numpy over catalog rows, shared by serve and eval.
-    "candidates": {"sim", "models", "train", "bundle", "index", "serve", "eval", "pipeline", "cli"},
-    "eval": {"train", "pipeline", "cli", "serve.app"},
+    "candidates": {
+        "sim",
+        "models",
+        "train",
+        "bundle",
+        "index",
+        "serve",
+        "eval",
+        "experiments",
+        "pipeline",
+        "cli",
+    },
+    "eval": {"train", "experiments", "pipeline", "cli", "serve.app"},
+    # Champion/challenger, A/B planning, rollout, online A/B simulation, off-policy estimation.
+    "experiments": {"train", "pipeline", "cli", "serve.app"},
     "pipeline": {"cli"},
     "errors": {
         "data",
@@ -34,6 +47,7 @@ FORBIDDEN: dict[str, set[str]] = {
         "index",
         "serve",
         "eval",
+        "experiments",
         "pipeline",
         "cli",
         "config",
@@ -49,6 +63,7 @@ FORBIDDEN: dict[str, set[str]] = {
         "index",
         "serve",
         "eval",
+        "experiments",
         "pipeline",
         "cli",
     },

@@ -12,15 +12,15 @@ import pytest
 import torch
 
 from feedrank.cli import main
-from feedrank.eval.ab_metrics import metric_from_logs, read_impressions
-from feedrank.eval.ab_plan import Design, ProportionMetric, plan
-from feedrank.eval.ab_report import render_plan
-from feedrank.eval.compare import CompareOptions, compare
-from feedrank.eval.compare_report import render_decision
-from feedrank.eval.online_ab import ABConfig, simulate_bundles
-from feedrank.eval.online_stats import PRIMARY, analyze
-from feedrank.eval.ope_validation import coverage_by_estimator, summarize, validate
-from feedrank.eval.rollout import RolloutConfig, plan_rollout, render_rollout
+from feedrank.experiments.ab_metrics import metric_from_logs, read_impressions
+from feedrank.experiments.ab_plan import Design, ProportionMetric, plan
+from feedrank.experiments.ab_report import render_plan
+from feedrank.experiments.compare import CompareOptions, compare
+from feedrank.experiments.compare_report import render_decision
+from feedrank.experiments.online_ab import ABConfig, simulate_bundles
+from feedrank.experiments.online_stats import PRIMARY, analyze
+from feedrank.experiments.ope_validation import coverage_by_estimator, summarize, validate
+from feedrank.experiments.rollout import RolloutConfig, plan_rollout, render_rollout
 from tests.integration.test_compare import inverted_ranker_run
 
 PNG = b"\x89PNG\r\n\x1a\n"

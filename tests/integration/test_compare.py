@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from feedrank.artifacts.store import build_ranker, load_ranker, load_retrieval
-from feedrank.eval.compare import CompareOptions, compare
-from feedrank.eval.compare_report import ComparisonReport, write_comparison
+from feedrank.experiments.compare import CompareOptions, compare
+from feedrank.experiments.compare_report import ComparisonReport, write_comparison
 
 # Fewer resamples than the default keep the tests quick; the machinery is the same.
 OPTIONS = CompareOptions(num_resamples=400, max_queries=300)

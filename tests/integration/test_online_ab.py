@@ -14,7 +14,8 @@ from scipy import stats
 
 from feedrank.bundle import load_bundle
 from feedrank.eval.offline import EvalOptions, evaluate_run
-from feedrank.eval.online_ab import (
+from feedrank.eval.report import to_json
+from feedrank.experiments.online_ab import (
     ABConfig,
     ABResult,
     BundlePolicy,
@@ -23,7 +24,7 @@ from feedrank.eval.online_ab import (
     simulate_ab,
     world_of_bundle,
 )
-from feedrank.eval.online_stats import (
+from feedrank.experiments.online_stats import (
     PRIMARY,
     agreement,
     analyze,
@@ -32,7 +33,6 @@ from feedrank.eval.online_stats import (
     ratio_test,
     write_report,
 )
-from feedrank.eval.report import to_json
 from feedrank.sim import World
 from feedrank.sim.tables import items_frame
 

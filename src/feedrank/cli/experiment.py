@@ -13,15 +13,15 @@ import typer
 from feedrank.cli.console import console, progress_bar
 from feedrank.config import load_config
 from feedrank.errors import ConfigError
-from feedrank.eval.ab_metrics import USER_METRICS, UserMetric, metric_from_logs, read_impressions
-from feedrank.eval.ab_plan import ContinuousMetric, Design, Metric, ProportionMetric, plan
-from feedrank.eval.ab_report import plot_power_curves, render_plan
-from feedrank.eval.compare import CompareOptions, compare
-from feedrank.eval.compare_report import render_decision, write_comparison
-from feedrank.eval.online_ab import VARIANTS, ABConfig, simulate_bundles
-from feedrank.eval.online_stats import analyze, to_markdown, write_report
-from feedrank.eval.ope_validation import coverage_by_estimator, render_summary, summarize, validate
-from feedrank.eval.rollout import RolloutConfig, plan_rollout, render_rollout, with_primary_metric
+from feedrank.experiments.ab_metrics import USER_METRICS, UserMetric, metric_from_logs, read_impressions
+from feedrank.experiments.ab_plan import ContinuousMetric, Design, Metric, ProportionMetric, plan
+from feedrank.experiments.ab_report import plot_power_curves, render_plan
+from feedrank.experiments.compare import CompareOptions, compare
+from feedrank.experiments.compare_report import render_decision, write_comparison
+from feedrank.experiments.online_ab import VARIANTS, ABConfig, simulate_bundles
+from feedrank.experiments.online_stats import analyze, to_markdown, write_report
+from feedrank.experiments.ope_validation import coverage_by_estimator, render_summary, summarize, validate
+from feedrank.experiments.rollout import RolloutConfig, plan_rollout, render_rollout, with_primary_metric
 from feedrank.sim import SimConfig
 
 abtest_app = typer.Typer(

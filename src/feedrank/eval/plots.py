@@ -55,7 +55,7 @@ def plot_reliability(
     bottom.set(xlabel="mean predicted probability", ylabel="rows per bin", yscale="log")
     bottom.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_system_comparison(
@@ -100,7 +100,7 @@ def plot_system_comparison(
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(metrics_jsonl: Path | str, path: Path | str, title: str = "Training curves") -> Path:
@@ -130,7 +130,7 @@ def plot_training_curves(metrics_jsonl: Path | str, path: Path | str, title: str
         logger.warning("%s holds no metric records; the figure is empty", metrics_jsonl)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_metric_at_k(
@@ -158,10 +158,10 @@ def plot_metric_at_k(
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig: Figure, path: Path | str) -> Path:
+def save_figure(fig: Figure, path: Path | str) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)  # attaches the Agg canvas, so no pyplot backend is involved

@@ -31,7 +31,7 @@ def generate_world(config: SimConfig) -> World:
         for attr, (values, _) in names.DEMOGRAPHICS.items()
     }
     device_type_bias = rng.normal(0.0, 0.3, size=(len(names.DEVICES), len(names.CONTENT_TYPES)))
-    users = _users(config, rng, topic_popularity, shifts)
+    users = draw_users(config, rng, topic_popularity, shifts)
     publishers = _publishers(config, rng, topic_popularity)
     items = _items(config, rng, publishers)
     vocab = Vocab(
@@ -43,9 +43,11 @@ def generate_world(config: SimConfig) -> World:
     return World(config, users, publishers, items, vocab, topic_popularity, shifts, device_type_bias)
 
 
-def _users(
+def draw_users(
     config: SimConfig, rng: np.random.Generator, topic_popularity: F64, shifts: dict[str, F64]
 ) -> Users:
+    """The world's users: initial ones and arrivals over the window, with demographics, interests
+    and request rates (public so that experiments can draw more users from the same model)."""
     start = config.start_dt.timestamp()
     warmup = start - config.warmup_hours * HOUR
     end = start + config.window_hours * HOUR

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from feedrank.data.dataset import Dataset
-from feedrank.eval.ope import (
+from feedrank.experiments.ope import (
     F64,
     BanditData,
     Estimate,
@@ -35,7 +35,7 @@ from feedrank.eval.ope import (
     ips,
     snips,
 )
-from feedrank.eval.ope_sim import (
+from feedrank.experiments.ope_sim import (
     PolicyValue,
     evaluate_policies,
     logged_slot,

@@ -17,14 +17,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from feedrank.eval.compare_plots import plot_forest
-from feedrank.eval.compare_stats import MetricSpec, PairedEstimate
 from feedrank.eval.plots import plot_reliability, plot_system_comparison
+from feedrank.experiments.compare_plots import plot_forest
+from feedrank.experiments.compare_stats import MetricSpec, PairedEstimate
 
 if TYPE_CHECKING:  # compare.py computes these reports and imports this module
     import polars as pl
 
-    from feedrank.eval.compare import CompareOptions
+    from feedrank.experiments.compare import CompareOptions
 
 VIEWS = {  # view → (title, what is measured); docs/compare_example.md explains every section
     "retrieval": (

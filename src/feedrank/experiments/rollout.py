@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from feedrank.errors import ConfigError
-from feedrank.eval.ab_plan import ContinuousMetric, Design, Metric, ProportionMetric, plan
+from feedrank.experiments.ab_plan import ContinuousMetric, Design, Metric, ProportionMetric, plan
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import polars as pl
 from feedrank.data.dataset import Dataset
 from feedrank.data.split import SPLIT_MANIFEST, open_split
 from feedrank.errors import DataError
-from feedrank.eval.ab_plan import ContinuousMetric
+from feedrank.experiments.ab_plan import ContinuousMetric
 
 F64 = npt.NDArray[np.float64]
 UserMetric = Literal["dwell_per_day", "clicks_per_day", "ctr"]

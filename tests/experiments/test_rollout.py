@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from feedrank.errors import ConfigError
-from feedrank.eval.ab_plan import Design, ProportionMetric, plan
-from feedrank.eval.rollout import (
+from feedrank.experiments.ab_plan import Design, ProportionMetric, plan
+from feedrank.experiments.rollout import (
     DEFAULT_CHECKS,
     Check,
     RolloutConfig,

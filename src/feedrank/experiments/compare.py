@@ -31,13 +31,13 @@ from feedrank.data.examples import FeatureSpace
 from feedrank.data.features import FeatureConfig
 from feedrank.data.split import open_split
 from feedrank.errors import BundleError, ConfigError
-from feedrank.eval import compare_stats as cs
 from feedrank.eval.catalog import LiveCatalog, Queries, TwoTowerRanker, click_queries, top_k
-from feedrank.eval.compare_report import ComparisonReport, Decision, MetricRow, Segment, SystemInfo
 from feedrank.eval.impressions import calibration_of, engagement_value
 from feedrank.eval.model_scorer import RankerScorer, TwoTowerScorer
 from feedrank.eval.oracle import OracleScorer, world_of
 from feedrank.eval.retrieval import retrieval_metrics
+from feedrank.experiments import compare_stats as cs
+from feedrank.experiments.compare_report import ComparisonReport, Decision, MetricRow, Segment, SystemInfo
 from feedrank.models.ranker import HEADS, Ranker
 from feedrank.models.two_tower import TwoTower
 from feedrank.serve.rerank_steps import ClickbaitGuardrail

@@ -10,7 +10,7 @@ import pytest
 
 from feedrank.data.dataset import Dataset
 from feedrank.errors import DataError
-from feedrank.eval.ope import (
+from feedrank.experiments.ope import (
     BanditData,
     ItemClickModel,
     SoftmaxPolicy,
@@ -20,8 +20,8 @@ from feedrank.eval.ope import (
     ips,
     snips,
 )
-from feedrank.eval.ope_sim import evaluate_policies, logged_slot, world_policies
-from feedrank.eval.ope_validation import evaluate_log, summarize, validate
+from feedrank.experiments.ope_sim import evaluate_policies, logged_slot, world_policies
+from feedrank.experiments.ope_validation import evaluate_log, summarize, validate
 from feedrank.sim import LoggingPolicy, SimConfig, World, simulate
 from feedrank.sim.simulate import hourly_requests
 

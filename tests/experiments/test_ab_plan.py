@@ -17,8 +17,8 @@ from statsmodels.stats.power import NormalIndPower, TTestIndPower
 from statsmodels.stats.proportion import power_proportions_2indep, proportion_effectsize
 
 from feedrank.errors import ConfigError, DataError
-from feedrank.eval.ab_metrics import cuped_adjust, fit_cuped, metric_from_logs, user_values
-from feedrank.eval.ab_plan import (
+from feedrank.experiments.ab_metrics import cuped_adjust, fit_cuped, metric_from_logs, user_values
+from feedrank.experiments.ab_plan import (
     ContinuousMetric,
     Design,
     ProportionMetric,
@@ -27,7 +27,7 @@ from feedrank.eval.ab_plan import (
     plan,
     power_at,
 )
-from feedrank.eval.ab_report import plot_power_curves, render_plan
+from feedrank.experiments.ab_report import plot_power_curves, render_plan
 
 ALPHAS, POWERS, BASELINES, LIFTS, RATIOS = (
     (0.01, 0.05, 0.1),

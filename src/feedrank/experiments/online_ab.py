@@ -45,7 +45,7 @@ from feedrank.serve.recommender import Recommender
 from feedrank.serve.rerank import RerankConfig, build_reranker
 from feedrank.serve.settings import ServeSettings
 from feedrank.sim import Responses, World
-from feedrank.sim.generate import _users as draw_users  # the world's own user model (no public hook)
+from feedrank.sim.generate import draw_users
 from feedrank.sim.tables import items_frame
 from feedrank.sim.world import Users
 

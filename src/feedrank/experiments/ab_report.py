@@ -15,8 +15,16 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from feedrank.errors import ConfigError
-from feedrank.eval.ab_plan import ContinuousMetric, Design, Metric, Plan, ProportionMetric, plan, power_at
-from feedrank.eval.plots import _save
+from feedrank.eval.plots import save_figure
+from feedrank.experiments.ab_plan import (
+    ContinuousMetric,
+    Design,
+    Metric,
+    Plan,
+    ProportionMetric,
+    plan,
+    power_at,
+)
 
 
 def render_plan(result: Plan) -> str:
@@ -116,4 +124,4 @@ def plot_power_curves(
         f"{design.traffic_share:.1%} of {design.units_per_day:,.0f} units/day"
     )
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

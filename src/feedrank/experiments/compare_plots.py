@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:  # compare_report.py defines the rows and imports this module
-    from feedrank.eval.compare_report import MetricRow
+    from feedrank.experiments.compare_report import MetricRow
 
 DPI = 120
 COLORS = {"better": "#2e7d32", "worse": "#c62828", "no significant difference": "#616161"}

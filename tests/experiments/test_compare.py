@@ -16,9 +16,17 @@ from sklearn.metrics import roc_auc_score
 
 from feedrank.errors import ConfigError
 from feedrank.eval.calibration import reliability_table
-from feedrank.eval.compare import CompareOptions, compare, decide
-from feedrank.eval.compare_report import ComparisonReport, MetricRow, Segment, SystemInfo, write_comparison
-from feedrank.eval.compare_stats import (
+from feedrank.eval.diversity import gini
+from feedrank.eval.metrics import auc, group_metrics
+from feedrank.experiments.compare import CompareOptions, compare, decide
+from feedrank.experiments.compare_report import (
+    ComparisonReport,
+    MetricRow,
+    Segment,
+    SystemInfo,
+    write_comparison,
+)
+from feedrank.experiments.compare_stats import (
     ExposureGini,
     MetricPair,
     PairedEstimate,
@@ -32,8 +40,6 @@ from feedrank.eval.compare_stats import (
     ratio_z_test,
     summarize,
 )
-from feedrank.eval.diversity import gini
-from feedrank.eval.metrics import auc, group_metrics
 
 F64 = npt.NDArray[np.float64]
 

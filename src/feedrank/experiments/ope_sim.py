@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from feedrank.errors import DataError
-from feedrank.eval.ope import F64, I64, BanditData, ScoreFn, SoftmaxPolicy
+from feedrank.experiments.ope import F64, I64, BanditData, ScoreFn, SoftmaxPolicy
 from feedrank.sim import World
 
 HOUR_US = 3_600_000_000

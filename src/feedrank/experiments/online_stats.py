@@ -31,8 +31,8 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from feedrank.eval.diversity import gini
-from feedrank.eval.online_ab import ABResult
 from feedrank.eval.plots import DPI, plot_system_comparison
+from feedrank.experiments.online_ab import ABResult
 
 F64 = npt.NDArray[np.float64]
 MEAN_METRICS = {  # report name -> per-user metric of ABResult
