@@ -29,6 +29,11 @@ class TrainConfig:
     # -- length
     epochs: int = 1
     max_steps: int = 0  # stop after this many optimizer steps in total (0 = run all epochs)
+    max_samples: int = 0  # stop once this many examples (all ranks) were trained on (0 = no limit)
+    # Stop at the first step past this much training wall time, summed over resumes (0 = no
+    # limit); the learning-rate schedule still spans the step budget, so prefer max_samples
+    # where runs must be reproducible.
+    max_minutes: float = 0.0
     # -- optimizers: AdamW on dense parameters, a sparse optimizer on sparse embedding tables
     lr: float = 1e-3
     sparse_lr: float = 0.3
@@ -46,7 +51,7 @@ class TrainConfig:
     amp: Amp = "off"  # "auto": bf16 on a CPU with native bf16, fp16 + GradScaler on CUDA
     device: Device = "cpu"  # "auto": cuda when available
     seed: int = 0
-    num_threads: int = 0  # torch intra-op CPU threads (0 = leave torch's setting); see report
+    num_threads: int = 0  # torch intra-op CPU threads (0 = this process's share: feedrank/threads.py)
     # -- distributed (only used when WORLD_SIZE > 1)
     sparse_sync: SparseSync = "auto"  # how sparse grads are averaged; "auto": ddp on gloo, allgather on nccl
     find_unused_parameters: bool = False
@@ -72,6 +77,8 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig.{name} must be >= 1, got {value}")
         non_negative = {
             "max_steps": self.max_steps,
+            "max_samples": self.max_samples,
+            "max_minutes": self.max_minutes,
             "warmup_steps": self.warmup_steps,
             "eval_every": self.eval_every,
             "checkpoint_every": self.checkpoint_every,

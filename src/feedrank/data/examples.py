@@ -11,6 +11,7 @@ Arrays come out as dicts of numpy arrays keyed like models/inputs.py expects (`u
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,14 +48,18 @@ class FeatureSpace:
 
     def user_arrays(self, user_ids: pl.Series, ts_us: np.ndarray) -> Arrays:
         """Inputs of the user tower for users at times ts: (N,) ids → dict of (N,) / (N, L) arrays."""
-        rows = self.users.rows(user_ids)
+        buckets = hash_column(user_ids, self.config.user_buckets, "user")
+        return self.user_arrays_at(buckets, self.users.rows(user_ids), ts_us)
+
+    def user_arrays_at(self, user_buckets: np.ndarray, rows: np.ndarray, ts_us: np.ndarray) -> Arrays:
+        """`user_arrays` from each user's hashed id bucket and directory row (-1: unknown)."""
         demo = np.zeros((rows.size, self.users.demographics.shape[1]), dtype=np.int64)
         known = rows >= 0
         demo[known] = self.users.demographics[rows[known]]
         hist = self.past.history(rows, ts_us, self.config.history_len)  # item rows + 1, 0 pads
         cat = self.catalog
         return {
-            "user_id": hash_column(user_ids, self.config.user_buckets, "user"),
+            "user_id": user_buckets,
             "user_demo": demo,
             "hist_item": cat.lookup("id_bucket", hist),
             "hist_cat": cat.lookup("category", hist),
@@ -76,6 +81,12 @@ class FeatureSpace:
             f"{prefix}item_fresh": np.where(item_rows >= 0, fresh, 0),
             f"{prefix}item_published_us": np.where(item_rows >= 0, published_raw, NO_TIME),
         }
+
+    @functools.cached_property
+    def exists_order(self) -> np.ndarray:
+        """(I,) catalog rows by the time each item came into existence (sorted once, not per batch)."""
+        order: np.ndarray = np.argsort(self.item_exists_us, kind="stable")
+        return order
 
 
 def fit_feature_space(parts: dict[str, Dataset], cfg: FeatureConfig) -> FeatureSpace:
@@ -188,12 +199,20 @@ def live_catalog_sample(
     This is the catalog a click-only log's user could have seen at t: sampling negatives from it,
     not from all history, teaches the model to choose among items that were actually available.
     """
-    order = np.argsort(space.item_exists_us, kind="stable")
+    return live_catalog_draws(space, ts_us, rng.random((ts_us.size, k)), window_h)
+
+
+def live_catalog_draws(
+    space: FeatureSpace, ts_us: np.ndarray, uniforms: np.ndarray, window_h: float
+) -> np.ndarray:
+    """`live_catalog_sample` from given (N, k) uniforms in [0, 1) (a counter-based stream can
+    then draw the same negatives for an example however the examples are batched)."""
+    order = space.exists_order
     exists = space.item_exists_us[order]
     hi = np.searchsorted(exists, ts_us, side="right")  # existed at t
     lo = np.searchsorted(exists, ts_us - int(window_h * 3_600_000_000), side="left")
     span = hi - lo
-    draws = lo[:, None] + (rng.random((ts_us.size, k)) * np.maximum(span, 1)[:, None]).astype(np.int64)
+    draws = lo[:, None] + (uniforms * np.maximum(span, 1)[:, None]).astype(np.int64)
     picked = order[np.minimum(draws, max(exists.size - 1, 0))]
     return np.where(span[:, None] > 0, picked, -1)
 

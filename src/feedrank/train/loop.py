@@ -31,6 +31,7 @@ from torch import nn
 
 from feedrank.artifacts.train_config import Device, TrainConfig
 from feedrank.errors import ConfigError, DivergedError, TrainError
+from feedrank.threads import auto_threads
 from feedrank.train import checkpoint as ckpt
 from feedrank.train.batches import count_examples, move_to
 from feedrank.train.curves import MetricsLog, Split, plot_curves
@@ -88,8 +89,7 @@ def train(
     resume: continue from the newest checkpoint in `run_dir/checkpoints` (if any) exactly.
     on_step: called on every rank after each optimizer step (and after its checkpoint).
     """
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    torch.set_num_threads(auto_threads(config.num_threads))
     ctx = setup_distributed(config.device, config.dist_timeout_s)
     return _train(task, data, config, run_dir, evaluate, resume, on_step, ctx)
 
@@ -147,8 +147,7 @@ def _train(
         raise ConfigError(
             f"an epoch has {micro_per_epoch} batches per rank, fewer than grad_accum_steps={accum}"
         )
-    total_steps = steps_per_epoch * config.epochs
-    total_steps = min(total_steps, config.max_steps) if config.max_steps else total_steps
+    total_steps = _step_budget(steps_per_epoch, data, accum, ctx.world_size, config)
 
     session_start, wall_at_start, samples_at_start = time.perf_counter(), progress.wall_s, progress.samples
 
@@ -231,7 +230,7 @@ def _train(
                 progress.step += 1
                 progress.batch += accum
                 progress.samples += window.step_done(grad_norm, factor * config.lr)
-                stop = progress.step >= total_steps
+                stop = progress.step >= total_steps or _out_of_budget(wall_s(), progress.samples, config)
 
                 if progress.step % config.log_every == 0 or stop:
                     record("train", window.means(), window.samples_per_s())
@@ -266,6 +265,25 @@ def _train(
         peak_rss_mib=peak_rss_mib(),
         checkpoint=ckpt.checkpoint_path(run_dir, progress.step),
     )
+
+
+def _step_budget(
+    steps_per_epoch: int, data: BatchSource[Any], accum: int, world_size: int, config: TrainConfig
+) -> int:
+    """Optimizer steps the run may take: all epochs, cut by max_steps and max_samples."""
+    total = steps_per_epoch * config.epochs
+    if config.max_steps:
+        total = min(total, config.max_steps)
+    batch = getattr(data, "batch_size", None)
+    if config.max_samples and isinstance(batch, int):  # the schedule spans the budget
+        total = min(total, max(1, -(-config.max_samples // (batch * accum * world_size))))
+    return total
+
+
+def _out_of_budget(wall_s: float, samples: int, config: TrainConfig) -> bool:
+    """Past the time budget, or past the sample budget of a source without a fixed batch size."""
+    late = bool(config.max_minutes) and wall_s >= 60.0 * config.max_minutes
+    return late or (bool(config.max_samples) and samples >= config.max_samples)
 
 
 def _no_sync_unless(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager[object]:

@@ -15,11 +15,12 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 from torch import nn
 
@@ -27,14 +28,15 @@ from feedrank.artifacts.config import RankerRunConfig, RetrievalRunConfig
 from feedrank.artifacts.store import build_ranker, build_space, build_two_tower, load_retrieval, write_run
 from feedrank.artifacts.towers import item_vectors_at_hour
 from feedrank.candidates.logged import LoggedSources, Requests
+from feedrank.data.dataset import Dataset
 from feedrank.data.examples import (
     Arrays,
     FeatureSpace,
     ranker_examples,
-    retrieval_examples,
     with_unshown_negatives,
 )
 from feedrank.data.features import FeatureConfig, table_memory
+from feedrank.data.retrieval_stream import RetrievalBatches, retrieval_rows
 from feedrank.data.split import open_split
 from feedrank.errors import ConfigError, DatasetError
 from feedrank.models.two_tower import TwoTower
@@ -43,11 +45,17 @@ from feedrank.train.loop import Evaluate, train
 from feedrank.train.ranker_task import RankerTask, TowerTables, tower_tables
 from feedrank.train.report import TrainResult
 from feedrank.train.retrieval_task import RetrievalTask
+from feedrank.train.shards import ShardBatchSource, write_streams
 
 log = logging.getLogger(__name__)
 
 MakeEvaluate = Callable[[FeatureSpace], Evaluate]
 AUTO_CATALOG_NEGATIVES = 20  # per example, for click-only logs
+EXAMPLES_DIR = "examples"  # the run's example streams while it trains
+# Example streams: 8 lets 1, 2, 4 or 8 ranks split them evenly (a batch takes batch_size / (8 /
+# world) rows of each); units of 8,192 rows are the shuffle's blocks and the reads' row groups.
+EXAMPLE_STREAMS = 8
+EXAMPLE_UNIT_ROWS = 8_192
 
 
 def to_tensors(arrays: Arrays) -> dict[str, torch.Tensor]:
@@ -69,29 +77,27 @@ def train_retrieval(
     catalog_negatives = cfg.loss.catalog_negatives
     if catalog_negatives < 0:
         catalog_negatives = AUTO_CATALOG_NEGATIVES if parts["train"].click_only else 0
-    arrays = retrieval_examples(
-        space,
-        parts["train"].read("impressions"),
-        hard_negatives=cfg.loss.hard_negatives,
-        catalog_negatives=catalog_negatives,
-        seed=cfg.train.seed,
-    )
-    arrays["weight"] = cfg.weights.example_weight(arrays)
-    keep = arrays["weight"] > 0
-    arrays = {k: v[keep] for k, v in arrays.items()}
-    if keep.sum() < cfg.batch_size:
+    streams, examples = retrieval_streams(space, parts["train"], cfg, out_dir / EXAMPLES_DIR)
+    if examples < cfg.batch_size:
         raise DatasetError(
-            f"{split_dir}: only {int(keep.sum())} engaged training examples, fewer than one batch "
+            f"{split_dir}: only {examples} engaged training examples, fewer than one batch "
             f"of {cfg.batch_size}; lower batch_size or use more data"
         )
+    batches = RetrievalBatches(space, catalog_negatives, seed=cfg.train.seed)
+
+    def make_batch(rows: Arrays, epoch: int) -> dict[str, torch.Tensor]:
+        return to_tensors(batches.arrays(rows, epoch))
+
+    data = ShardBatchSource(streams, cfg.batch_size, make_batch, seed=cfg.train.seed)
     torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
     model = build_two_tower(cfg)
     _log_tables(cfg.features, cfg.model.embed_dim)
     task = RetrievalTask(model, cfg.loss)
-    data = TensorBatchSource(to_tensors(arrays), cfg.batch_size, seed=cfg.train.seed)
     evaluate = make_evaluate(space) if make_evaluate else None
     result = train(task, data, cfg.train, out_dir, evaluate, resume=resume)
-    extra = {"examples": int(keep.sum()), "catalog_negatives": catalog_negatives}
+    for path in streams:  # rebuilt by every call, resume included; each rank removes its own
+        path.unlink(missing_ok=True)
+    extra = {"examples": examples, "catalog_negatives": catalog_negatives}
     _finish(out_dir, "retrieval", cfg, split_dir, model, result, extra)
     return result
 
@@ -140,6 +146,35 @@ def train_ranker(
     extra = {"examples": len(arrays["y_click"]), "retrieval_run": str(Path(retrieval_run).resolve())}
     _finish(out_dir, "ranker", cfg, split_dir, ranker, result, extra)
     return result
+
+
+def retrieval_streams(
+    space: FeatureSpace, train_part: Dataset, cfg: RetrievalRunConfig, out_dir: Path
+) -> tuple[list[Path], int]:
+    """The train part's retrieval rows dealt into example streams (train/shards.py) in `out_dir`:
+    this rank writes the streams it reads. Returns every stream's path and the number of rows."""
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    streams = EXAMPLE_STREAMS if EXAMPLE_STREAMS % world == 0 else world
+    counted = [0]
+
+    def counting(chunks: Iterator[Arrays]) -> Iterator[Arrays]:
+        for chunk in chunks:
+            counted[0] += chunk["example"].size
+            yield chunk
+
+    clicks = int(train_part.scan("impressions").select(pl.col("clicked").sum()).collect().item() or 0)
+    # Small logs get smaller units, so that every stream holds several of them.
+    unit_rows = max(1, min(EXAMPLE_UNIT_ROWS, clicks // (8 * streams)))
+    rows = retrieval_rows(space, train_part, cfg.weights.example_weight, cfg.loss.hard_negatives)
+    paths = write_streams(
+        out_dir,
+        counting(rows),
+        streams=streams,
+        unit_rows=unit_rows,
+        streams_to_write=list(range(rank, streams, world)),
+    )
+    log.info("retrieval examples: %d rows in %d streams under %s", counted[0], streams, out_dir)
+    return paths, counted[0]
 
 
 class SourceReplay:
