@@ -9,11 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from feedrank.candidates import Trending, TrendingConfig
 from feedrank.data.dataset import conform
 from feedrank.data.examples import build_feature_space
-from feedrank.data.features import FeatureConfig
+from feedrank.data.features import FeatureConfig, to_us
 from feedrank.data.schema import HISTORY, IMPRESSIONS, ITEMS, USERS
-from feedrank.eval.next_click_stream import ClickStream, rank_metrics
+from feedrank.eval.next_click_stream import POP_WINDOWS_MIN, ClickStream, rank_metrics
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -72,6 +73,26 @@ def test_the_stream_is_leak_free() -> None:
         for (_, a), (_, b) in zip(full.walk(later), truncated.walk(later), strict=True)
     ]
     assert any(differs)  # the truncation really removed information
+
+
+def test_sliding_popularity_counts_equal_trending_recounted_per_target() -> None:
+    events = _events(2_000)
+    items = conform(pl.DataFrame({"item_id": [f"i{k}" for k in range(40)]}), ITEMS)
+    users = conform(pl.DataFrame({"user_id": [f"u{k}" for k in range(12)]}), USERS)
+    space = build_feature_space(
+        FeatureConfig(), items=items, users=users, history=HISTORY.empty(), impressions=events, ctr_prior=0.5
+    )
+    stream = ClickStream(space, events, live_window_h=48, session_gap_min=30)
+    trending = Trending(TrendingConfig(windows_min=tuple(map(float, POP_WINDOWS_MIN)), half_life_min=None))
+    trending.extend(stream.ck_item, stream.ck_ts)
+    targets = events.filter(pl.col("clicked")).gather_every(7)  # ties of time and gaps > 24 h included
+    ts = to_us(targets.get_column("ts"))
+    seen = 0
+    for e, state in stream.walk(targets):
+        expected = trending.counts(int(ts[e]), len(space.catalog))[:, state.live_rows]
+        assert all(np.array_equal(state.pop[m], expected[k]) for k, m in enumerate(POP_WINDOWS_MIN))
+        seen += 1
+    assert seen == targets.height > 100
 
 
 def test_next_click_report_on_the_tiny_world(runs: tuple[Path, Path], tmp_path: Path) -> None:

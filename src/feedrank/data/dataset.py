@@ -48,6 +48,31 @@ def conform(df: pl.DataFrame, table: Table) -> pl.DataFrame:
     return df.select(exprs)
 
 
+class IdSet:
+    """Distinct string ids held as Arrow strings: a Python set of str costs ~100 bytes per id,
+    which for a log of millions of users was most of an import's memory."""
+
+    _COMPACT_EVERY = 16  # parts kept before they are merged into one distinct column
+
+    def __init__(self) -> None:
+        self._parts: list[pl.Series] = []
+
+    def update(self, ids: pl.Series) -> None:
+        self._parts.append(ids.drop_nulls().unique())
+        if len(self._parts) > self._COMPACT_EVERY:
+            self._compact()
+
+    def _compact(self) -> pl.Series:
+        merged = pl.concat(self._parts).unique() if self._parts else pl.Series([], dtype=pl.String)
+        self._parts = [merged]
+        return merged
+
+    def difference(self, other: IdSet) -> pl.Series:
+        """The ids here and not in `other`, sorted."""
+        mine = self._compact()
+        return mine.filter(~mine.is_in(other._compact().implode())).sort()
+
+
 @dataclass
 class _TableState:
     rows: int = 0
@@ -75,8 +100,8 @@ class DatasetWriter:
         self.shard_rows = shard_rows
         self._tables = {name: _TableState() for name in TABLES}
         # Ids referenced by events and ids described by entity tables, to complete the latter.
-        self._referenced: dict[str, set[str]] = {"item_id": set(), "user_id": set()}
-        self._described: dict[str, set[str]] = {"item_id": set(), "user_id": set()}
+        self._referenced = {"item_id": IdSet(), "user_id": IdSet()}
+        self._described = {"item_id": IdSet(), "user_id": IdSet()}
 
     @property
     def quarantine_path(self) -> Path:
@@ -104,11 +129,11 @@ class DatasetWriter:
     def _track_ids(self, table_name: str, df: pl.DataFrame) -> None:
         if table_name in ("impressions", "history"):
             for col in ("item_id", "user_id"):
-                self._referenced[col].update(df.get_column(col).unique().to_list())
+                self._referenced[col].update(df.get_column(col))
         elif table_name == "items":
-            self._described["item_id"].update(df.get_column("item_id").unique().to_list())
+            self._described["item_id"].update(df.get_column("item_id"))
         elif table_name == "users":
-            self._described["user_id"].update(df.get_column("user_id").unique().to_list())
+            self._described["user_id"].update(df.get_column("user_id"))
 
     def complete_entities(self) -> dict[str, int]:
         """Add a row with unknown features for every item and user that events mention but the
@@ -116,9 +141,9 @@ class DatasetWriter:
         full catalog and population. Returns how many rows were added per table."""
         added: dict[str, int] = {}
         for table_name, col in (("items", "item_id"), ("users", "user_id")):
-            missing = sorted(self._referenced[col] - self._described[col])
-            added[table_name] = len(missing)
-            if missing:
+            missing = self._referenced[col].difference(self._described[col])
+            added[table_name] = missing.len()
+            if missing.len():
                 self.write(table_name, pl.DataFrame({col: missing}, schema={col: pl.String}))
         return added
 
