@@ -95,10 +95,38 @@ class TimeRange:
         return self.lo, self.hi if self.hi is not None else ts_max_default()
 
 
+def parse_times(raw: pl.Series) -> pl.Series:
+    """Strings to UTC timestamps, each value on its own: any ISO 8601 spelling, zone-less = UTC.
+
+    polars parses the column fast with the format it infers from the first value; the values that
+    format does not fit (another ISO spelling: `Z`, an offset, a fraction, a date alone) are
+    parsed one by one. Unparseable values stay null."""
+    fast = raw.str.strip_chars().str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+    missed = (fast.is_null() & raw.is_not_null()).arg_true()
+    if missed.len() == 0:
+        return fast
+    values = raw.gather(missed).to_list()
+    parsed = pl.Series([_iso_us(v) for v in values], dtype=pl.Int64).cast(UTC_TS)
+    return fast.scatter(missed, parsed)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _iso_us(value: str) -> int | None:
+    try:
+        when = datetime.fromisoformat(value.strip())
+        when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        return (when - _EPOCH) // timedelta(microseconds=1)
+    except (ValueError, OverflowError):
+        return None
+
+
 def to_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Cast a column of strings or datetimes (naive = UTC) to the canonical UTC timestamp."""
+    """Cast a column of datetimes (naive = UTC) or numbers to the canonical UTC timestamp (strings:
+    `parse_times`, value by value)."""
     if dtype == pl.String:
-        return expr.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+        return expr.map_batches(parse_times, return_dtype=UTC_TS)
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is None:
             return expr.dt.cast_time_unit("us").dt.replace_time_zone("UTC")
@@ -110,6 +138,10 @@ def _cast(df: pl.DataFrame, name: str, target: pl.DataType) -> pl.Expr:
     src = df.schema[name]
     if target == UTC_TS:
         return to_utc(pl.col(name), src)
+    if target == pl.Boolean and src.is_numeric():
+        # 0/1 only: a label of 2, -1 or 7 is corrupt, not "true"
+        col = pl.col(name)
+        return pl.when(col == 1).then(pl.lit(True)).when(col == 0).then(pl.lit(False)).otherwise(None)
     if target == pl.Boolean and src == pl.String:
         lowered = pl.col(name).str.strip_chars().str.to_lowercase()
         return (
@@ -162,6 +194,8 @@ def validate_rows(
             checks.append(RowCheck((typed < lo) | (typed > hi), c.name, outside))
         if c.name == "dwell_s":
             checks.append(RowCheck(typed.is_nan(), c.name, "dwell is NaN"))
+            # inf, or a number too large for float32 (1e39): not a dwell time
+            checks.append(RowCheck(typed.is_infinite(), c.name, "dwell is not finite"))
             checks.append(RowCheck(typed < 0, c.name, "dwell is negative"))
         if c.name in ("position", "seq"):
             checks.append(RowCheck(typed < 0, c.name, "must not be negative"))
@@ -170,6 +204,7 @@ def validate_rows(
             checks.append(RowCheck(bad_p, c.name, "propensity must be in (0, 1]"))
         if c.name == "survey":
             checks.append(RowCheck(typed.is_nan(), c.name, "survey is NaN"))
+            checks.append(RowCheck(typed.is_infinite(), c.name, "survey is not finite"))
 
     passed, bad = split_bad_rows(casted, checks, file=file)
     bad_frames = [bad]

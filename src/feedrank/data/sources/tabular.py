@@ -164,7 +164,8 @@ def _csv_batches(path: Path, label: str, ctx: ImportContext) -> Iterator[pl.Data
     header_line = next(lines)
     if header_line.text is None:
         raise DataError(f"{label}: line 1 (the header) is unreadable: {header_line.error}")
-    header = [h.strip() for h in next(csv.reader([header_line.text]))]
+    # A byte-order mark (Excel writes one) would otherwise glue itself to the first column's name.
+    header = [h.strip() for h in next(csv.reader([header_line.text.removeprefix("\ufeff")]))]
     tally = ctx.ledger.tally(label, "row")
     rows: list[list[str]] = []
     numbers: list[int] = []
@@ -179,26 +180,21 @@ def _csv_batches(path: Path, label: str, ctx: ImportContext) -> Iterator[pl.Data
         return frame
 
     for line in lines:
-        if line.text is None:
-            tally.read += 1
-            tally.quarantined += 1
-            ctx.quarantine.add(
-                label, line.number, "(line)", line.raw_preview, line.error or "unreadable line"
-            )
-            continue
-        if not line.text.strip():
+        if line.text is not None and not line.text.strip():
             continue  # blank lines (e.g. a trailing newline) are not rows
-        fields = next(csv.reader([line.text]))
-        if len(fields) != len(header):
+        fields = next(csv.reader([line.text])) if line.text is not None else []
+        if line.text is None or len(fields) != len(header):
+            if rows and ctx.quarantine.strict:
+                yield flush()  # the rows before this line are checked first: --strict names the first bad row
             tally.read += 1
             tally.quarantined += 1
-            ctx.quarantine.add(
-                label,
-                line.number,
-                "(line)",
-                line.text,
-                f"has {len(fields)} columns, the header has {len(header)}",
-            )
+            if line.text is None:
+                ctx.quarantine.add(
+                    label, line.number, "(line)", line.raw_preview, line.error or "unreadable line"
+                )
+            else:
+                reason = f"has {len(fields)} columns, the header has {len(header)}"
+                ctx.quarantine.add(label, line.number, "(line)", line.text, reason)
             continue
         rows.append(fields)
         numbers.append(line.number)
