@@ -136,3 +136,31 @@ def test_resume_refuses_another_model(tmp_path: Path, toy_train: dict[str, Tenso
     train(make_task(), data, fast_config(), tmp_path)
     with pytest.raises(CheckpointError, match="does not fit"):
         train(make_task(num_ids=300), data, fast_config(), tmp_path, resume=True)
+
+
+def test_logged_curves_of_a_resumed_run_equal_the_uninterrupted_runs(
+    tmp_path: Path,
+    toy_train: dict[str, Tensor],
+    toy_valid: dict[str, Tensor],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records every 4 steps, checkpoints every 3: the checkpoint at step 3 holds three steps of
+    running means that the record at step 4 averages. They are part of the checkpoint."""
+    config = dataclasses.replace(CONFIG, log_every=4)
+    run(tmp_path / "straight", toy_train, toy_valid, config=config)
+    with pytest.raises(InterruptError):
+        run(tmp_path / "resumed", toy_train, toy_valid, config=config, on_step=interrupt_at(5))
+    run(tmp_path / "resumed", toy_train, toy_valid, config=config, resume=True)
+    straight = records(tmp_path / "straight")
+    first_loss = next(r for r in straight if r[1] == "train" and r[2] == "loss")
+    assert first_loss[0] == 4  # its window spans the resume
+    assert records(tmp_path / "resumed") == straight
+
+    # The control: without the window in the checkpoint, the record at step 4 averages only step 4.
+    from feedrank.train.report import MetricWindow
+
+    monkeypatch.setattr(MetricWindow, "load_state_dict", lambda self, state: None)
+    with pytest.raises(InterruptError):
+        run(tmp_path / "control", toy_train, toy_valid, config=config, on_step=interrupt_at(5))
+    run(tmp_path / "control", toy_train, toy_valid, config=config, resume=True)
+    assert records(tmp_path / "control") != straight

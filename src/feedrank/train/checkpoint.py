@@ -12,6 +12,7 @@ values (weights_only forbids anything else, so nothing in it can run code when l
     rng             one dict per rank: python `random`, numpy's global MT19937, torch CPU (and CUDA)
     progress        Progress as a dict: epoch, batch index in the epoch, global step, samples, ...
     early_stopping  EarlyStopping.state_dict()
+    metric_window   MetricWindow.state_dict() of rank 0: the running means not yet logged (or None)
 
 `checkpoints/best.pt` holds {format_version, config, model: task.model.state_dict(), step,
 metrics} from the best evaluation (only when early_stop_metric is set).
@@ -158,6 +159,7 @@ def training_payload(
     rng_states: list[dict[str, Any]],
     progress: Progress,
     early: EarlyStopping,
+    metric_window: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict described in the module docstring."""
     return {
@@ -173,6 +175,7 @@ def training_payload(
         "rng": rng_states,
         "progress": dataclasses.asdict(progress),
         "early_stopping": early.state_dict(),
+        "metric_window": metric_window,  # rank 0's running means of the logged training values
     }
 
 

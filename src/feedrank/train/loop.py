@@ -125,15 +125,17 @@ def _train(
         if ctx.is_main:
             progress.metrics_lines, progress.wall_s = metrics.lines, wall_s()
             payload = ckpt.training_payload(
-                config, ctx, module, optimizers, scaler, rng_states, progress, early
+                config, ctx, module, optimizers, scaler, rng_states, progress, early, window.state_dict()
             )
             ckpt.save_atomic(payload, ckpt.checkpoint_path(run_dir, progress.step))
             ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
 
+    window = MetricWindow()  # the logged training means since the last record
     if resume and (latest := ckpt.latest_checkpoint(run_dir)) is not None:
-        ckpt.restore_training(
-            ckpt.load_checkpoint(latest), latest, config, ctx, module, optimizers, scaler, early, progress
-        )
+        payload = ckpt.load_checkpoint(latest)
+        ckpt.restore_training(payload, latest, config, ctx, module, optimizers, scaler, early, progress)
+        if payload.get("metric_window") is not None:  # absent from checkpoints of older versions
+            window.load_state_dict(payload["metric_window"])
         log.info("resumed from %s at step %d (epoch %d)", latest, progress.step, progress.epoch)
     metrics.start(progress.metrics_lines)
     model, manual_sparse_sync = wrap_model(
@@ -197,7 +199,6 @@ def _train(
         )
         return early.should_stop
 
-    window = MetricWindow()
     stop = progress.step >= total_steps or early.should_stop
     with progress_bar(enabled=config.progress and ctx.is_main, total=total_steps, done=progress.step) as bar:
         while progress.epoch < config.epochs and not stop:

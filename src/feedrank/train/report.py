@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -83,6 +84,24 @@ class MetricWindow:
 
     def samples_per_s(self) -> float:
         return self.samples / max(1e-9, time.perf_counter() - self.started)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running sums since the last record: a checkpoint between two records carries them,
+        so the first record after a resume averages the same steps as an uninterrupted run."""
+        return {
+            "batch_sums": dict(self.batch_sums),
+            "step_sums": dict(self.step_sums),
+            "batches": self.batches,
+            "steps": self.steps,
+            "samples": self.samples,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.reset()
+        self.batch_sums.update({str(k): float(v) for k, v in state["batch_sums"].items()})
+        self.step_sums.update({str(k): float(v) for k, v in state["step_sums"].items()})
+        self.batches, self.steps = int(state["batches"]), int(state["steps"])
+        self.samples = int(state["samples"])
 
 
 def describe_parameters(sparse: Sequence[nn.Parameter], dense: Sequence[nn.Parameter]) -> str:
