@@ -9,6 +9,7 @@ oracle → bundle → start the HTTP service and fetch a feed for a known and a 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import polars as pl
+from pydantic import SecretStr
 
 from feedrank.artifacts.config import RankerRunConfig, RetrievalRunConfig
 from feedrank.artifacts.store import load_retrieval
@@ -30,7 +32,7 @@ from feedrank.data.split import SplitSpec, open_split, split_dataset
 from feedrank.eval.offline import EvalOptions, OfflineReport, evaluate_run
 from feedrank.eval.report import write_report
 from feedrank.serve.local import running_service
-from feedrank.serve.settings import ServeSettings
+from feedrank.serve.settings import ServerSettings, ServeSettings
 from feedrank.sim import SimConfig, simulate
 from feedrank.train.run import train_ranker, train_retrieval
 from feedrank.train.validation import ranker_validator, retrieval_validator
@@ -127,17 +129,31 @@ def run_demo(
         report = evaluate_run(out_dir / "ranker", split_dir, cfg.eval)
         paths = write_report(report, out_dir / "ranker" / "eval")
     with step("bundle"):
-        bundle = write_bundle(out_dir / "ranker", _fresh(out_dir / "bundle"))
+        key_file = _demo_key(out_dir / "bundle.key")
+        bundle = write_bundle(out_dir / "ranker", _fresh(out_dir / "bundle"), sign_key=key_file.read_bytes())
     with step("serve"):
-        feeds = _fetch_feeds(bundle, parts["test"])
+        feeds = _fetch_feeds(bundle, parts["test"], key_file)
     return DemoResult(out_dir, stats, report, paths["markdown"], bundle, feeds, seconds)
 
 
-def _fetch_feeds(bundle: Path, test: Dataset) -> dict[str, dict[str, Any]]:
-    """Start the HTTP service on the bundle, ask it for two feeds over HTTP, stop it."""
+def _demo_key(path: Path) -> Path:
+    """The demo's bundle signing key, beside (never inside) the bundle; made once, owner-only."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32) + "\n", encoding="ascii")
+        path.chmod(0o600)
+    return path
+
+
+def _fetch_feeds(bundle: Path, test: Dataset, key_file: Path) -> dict[str, dict[str, Any]]:
+    """Start the HTTP service on the signed bundle, ask it for two feeds over HTTP, stop it.
+
+    The service checks the signature with the demo's key, and gets a fresh admin token of its own
+    (this run only reads feeds, which are open)."""
     known = test.scan("impressions").filter(pl.col("clicked")).select("user_id").head(1).collect().item()
     settings = ServeSettings(clock="bundle")  # the simulated world's time, not today's
-    with running_service(bundle, settings) as url:
+    server = ServerSettings(bundle_key_file=key_file, admin_token=SecretStr(secrets.token_urlsafe(32)))
+    with running_service(bundle, settings, server=server) as url:
         feeds = {
             "known user": httpx.post(f"{url}/v1/feed", json={"user_id": known, "k": 10}, timeout=30).json(),
             "new user": httpx.post(

@@ -60,8 +60,9 @@ def runs(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 @pytest.fixture(scope="session")
 def bundle_path(runs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     from feedrank.bundle import write_bundle
+    from tests.integration.http import BUNDLE_KEY
 
-    return write_bundle(runs[1], tmp_path_factory.mktemp("bundle") / "b1")
+    return write_bundle(runs[1], tmp_path_factory.mktemp("bundle") / "b1", sign_key=BUNDLE_KEY)
 
 
 from tests.serve.conftest import redis_server, redis_url  # noqa: E402, F401  (shared fixtures)

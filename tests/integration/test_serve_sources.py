@@ -10,15 +10,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from feedrank.candidates import SourceList, SourcesConfig
-from feedrank.serve.app import create_app
 from feedrank.serve.recommender import Recommender
 from feedrank.serve.settings import ServeSettings
+from tests.integration.http import admin_client
 
 
 # No deadline: on a busy 2-core box a cold first request could otherwise skip the sources it tests.
 @pytest.fixture
 def client(bundle_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(ServeSettings(clock="bundle", deadline_ms=1e9), bundle_path)) as c:
+    with admin_client(ServeSettings(clock="bundle", deadline_ms=1e9), bundle_path) as c:
         yield c
 
 
@@ -63,7 +63,7 @@ def test_ann_only_is_still_selectable(bundle_path: Path) -> None:
     settings = ServeSettings(
         clock="bundle", candidates=50, sources=SourcesConfig(trending=0, covis=0, fresh=0)
     )
-    with TestClient(create_app(settings, bundle_path)) as c:
+    with admin_client(settings, bundle_path) as c:
         feed = c.post("/v1/feed", json={"user_id": "anyone", "k": 10}).json()
     assert feed["candidates"] == {"ann": 50, "trending": 0, "covis": 0, "fresh": 0}
     assert len(feed["items"]) == 10
@@ -91,7 +91,7 @@ def test_a_source_over_its_budget_is_skipped(bundle_path: Path) -> None:
     settings = ServeSettings(
         clock="bundle", deadline_ms=1e9, source_budget_ms=0.0
     )  # every non-ANN source overruns
-    with TestClient(create_app(settings, bundle_path)) as c:
+    with admin_client(settings, bundle_path) as c:
         feed = c.post("/v1/feed", json={"user_id": "anyone", "k": 10}).json()
     assert set(feed["skipped_sources"]) == {"trending", "covis", "fresh"}
     assert all(why.startswith("overran") for why in feed["skipped_sources"].values())

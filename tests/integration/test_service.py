@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from feedrank.serve.app import create_app
 from feedrank.serve.cache import CacheSettings
 from feedrank.serve.settings import ServeSettings
+from tests.integration.http import admin_client
 from tests.serve.conftest import RedisServer
 
 
 @pytest.fixture
 def client(bundle_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(ServeSettings(clock="bundle"), bundle_path)) as c:
+    with admin_client(ServeSettings(clock="bundle"), bundle_path) as c:
         yield c
 
 
@@ -108,7 +108,7 @@ def test_malformed_bodies_and_events(client: TestClient) -> None:
 
 
 def test_health_readiness_and_docs(bundle_path: Path) -> None:
-    with TestClient(create_app(ServeSettings(clock="bundle"))) as empty:
+    with admin_client(ServeSettings(clock="bundle"), None, root=bundle_path.parent) as empty:
         assert empty.get("/healthz").json() == {"status": "ok"}
         assert empty.get("/readyz").status_code == 503
         assert empty.post("/v1/feed", json={"user_id": "u1"}).status_code == 503
@@ -119,16 +119,21 @@ def test_health_readiness_and_docs(bundle_path: Path) -> None:
 
 def test_a_missed_deadline_serves_the_ann_order_and_says_so(bundle_path: Path) -> None:
     settings = ServeSettings(clock="bundle", deadline_ms=0.001, rank_budget_ms=0.0)
-    with TestClient(create_app(settings, bundle_path)) as c:
+    with admin_client(settings, bundle_path) as c:
         feed = c.post("/v1/feed", json={"user_id": "anyone", "k": 5}).json()
     assert len(feed["items"]) == 5
     assert any(d.startswith("rank skipped") for d in feed["degraded"])
 
 
-def test_reload_under_concurrent_requests_fails_none(
-    client: TestClient, bundle_path: Path, tmp_path: Path
-) -> None:
+def test_reload_under_concurrent_requests_fails_none(bundle_path: Path, tmp_path: Path) -> None:
+    first = shutil.copytree(bundle_path, tmp_path / "b1")
     second = shutil.copytree(bundle_path, tmp_path / "b2")
+    with admin_client(ServeSettings(clock="bundle"), first) as client:
+        statuses = reload_while_requests_run(client, [second, first, second])
+    assert statuses and set(statuses) == {200}
+
+
+def reload_while_requests_run(client: TestClient, bundles: list[Path]) -> list[int]:
     statuses: list[int] = []
     stop = threading.Event()
 
@@ -139,23 +144,25 @@ def test_reload_under_concurrent_requests_fails_none(
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for t in threads:
         t.start()
-    for path in (second, bundle_path, second):
+    for path in bundles:
         assert client.post("/admin/reload", json={"bundle": str(path)}).status_code == 200
     stop.set()
     for t in threads:
         t.join()
-    assert statuses and set(statuses) == {200}
+    return statuses
 
 
 def test_a_corrupted_bundle_is_refused_and_the_old_one_keeps_serving(
-    client: TestClient, bundle_path: Path, tmp_path: Path
+    bundle_path: Path, tmp_path: Path
 ) -> None:
+    good = shutil.copytree(bundle_path, tmp_path / "good")
     bad = shutil.copytree(bundle_path, tmp_path / "bad")
     (bad / "items.parquet").write_bytes(b"tampered")
-    response = client.post("/admin/reload", json={"bundle": str(bad)})
-    assert response.status_code == 422 and "corrupted: items.parquet" in response.json()["detail"]
-    assert client.post("/v1/feed", json={"user_id": "u1"}).status_code == 200
-    assert client.post("/admin/reload", json={"bundle": str(tmp_path / "nowhere")}).status_code == 404
+    with admin_client(ServeSettings(clock="bundle"), good) as client:
+        response = client.post("/admin/reload", json={"bundle": str(bad)})
+        assert response.status_code == 400 and "corrupted: items.parquet" in response.json()["detail"]
+        assert client.post("/v1/feed", json={"user_id": "u1"}).status_code == 200
+        assert client.post("/admin/reload", json={"bundle": str(tmp_path / "nowhere")}).status_code == 404
 
 
 def test_redis_stopped_while_requests_run_fails_no_request(
@@ -163,7 +170,7 @@ def test_redis_stopped_while_requests_run_fails_no_request(
 ) -> None:
     settings = ServeSettings(clock="bundle", cache=CacheSettings(backend="redis", url=redis_server.url))
     statuses: list[int] = []
-    with TestClient(create_app(settings, bundle_path)) as c:
+    with admin_client(settings, bundle_path) as c:
 
         def hammer(n: int) -> None:
             for i in range(n):

@@ -2,6 +2,7 @@
 
     BUNDLE/
       manifest.json        SHA-256 of every file, library versions, data window, metrics, configs
+      manifest.sig         HMAC-SHA256 of manifest.json, when written with a signing key
       config.json          resolved run configs, CTR prior, snapshot time
       retrieval.pt         two-tower weights          ranker.pt   ranker weights
       items.parquet  users.parquet  history.parquet   the catalog and population
@@ -30,6 +31,7 @@ import torch
 
 from feedrank.artifacts.store import load_ranker, load_retrieval, read_run
 from feedrank.bundle.manifest import FORMAT_VERSION, MANIFEST, file_hashes
+from feedrank.bundle.signing import sign
 from feedrank.config import to_dict
 from feedrank.data.features import build_catalog, to_us
 from feedrank.data.split import open_split
@@ -50,11 +52,13 @@ def write_bundle(
     serving_window_days: float = 7.0,
     split_dir: Path | None = None,
     overwrite: bool = False,
+    sign_key: bytes | None = None,
 ) -> Path:
     """Write a bundle of `ranker_run` (and the retrieval run it was trained over) to `out_dir`.
 
     The catalog, users and events come from the split the ranker was trained on, or from
-    `split_dir` (e.g. the same world with a later log or a larger catalog)."""
+    `split_dir` (e.g. the same world with a later log or a larger catalog). With `sign_key` the
+    manifest is signed (manifest.sig, signing.py)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise BundleError(
@@ -124,6 +128,8 @@ def write_bundle(
             "files": file_hashes(tmp),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if sign_key is not None:
+            sign(tmp, sign_key)
         _fsync_tree(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)

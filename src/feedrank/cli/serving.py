@@ -10,9 +10,12 @@ from typing import Annotated, Literal
 import typer
 
 from feedrank.bundle import load_bundle, write_bundle
+from feedrank.bundle.manifest import verify
+from feedrank.bundle.signing import manifest_digest, sign
 from feedrank.bundle.vectors import item_vectors, user_vectors
 from feedrank.cli.console import console
 from feedrank.config import load_config
+from feedrank.errors import ConfigError
 from feedrank.index import IndexSpec, TuneCandidates, render_tune_report, tune
 from feedrank.serve.cache import CacheSettings
 from feedrank.serve.settings import ServeSettings
@@ -34,15 +37,44 @@ def bundle_command(
     Example: feedrank bundle --retrieval runs/demo/retrieval --ranker runs/demo/ranker --out runs/bundles/v1
     """
     spec = None if index == "auto" else IndexSpec(kind=index)  # type: ignore[arg-type]
+    key = _signing_key()
     with console.status("writing the bundle"):
         path = write_bundle(
-            ranker, out, retrieval_run=retrieval, index_spec=spec, serving_window_days=window_days
+            ranker,
+            out,
+            retrieval_run=retrieval,
+            index_spec=spec,
+            serving_window_days=window_days,
+            sign_key=key,
         )
     bundle = load_bundle(path)
+    signed = "signed" if key is not None else "unsigned (no FEEDRANK_BUNDLE_KEY_FILE / FEEDRANK_BUNDLE_KEY)"
     console.print(
         f"[green]bundle[/] {path} (version {bundle.version}): {len(bundle.space.catalog):,} items, "
-        f"{bundle.index.spec.kind} index, verified"
+        f"{bundle.index.spec.kind} index, verified, {signed}; manifest SHA-256 {manifest_digest(path)}"
     )
+
+
+def sign_bundle_command(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory to sign (its hashes are checked first).")],
+) -> None:
+    """Sign an existing bundle's manifest with the key in FEEDRANK_BUNDLE_KEY_FILE or FEEDRANK_BUNDLE_KEY.
+
+    For bundles written before signing, or without a key. Example: feedrank sign-bundle runs/bundles/v1
+    """
+    key = _signing_key()
+    if key is None:
+        raise ConfigError("no signing key: set FEEDRANK_BUNDLE_KEY_FILE (or FEEDRANK_BUNDLE_KEY)")
+    verify(bundle)  # only a bundle whose files match its manifest is vouched for
+    sign(bundle, key)
+    console.print(f"[green]signed[/] {bundle}; manifest SHA-256 {manifest_digest(bundle)}")
+
+
+def _signing_key() -> bytes | None:
+    from feedrank.serve.app import bundle_trust
+    from feedrank.serve.settings import ServerSettings
+
+    return bundle_trust(ServerSettings.from_env()).key
 
 
 def serve_command(
@@ -60,11 +92,17 @@ def serve_command(
 ) -> None:
     """Run the HTTP service on a bundle (POST /v1/feed, /v1/events; /docs for the API).
 
+    Credentials and bundle trust come from the environment: FEEDRANK_ADMIN_TOKEN (events, items,
+    reload), FEEDRANK_FEED_TOKEN (optional), FEEDRANK_BUNDLE_ROOT, FEEDRANK_BUNDLE_KEY_FILE or
+    FEEDRANK_BUNDLE_REGISTRY (docs/reliability.md).
+
     Example: feedrank serve runs/bundles/v1 --port 8000 --clock bundle
     """
     import uvicorn
 
-    from feedrank.serve.app import create_app
+    from feedrank.serve.app import bundle_trust, create_app
+    from feedrank.serve.service import FeedService
+    from feedrank.serve.settings import ServerSettings
 
     settings = load_config(ServeSettings, config, set_)
     overrides: dict[str, object] = {}
@@ -78,7 +116,10 @@ def serve_command(
 
     settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
     logging.getLogger("feedrank").setLevel(logging.INFO)
-    app = create_app(settings, bundle)
+    server = ServerSettings.from_env()  # tokens, bundle root and bundle trust: FEEDRANK_* variables
+    service = FeedService(settings, bundle_trust(server))
+    service.load(bundle, startup=True)  # a bad bundle is one line and exit 2, before listening
+    app = create_app(settings, bundle, service=service, server=server)
     console.print(f"serving {bundle} on http://{host}:{port} (docs at /docs); pid {os.getpid()}")
     uvicorn.run(app, host=host, port=port, workers=workers, log_level="warning")
 

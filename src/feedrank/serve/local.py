@@ -13,8 +13,9 @@ import httpx
 import uvicorn
 
 from feedrank.errors import FeedrankError
-from feedrank.serve.app import create_app
-from feedrank.serve.settings import ServeSettings
+from feedrank.serve.app import bundle_trust, create_app
+from feedrank.serve.service import FeedService
+from feedrank.serve.settings import ServerSettings, ServeSettings
 
 
 def free_port() -> int:
@@ -39,12 +40,21 @@ def wait_until_ready(url: str, alive: Callable[[], bool], timeout_s: float) -> b
 
 
 @contextmanager
-def running_service(bundle: Path, settings: ServeSettings, timeout_s: float = 60.0) -> Iterator[str]:
-    """Serve `bundle` over HTTP until the block ends; yields the base URL once /readyz answers 200."""
+def running_service(
+    bundle: Path, settings: ServeSettings, timeout_s: float = 60.0, server: ServerSettings | None = None
+) -> Iterator[str]:
+    """Serve `bundle` over HTTP until the block ends; yields the base URL once /readyz answers 200.
+
+    The bundle is loaded before the server starts, so a bad one raises its BundleError here.
+    `server`: credentials and bundle trust (default: the FEEDRANK_* environment)."""
+    server = server or ServerSettings.from_env()
+    service = FeedService(settings, bundle_trust(server))
+    service.load(bundle, startup=True)
+    app = create_app(settings, bundle, service=service, server=server)
     port = free_port()
-    config = uvicorn.Config(create_app(settings, bundle), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="feedrank-service", daemon=True)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    uv_server = uvicorn.Server(config)
+    thread = threading.Thread(target=uv_server.run, name="feedrank-service", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
@@ -52,5 +62,5 @@ def running_service(bundle: Path, settings: ServeSettings, timeout_s: float = 60
             raise FeedrankError(f"the service on {url} did not become ready within {timeout_s:.0f} s")
         yield url
     finally:
-        server.should_exit = True
+        uv_server.should_exit = True
         thread.join(timeout=10)

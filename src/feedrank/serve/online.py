@@ -28,6 +28,18 @@ class Event:
     dwell_s: float | None = None
 
 
+def time_refusal(ts_us: int, now_us: int, max_age_s: float, skew_s: float) -> str | None:
+    """Why a client's event time is refused ("too_old", "future"), or None when it is usable.
+
+    Clients' clocks are not trusted beyond [now - max_age, now + skew]: a click dated in 2100
+    would otherwise move the counters' notion of "now" and prune every other click."""
+    if ts_us < now_us - int(max_age_s * 1e6):
+        return "too_old"
+    if ts_us > now_us + int(skew_s * 1e6):
+        return "future"
+    return None
+
+
 class OnlineEvents:
     """Thread-safe recent events per user and per item since the bundle snapshot."""
 

@@ -16,9 +16,11 @@ import polars as pl
 import torch
 
 from feedrank.bundle import load_bundle
-from feedrank.errors import FeedrankError
+from feedrank.bundle.signing import Trust
+from feedrank.errors import BundleError, FeedrankError
 from feedrank.serve.cache import make_cache
 from feedrank.serve.metrics import Registry
+from feedrank.serve.online import time_refusal
 from feedrank.serve.recommender import Feed, FeedRequest, Recommender
 from feedrank.serve.rerank import build_reranker
 from feedrank.serve.settings import ServeSettings
@@ -28,8 +30,12 @@ STAGES = ("queue", "user", "retrieve", "rank", "rerank", "total")
 
 
 class FeedService:
-    def __init__(self, settings: ServeSettings) -> None:
+    """`trust`: what must vouch for a bundle (bundle/signing.py). Without a key or registry, only
+    the bundle the operator names at startup loads (with a warning); every reload is refused."""
+
+    def __init__(self, settings: ServeSettings, trust: Trust | None = None) -> None:
         self.settings = settings
+        self.trust = trust or Trust()
         if settings.torch_threads > 0:
             torch.set_num_threads(settings.torch_threads)
         self.metrics = Registry()
@@ -39,6 +45,10 @@ class FeedService:
         self.metrics.describe("feedrank_source_latency_ms", "candidate source latency, milliseconds")
         self.metrics.describe("feedrank_source_candidates_total", "candidates proposed, by source")
         self.metrics.describe("feedrank_source_skipped_total", "candidate sources skipped, by reason")
+        self.metrics.describe(
+            "feedrank_events_out_of_window_total", "events refused for their client time, by reason"
+        )
+        self.metrics.describe("feedrank_bundle_refusals_total", "bundle loads refused (old bundle kept)")
         self._recommender: Recommender | None = None
         self._reload_lock = threading.Lock()
 
@@ -53,14 +63,25 @@ class FeedService:
             raise FeedrankError("no bundle is loaded yet")
         return current
 
-    def load(self, bundle_path: Path) -> str:
-        """Load a bundle and swap it in; returns its version. In-flight requests are unaffected."""
+    def load(self, bundle_path: Path, *, startup: bool = False) -> str:
+        """Load a bundle and swap it in; returns its version. In-flight requests are unaffected.
+
+        BundleError (the current bundle keeps serving) on any failure. `startup`: the bundle the
+        operator named when starting the service, allowed unsigned when no key or registry is set."""
+        trust = self.trust
+        if startup and not trust.configured and not trust.allow_unsigned:
+            log.warning(
+                "no bundle key or registry configured: %s is checked for corruption only", bundle_path
+            )
+            trust = Trust(allow_unsigned=True)
         with self._reload_lock:  # one reload at a time; requests never take this lock
             started = time.perf_counter()
-            bundle = load_bundle(bundle_path)
-            dim = bundle.item_content.shape[1]
-            cache = make_cache(self.settings.cache, dim=dim, namespace=bundle.version)
-            recommender = Recommender(bundle, self.settings, build_reranker(self.settings.rerank), cache)
+            try:
+                recommender = self._build(bundle_path, trust)
+            except FeedrankError:
+                self.metrics.inc("feedrank_bundle_refusals_total")
+                raise
+            bundle = recommender.bundle
             old, self._recommender = self._recommender, recommender
             log.info(
                 "serving bundle %s (%s) after %.1f s",
@@ -71,6 +92,17 @@ class FeedService:
             self.metrics.inc("feedrank_bundle_loads_total")
             del old  # requests still holding it keep it alive until they finish
             return bundle.version
+
+    def _build(self, bundle_path: Path, trust: Trust) -> Recommender:
+        bundle = load_bundle(bundle_path, trust)
+        try:
+            dim = bundle.item_content.shape[1]
+            cache = make_cache(self.settings.cache, dim=dim, namespace=bundle.version)
+            return Recommender(bundle, self.settings, build_reranker(self.settings.rerank), cache)
+        except FeedrankError:
+            raise
+        except Exception as exc:  # a bundle whose parts do not fit together: refused, not a 500
+            raise BundleError(f"bundle {bundle_path} cannot be served: {type(exc).__name__}: {exc}") from exc
 
     def feed(self, request: FeedRequest) -> Feed:
         recommender = self.recommender  # one reference for the whole request
@@ -95,7 +127,16 @@ class FeedService:
         return feed
 
     def event(self, user_id: str, item_id: str, kind: str, ts_us: int | None, dwell_s: float | None) -> bool:
-        accepted = self.recommender.record_event(user_id, item_id, kind, ts_us, dwell_s)
+        """Record a client's event; False (counted) for an unknown item or a time out of the window."""
+        recommender = self.recommender
+        if ts_us is not None:
+            now = self.settings.now_us(recommender.bundle)
+            why = time_refusal(ts_us, now, self.settings.event_max_age_s, self.settings.event_skew_s)
+            if why is not None:
+                self.metrics.inc("feedrank_events_out_of_window_total", {"reason": why})
+                self.metrics.inc("feedrank_events_total", {"type": kind, "accepted": "false"})
+                return False
+        accepted = recommender.record_event(user_id, item_id, kind, ts_us, dwell_s)
         self.metrics.inc("feedrank_events_total", {"type": kind, "accepted": str(accepted).lower()})
         return accepted
 

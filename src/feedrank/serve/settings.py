@@ -1,12 +1,31 @@
-"""Serving settings: one frozen dataclass, from defaults, a TOML file and FEEDRANK_* variables."""
+"""Serving settings, in two parts.
+
+`ServeSettings`: how feeds are computed (a frozen dataclass, from defaults, a TOML file and `--set`).
+`ServerSettings`: who may do what and which bundles are trusted, from FEEDRANK_* environment
+variables (pydantic-settings), so secrets never sit in a config file or on a command line:
+
+    FEEDRANK_ADMIN_TOKEN       bearer token of /admin/reload, /v1/items and /v1/events (none: refused)
+    FEEDRANK_FEED_TOKEN        bearer token of /v1/feed (none: feeds are open)
+    FEEDRANK_BUNDLE_ROOT       /admin/reload loads only directories under it
+    FEEDRANK_BUNDLE_KEY        HMAC-SHA256 key that bundle manifests must be signed with
+    FEEDRANK_BUNDLE_KEY_FILE   the same key, read from a file (outside any bundle)
+    FEEDRANK_BUNDLE_REGISTRY   file of approved manifest SHA-256 digests, one per line
+    FEEDRANK_ALLOW_UNSIGNED_BUNDLES  reload unsigned bundles when no key or registry is set (dev only)
+    FEEDRANK_BUNDLE            the bundle to load at startup (uvicorn --factory ...app:app_from_env)
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from feedrank.candidates import SourcesConfig
+from feedrank.errors import ConfigError
 from feedrank.serve.cache import CacheSettings
 from feedrank.serve.rerank import RerankConfig
 
@@ -38,6 +57,10 @@ class ServeSettings:
     torch_threads: int = 1
     index_max_age_s: float = 3600.0  # item vectors carry freshness: rebuild the index this often
     max_body_bytes: int = 64 * 1024
+    # Client event times are trusted only inside [now - event_max_age_s, now + event_skew_s]; events
+    # outside are refused (counted in /metrics), so one client cannot age out everyone's counters.
+    event_max_age_s: float = 2 * 86_400.0
+    event_skew_s: float = 300.0
     rerank: RerankConfig = field(default_factory=RerankConfig)
     cache: CacheSettings = field(default_factory=CacheSettings)
     started_at: float = field(default_factory=time.monotonic)
@@ -46,3 +69,38 @@ class ServeSettings:
         if self.clock == "bundle":
             return bundle.snapshot_us + int((time.monotonic() - self.started_at) * 1e6)
         return int(time.time() * 1e6)
+
+
+MIN_SECRET_CHARS = 16
+
+
+class ServerSettings(BaseSettings):
+    """Credentials and bundle trust of the HTTP service, from FEEDRANK_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="FEEDRANK_", extra="ignore", frozen=True)
+
+    admin_token: SecretStr | None = None
+    feed_token: SecretStr | None = None
+    bundle_root: Path | None = None
+    bundle_key: SecretStr | None = None
+    bundle_key_file: Path | None = None
+    bundle_registry: Path | None = None
+    allow_unsigned_bundles: bool = False
+    bundle: Path | None = None
+
+    @field_validator("admin_token", "feed_token", "bundle_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters")
+        return value
+
+    @classmethod
+    def from_env(cls) -> ServerSettings:
+        """The settings the environment gives; ConfigError names the variable that is wrong."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = "FEEDRANK_" + str(first["loc"][0]).upper() if first["loc"] else "FEEDRANK_*"
+            raise ConfigError(f"{name}: {first['msg']}") from None

@@ -1,0 +1,1 @@
+"""One router per area: feed, events and items (writes), admin, operations (health, metrics)."""
