@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from feedrank.artifacts.config import RankerRunConfig, RetrievalRunConfig
 from feedrank.artifacts.store import load_retrieval
 from feedrank.bundle import write_bundle
+from feedrank.bundle.signing import read_key_file
 from feedrank.data.dataset import Dataset
 from feedrank.data.describe import describe
 from feedrank.data.sources.base import ImportOptions, import_source
@@ -130,7 +131,9 @@ def run_demo(
         paths = write_report(report, out_dir / "ranker" / "eval")
     with step("bundle"):
         key_file = _demo_key(out_dir / "bundle.key")
-        bundle = write_bundle(out_dir / "ranker", _fresh(out_dir / "bundle"), sign_key=key_file.read_bytes())
+        bundle = write_bundle(
+            out_dir / "ranker", _fresh(out_dir / "bundle"), sign_key=read_key_file(key_file)
+        )
     with step("serve"):
         feeds = _fetch_feeds(bundle, parts["test"], key_file)
     return DemoResult(out_dir, stats, report, paths["markdown"], bundle, feeds, seconds)

@@ -79,7 +79,8 @@ def create_app(
     routes = frozenset(getattr(route, "path", "") for route in app.routes)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, routes=routes, count=_request_counter(service))
-    app.openapi = lambda: _openapi(app, settings.max_k)  # type: ignore[method-assign]
+    protected = server.feed_token is not None
+    app.openapi = lambda: _openapi(app, settings.max_k, protected)  # type: ignore[method-assign]
     return app
 
 
@@ -96,8 +97,9 @@ def _request_counter(service: FeedService) -> Any:
     return count
 
 
-def _openapi(app: FastAPI, max_k: int) -> dict[str, Any]:
-    """The generated schema, with the feed size bound set to the service's max_k."""
+def _openapi(app: FastAPI, max_k: int, feed_protected: bool) -> dict[str, Any]:
+    """The generated schema, with the feed size bound set to the service's max_k, and feeds
+    documented as open (no security, no 401/403) unless a feed token is configured."""
     if app.openapi_schema is None:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -106,5 +108,11 @@ def _openapi(app: FastAPI, max_k: int) -> dict[str, Any]:
         for option in k.get("anyOf", [k]):
             if option.get("type") == "integer":
                 option["maximum"] = max_k
+        if not feed_protected:
+            feed_post = schema["paths"]["/v1/feed"]["post"]
+            feed_post.pop("security", None)
+            for status in ("401", "403"):
+                feed_post["responses"].pop(status, None)
+            schema["components"].get("securitySchemes", {}).pop("FeedToken", None)
         app.openapi_schema = schema
     return app.openapi_schema
