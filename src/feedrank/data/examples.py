@@ -33,6 +33,7 @@ from feedrank.data.history import RANKER_FEATURES, PastEvents, build_past_events
 from feedrank.data.timeline import NO_TIME
 
 Arrays = dict[str, np.ndarray]
+EVENT_COLUMNS = ("user_id", "item_id", "ts", "clicked")  # what the past-event indexes read
 LONG_DWELL_S = 10.0
 
 
@@ -96,14 +97,17 @@ def fit_feature_space(parts: dict[str, Dataset], cfg: FeatureConfig) -> FeatureS
     must come from train alone (the CTR prior, item frequencies) is fitted on train alone.
     """
     last = parts["test"] if "test" in parts else next(reversed(parts.values()))
-    train = parts["train"].read("impressions")
+    # Only the columns the indexes read: the others (request ids, dwell, context) were most of
+    # the memory of holding every impression.
+    events = [ds.scan("impressions").select(EVENT_COLUMNS).collect() for ds in parts.values()]
+    train = events[list(parts).index("train")]
     ctr_prior = float(train.get_column("clicked").cast(pl.Float64).mean() or 0.0)  # type: ignore[arg-type]
     return build_feature_space(
         cfg,
         items=last.read("items"),
         users=last.read("users"),
         history=last.read("history"),
-        impressions=pl.concat([ds.read("impressions") for ds in parts.values()]),
+        impressions=pl.concat(events),
         ctr_prior=ctr_prior,
         positives=train.filter(pl.col("clicked")).get_column("item_id"),
     )

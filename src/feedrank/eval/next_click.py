@@ -38,6 +38,7 @@ import polars as pl
 
 from feedrank.artifacts.store import build_space, load_ranker, load_retrieval, read_run
 from feedrank.candidates import CandidateSources, SourceList, SourcesConfig, merge, source_features
+from feedrank.data.examples import EVENT_COLUMNS
 from feedrank.data.features import US_PER_HOUR, to_us
 from feedrank.data.split import open_split
 from feedrank.eval.catalog import TwoTowerRanker
@@ -103,9 +104,7 @@ def evaluate_next_click(
     split_dir = Path(split_dir or info["data"])
     parts = open_split(split_dir)
     space = build_space(split_dir, retrieval_cfg.features)
-    events = pl.concat([ds.read("impressions") for ds in parts.values()]).select(
-        "user_id", "item_id", "ts", "clicked"
-    )
+    events = pl.concat([ds.scan("impressions").select(EVENT_COLUMNS).collect() for ds in parts.values()])
     two_tower = TwoTowerScorer(space, towers)
     ranker = (
         RankerScorer(space, towers, ranker_bits[0], ranker_bits[1].weights.as_dict()) if ranker_bits else None
