@@ -8,7 +8,9 @@ a fixed number of examples per operation, derandomized.
 
 from __future__ import annotations
 
+import logging
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from feedrank.serve.app import create_app
 from feedrank.serve.settings import ServeSettings
 from tests.integration.http import AUTH, server_settings
 
+log = logging.getLogger(__name__)
 EXAMPLES = 40
 
 
@@ -83,6 +86,17 @@ def test_the_api_matches_its_schema(
         database=None,
     )
     def check(case: schemathesis.Case[Any]) -> None:
-        case.call_and_validate(headers=headers)
+        statuses.append(case.call_and_validate(headers=headers).status_code)
 
+    statuses: list[int] = []
     check()
+    log.info(
+        "%s %s %s %s: %d requests, statuses %s",
+        method,
+        path,
+        mode.value,
+        credentials,
+        len(statuses),
+        dict(Counter(statuses)),
+    )
+    assert statuses and max(statuses) < 500
