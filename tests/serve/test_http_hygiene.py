@@ -182,3 +182,52 @@ def test_a_chunked_body_is_cut_at_the_limit_in_bounded_memory() -> None:
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
     assert pulled <= limit // len(chunk) + 2  # cut at the limit, not read to the end
     assert peak < 8 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB while refusing a chunked body"
+
+
+def test_a_chunked_body_over_a_real_socket_is_cut_in_bounded_memory() -> None:
+    """The same through uvicorn and a TCP socket: the client offers 512 MiB chunked; the server
+    answers 413 and drops the connection after the limit, so the sender is stopped early."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from feedrank.serve.local import free_port
+
+    port = free_port()
+    app = create_app(ServeSettings(), server=server())
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    while not uv.started:
+        assert thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    frame = b"10000\r\n" + b"x" * 65_536 + b"\r\n"
+    sent, answer = 0, b""
+    tracemalloc.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            head = b"POST /v1/feed HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            sock.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+            try:
+                for _ in range(8192):  # 512 MiB
+                    sock.sendall(frame)
+                    sent += 65_536
+            except OSError:
+                pass  # the server closed the connection: what is expected
+            sock.settimeout(30)
+            try:
+                while part := sock.recv(65_536):
+                    answer += part
+            except OSError:
+                pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        uv.should_exit = True
+        thread.join()
+    log.info("real socket: %.1f MiB sent before the hang-up, peak %.2f MiB", sent / 2**20, peak / 2**20)
+    assert sent < 64 * 2**20  # stopped long before 512 MiB
+    assert peak < 32 * 2**20
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 413")
