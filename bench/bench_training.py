@@ -399,7 +399,8 @@ def build_case(
         rows, requests, catalog = synthetic_ranker_examples(n, retrieval.features, seed)
         num_requests = len(requests["user_id"])
         user_batches = [
-            {k: v[lo : lo + 8192] for k, v in requests.items()} for lo in range(0, num_requests, 8192)
+            {k: v[lo : lo + 8192] for k, v in requests.items() if not k.startswith("request_")}
+            for lo in range(0, num_requests, 8192)
         ]
         tables = tower_tables(towers, user_batches, catalog)
         ranker = build_ranker(ranker_cfg, retrieval.features, retrieval.model.dim)
@@ -521,6 +522,7 @@ def verify_synthetic_examples() -> None:
     """The synthetic examples must look like the real ones: same keys, dtypes and trailing shapes
     as train_retrieval's and train_ranker's on the tiny simulated world."""
     from feedrank.artifacts.store import build_space
+    from feedrank.candidates import SOURCE_FEATURES
     from feedrank.data.examples import ranker_examples, retrieval_examples
     from feedrank.data.split import open_split
     from feedrank.train.run import AUTO_CATALOG_NEGATIVES
@@ -539,6 +541,8 @@ def verify_synthetic_examples() -> None:
         )
         real_retrieval["weight"] = np.ones(1, dtype=np.float32)  # added by train_retrieval
         real_rows, real_requests = ranker_examples(space, impressions)
+        # added by train_ranker (SourceReplay.columns: LoggedSources.features, float32 (N, 8))
+        real_rows["sources"] = np.zeros((1, len(SOURCE_FEATURES)), dtype=np.float32)
         everything = np.arange(len(space.catalog))
         real_catalog = space.item_arrays(everything, np.zeros(everything.size, dtype=np.int64))
     width = real_retrieval["neg_item_id"].shape[1] if "neg_item_id" in real_retrieval else 0

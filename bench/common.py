@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from feedrank.candidates import SOURCE_FEATURES
 from feedrank.data.features import DEMOGRAPHICS, FeatureConfig
 from feedrank.data.history import RANKER_FEATURES
 
@@ -194,8 +195,17 @@ def synthetic_ranker_examples(
     rows["position"] = torch.from_numpy(np.arange(n, dtype=np.int64) % 10)
     rows["request_index"] = torch.from_numpy(request_index)
     rows["sample_rate"] = torch.ones(n, dtype=torch.float32)
+    # The candidate-source columns train_ranker adds (SOURCE_FEATURES: which sources listed the
+    # item, then their scores, 0 where a source did not list it).
+    listed = rng.random((n, len(SOURCE_FEATURES) // 2)) < 0.5
+    scores = rng.random(listed.shape) * listed
+    rows["sources"] = torch.from_numpy(np.concatenate([listed, scores], axis=1).astype(np.float32))
     catalog = _items(np.zeros(num_items, dtype=np.int64), features, rng)
-    return rows, _users(num_requests, features, rng), catalog
+    requests = _users(num_requests, features, rng)
+    # what train_ranker's source replay reads per request: its user's row and its time
+    requests["request_user_row"] = torch.arange(num_requests, dtype=torch.int64)
+    requests["request_ts_us"] = torch.from_numpy(ts[::10].copy())
+    return rows, requests, catalog
 
 
 def describe_examples(examples: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:

@@ -26,6 +26,37 @@ def shared_sample(name: str) -> Path:
     pytest.skip(f"real data sample {name!r} not found (set FEEDRANK_SHARED_DATA)")
 
 
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`feedrank ARGS` in this process (no subprocess, no time limit): (exit status, stdout, stderr)."""
+    from feedrank.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_chart(path: Path, min_width: int = 300, min_height: int = 200) -> None:
+    """`path` is a PNG picture of at least that size that draws something: ink (pixels away from
+    the background colour) over part of it, in several colours. A blank canvas, a file of PNG magic
+    bytes or a tiny thumbnail fails."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG", path
+        assert image.width >= min_width and image.height >= min_height, (path, image.size)
+        rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+    colours, counts = np.unique(rgb.reshape(-1, 3), axis=0, return_counts=True)
+    background = colours[counts.argmax()]
+    ink = float((np.abs(rgb - background).sum(axis=2) > 60).mean())
+    assert 0.005 < ink < 0.95, (path, ink)  # something is drawn, and not a solid block
+    assert len(colours) >= 8, (path, len(colours))  # lines, text and fills, not one flat colour
+
+
 def tiny_impressions(num_requests: int = 6, slate: int = 3, start: datetime | None = None) -> pl.DataFrame:
     """Requests one hour apart, `slate` items each; item i of request r is 'i{r + i}'."""
     start = start or datetime(2024, 1, 1, tzinfo=UTC)

@@ -15,14 +15,11 @@ from feedrank.eval.plots import (
     plot_system_comparison,
     plot_training_curves,
 )
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+from tests.conftest import assert_chart
 
 
 def assert_png(path: Path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == PNG_MAGIC
-    assert len(data) > 5_000  # axes, labels and lines, not an empty canvas
+    assert_chart(path)
 
 
 def test_reliability_diagram(tmp_path: Path) -> None:
@@ -62,3 +59,16 @@ def test_training_curves_from_jsonl(tmp_path: Path) -> None:
 def test_metric_at_k(tmp_path: Path) -> None:
     curves = {"two-tower": {10: 0.1, 50: 0.25, 100: 0.33, 500: 0.6}, "popularity": {10: 0.05, 100: 0.2}}
     assert_png(plot_metric_at_k(curves, tmp_path / "recall.png", metric="recall"))
+
+
+def test_the_chart_check_fails_on_a_blank_canvas(tmp_path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    blank = tmp_path / "blank.png"
+    Figure(figsize=(6, 4)).savefig(blank)
+    with pytest.raises(AssertionError):
+        assert_chart(blank)
+    tiny = tmp_path / "tiny.png"
+    Figure(figsize=(1, 1), dpi=50).savefig(tiny)
+    with pytest.raises(AssertionError):
+        assert_chart(tiny)

@@ -28,6 +28,7 @@ from feedrank.experiments.ab_plan import (
     power_at,
 )
 from feedrank.experiments.ab_report import plot_power_curves, render_plan
+from tests.conftest import assert_chart
 
 ALPHAS, POWERS, BASELINES, LIFTS, RATIOS = (
     (0.01, 0.05, 0.1),
@@ -271,6 +272,6 @@ def test_user_metrics_and_cuped_from_logs_by_hand() -> None:
 def test_power_curves_png(tmp_path: Path) -> None:
     design = Design(units_per_day=50_000, traffic_share=0.5)
     out = plot_power_curves(ContinuousMetric(20.0, 60.0, 0.2), design, tmp_path / "sub" / "power.png")
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_chart(out)
     with pytest.raises(ConfigError):
         plot_power_curves(ProportionMetric(0.05), Design(), tmp_path / "x.png")

@@ -45,9 +45,11 @@ def test_every_stage_has_its_stop_conditions() -> None:
     assert [s.stage.name for s in result.stages] == ["canary", "experiment", "ramp 25%", "ramp 50%", "full"]
     for s in result.stages:
         assert any("p99 latency above 50 ms" in rule for rule in s.stop_conditions)
-        if s.stage.control > 0:
-            assert any("sample ratio mismatch" in rule for rule in s.stop_conditions)
+        has_control = s.stage.control > 0  # only a stage with a control arm can compare the arms
+        assert any("sample ratio mismatch" in rule for rule in s.stop_conditions) == has_control
+        if has_control:
             assert len(s.stop_conditions) == 2 + len(s.stage.checks)
+    assert [s.stage.control > 0 for s in result.stages] == [True, True, True, True, False]
     experiment = result.stages[1]
     assert any("requests with a hide higher than control by 10.0%" in r for r in experiment.stop_conditions)
     assert experiment.stage.share == 0.05 and experiment.hours >= 7 * 24

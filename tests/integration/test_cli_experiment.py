@@ -21,9 +21,8 @@ from feedrank.experiments.online_ab import ABConfig, simulate_bundles
 from feedrank.experiments.online_stats import PRIMARY, analyze
 from feedrank.experiments.ope_validation import coverage_by_estimator, summarize, validate
 from feedrank.experiments.rollout import RolloutConfig, plan_rollout, render_rollout
+from tests.conftest import assert_chart
 from tests.integration.test_compare import inverted_ranker_run
-
-PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def feedrank(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -84,7 +83,7 @@ def test_plan_for_a_rate_matches_the_library_and_draws_the_curves(
     assert f"| control units | {expected.n_control:,} |" in out
     assert f"| days | {expected.days:.1f} |" in out
     assert (tmp_path / "p" / "plan.md").read_text() == render_plan(expected)
-    assert (tmp_path / "p" / "power.png").read_bytes().startswith(PNG)
+    assert_chart(tmp_path / "p" / "power.png")
 
 
 def test_plan_from_logs_uses_the_cuped_reduction_of_the_pre_period(
@@ -147,7 +146,7 @@ def test_simulate_prints_the_lifts_of_the_library(
     assert json.loads((tmp_path / "report.json").read_text())["metrics"][0]["lift"] == pytest.approx(
         primary.lift
     )
-    assert (tmp_path / "daily.png").read_bytes().startswith(PNG)
+    assert_chart(tmp_path / "daily.png")
 
 
 def test_ope_prints_the_coverage_of_each_estimator(

@@ -10,6 +10,7 @@ import pytest
 from feedrank.artifacts.store import load_ranker, load_retrieval
 from feedrank.eval.offline import EvalOptions, evaluate_run
 from feedrank.eval.report import write_report
+from tests.conftest import assert_chart
 from tests.integration.conftest import TINY_FEATURES
 
 
@@ -18,7 +19,8 @@ def test_runs_are_written_and_reload(runs: tuple[Path, Path]) -> None:
     for run in runs:
         info = json.loads((run / "run.json").read_text())
         assert info["result"]["steps"] > 0
-        assert (run / "model.pt").is_file() and (run / "curves.png").stat().st_size > 0
+        assert (run / "model.pt").is_file()
+        assert_chart(run / "curves.png")
         assert (run / "metrics.jsonl").read_text().count('"split": "valid"') >= 1
     _, cfg = load_retrieval(retrieval)
     assert cfg.model.dim == 32 and cfg.features == TINY_FEATURES

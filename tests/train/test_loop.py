@@ -14,6 +14,7 @@ from feedrank.errors import ConfigError
 from feedrank.train import DivergedError, StepInfo, TensorBatchSource, train
 from feedrank.train.curves import read_metrics
 from feedrank.train.precision import cpu_has_native_bf16
+from tests.conftest import assert_chart
 from tests.train.conftest import fast_config
 from tests.train.toy import (
     TemperatureTask,
@@ -146,7 +147,7 @@ def test_curves_and_checkpoints_are_written(
     assert all(r["samples_per_s"] > 0 for r in train_loss)
     valid = {(r["step"], r["name"]) for r in records if r["split"] == "valid"}
     assert valid == {(12, "log_loss"), (12, "accuracy"), (24, "log_loss"), (24, "accuracy")}
-    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_chart(tmp_path / "curves.png")
 
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["step_00000020.pt", "step_00000024.pt"]  # 5, 10, 15 pruned; no temp files left

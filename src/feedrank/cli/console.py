@@ -1,12 +1,24 @@
-"""Shared rich consoles and the progress bar style of every long-running command."""
+"""Shared rich consoles, the progress bar style of every long-running command, and stage lines.
+
+Library code reports its stages through `logging` (INFO on the "feedrank" logger); a command that
+runs for long shows them as they come (`stages`), under a spinner with the elapsed time when
+nothing else draws on the terminal (`working`).
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    SpinnerColumn,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -28,3 +40,58 @@ def progress_bar() -> Progress:
         console=console,
         transient=False,
     )
+
+
+class _StageLines(logging.Handler):
+    """Prints each INFO record of the feedrank logger as one dim line with the time since start."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.started = time.perf_counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        elapsed = time.perf_counter() - self.started
+        console.print(
+            f"[dim]{elapsed:6.1f} s  {escape(record.getMessage())}[/]", highlight=False, soft_wrap=True
+        )
+
+
+@contextmanager
+def stages() -> Iterator[None]:
+    """While the body runs, print the stages the library logs (INFO) as they start.
+
+    With --verbose the root handler already prints them: nothing is added then.
+    """
+    logger = logging.getLogger("feedrank")
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        yield
+        return
+    handler = _StageLines()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # the root handler prints warnings only: it must not print these
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+@contextmanager
+def working(title: str) -> Iterator[None]:
+    """A spinner with `title` and the elapsed time, and the stages printed above it.
+
+    Not around code that draws its own progress bar (training): rich shows one live display at once.
+    """
+    spinner = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    with stages(), spinner:
+        spinner.add_task(title, total=None)
+        yield

@@ -6,17 +6,14 @@ import json
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from feedrank.cli.console import console
-from feedrank.cli.render import describe_table, side_by_side
-from feedrank.data.dataset import Dataset
-from feedrank.data.describe import describe
-from feedrank.data.sources.base import ImportOptions, import_source
-from feedrank.data.sources.registry import adapter_for
-from feedrank.data.split import SPLIT_MANIFEST, SplitSpec, open_split, split_dataset
+from feedrank.cli.console import console, working
+
+if TYPE_CHECKING:
+    from feedrank.data.dataset import Dataset
 
 app = typer.Typer(
     help="Import logs into canonical tables, split them by time, describe them.", no_args_is_help=True
@@ -49,8 +46,11 @@ def import_command(
 
     Example: feedrank data import ../shared/data/mind-small-sample --format mind --out runs/mind
     """
+    from feedrank.data.sources.base import ImportOptions, import_source
+    from feedrank.data.sources.registry import adapter_for
+
     options = ImportOptions(strict=strict, overwrite=overwrite, max_line_bytes=max_line_bytes)
-    with console.status(f"importing {source} ({fmt.value})"):
+    with working(f"importing {source} ({fmt.value})"):
         ds = import_source(adapter_for(fmt.value), source, out, options)
     _print_import_summary(ds)
 
@@ -91,10 +91,13 @@ def split_command(
 
     Example: feedrank data split runs/mind --out runs/mind-split --valid-frac 0.1 --test-frac 0.2
     """
+    from feedrank.data.dataset import Dataset
+    from feedrank.data.split import SPLIT_MANIFEST, SplitSpec, split_dataset
+
     spec = SplitSpec(
         valid_frac=valid_frac, test_frac=test_frac, valid_start=valid_start, test_start=test_start
     )
-    with console.status(f"splitting {data}"):
+    with working(f"splitting {data}"):
         out_dir = split_dataset(Dataset.open(data), out, spec, overwrite=overwrite)
     summary = json.loads((out_dir / SPLIT_MANIFEST).read_text())
     console.print(
@@ -112,6 +115,11 @@ def describe_command(
 
     Example: feedrank data describe runs/mind --json
     """
+    from feedrank.cli.render import describe_table, side_by_side
+    from feedrank.data.dataset import Dataset
+    from feedrank.data.describe import describe
+    from feedrank.data.split import SPLIT_MANIFEST, open_split
+
     if (data / SPLIT_MANIFEST).is_file():
         stats = {part: describe(ds) for part, ds in open_split(data).items()}
         if as_json:

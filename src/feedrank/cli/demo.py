@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import Progress
 
 from feedrank.cli.console import console, progress_bar
-from feedrank.cli.render import feeds_table, side_by_side, summary_table
 from feedrank.config import load_config
-from feedrank.pipeline import STEPS, DemoConfig, run_demo
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 def demo_command(
@@ -26,7 +26,10 @@ def demo_command(
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a field: sim.seed=7, ranker.train.epochs=1, ..."),
+        typer.Option(
+            "--set",
+            help="Override a field: sim.seed=7, ranker.train.epochs=1, ... (`feedrank config show demo`).",
+        ),
     ] = None,
 ) -> None:
     """Run the whole pipeline on the built-in simulated world and print a summary.
@@ -35,6 +38,9 @@ def demo_command(
 
     Example: feedrank demo --out runs/demo --preset tiny --set ranker.train.epochs=1
     """
+    from feedrank.cli.render import feeds_table, side_by_side, summary_table
+    from feedrank.pipeline import STEPS, DemoConfig, run_demo
+
     cfg = load_config(DemoConfig, config, set_, base=DemoConfig.for_preset(preset))
     bar: Progress | None = None
 

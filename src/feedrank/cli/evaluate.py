@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from feedrank.candidates import SourcesConfig
-from feedrank.cli.console import console
+from feedrank.cli.console import console, working
 from feedrank.errors import ConfigError
-from feedrank.eval.next_click import NextClickOptions, evaluate_next_click
-from feedrank.eval.offline import EvalOptions, evaluate_run
-from feedrank.eval.report import write_next_click_report, write_report
+
+if TYPE_CHECKING:
+    from feedrank.candidates import SourcesConfig
 
 
 def evaluate_command(
@@ -44,6 +43,12 @@ def evaluate_command(
     Example: feedrank evaluate runs/ranker --protocol next-click --max-events 20000
     Example: feedrank evaluate runs/ranker --protocol next-click --quota covis=0 --out /tmp/nocovis
     """
+    if protocol not in ("offline", "next-click"):
+        raise ConfigError(f"--protocol {protocol!r}: expected offline or next-click")
+    from feedrank.eval.next_click import NextClickOptions, evaluate_next_click
+    from feedrank.eval.offline import EvalOptions, evaluate_run
+    from feedrank.eval.report import write_next_click_report, write_report
+
     if protocol == "next-click":
         options = NextClickOptions(
             max_events=max_events,
@@ -51,14 +56,12 @@ def evaluate_command(
             seed=seed,
             sources=_quotas(quota or []),
         )
-        with console.status(f"next-click evaluation of {run}"):
+        with working(f"next-click evaluation of {run}"):
             result = evaluate_next_click(run, data, options)
             paths = write_next_click_report(result, out or run / "eval")
         console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, highlight=False)
         return
-    if protocol != "offline":
-        raise ConfigError(f"--protocol {protocol!r}: expected offline or next-click")
-    with console.status(f"evaluating {run}"):
+    with working(f"evaluating {run}"):
         report = evaluate_run(run, data, EvalOptions(max_queries=max_queries, seed=seed))
         paths = write_report(report, out or run / "eval")
     console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, highlight=False)
@@ -67,6 +70,8 @@ def evaluate_command(
 
 def _quotas(pairs: list[str]) -> SourcesConfig:
     """SourcesConfig with the given NAME=N quotas replaced."""
+    from feedrank.candidates import SourcesConfig
+
     known = SourcesConfig().quotas()
     changes: dict[str, Any] = {}
     for pair in pairs:

@@ -1,24 +1,24 @@
-"""`feedrank bundle`, `feedrank serve` and `feedrank index tune`."""
+"""`feedrank bundle`, `feedrank sign-bundle`, `feedrank serve` and `feedrank index tune|export`.
+
+Library modules load inside each command, so that `--help` answers without importing them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import logging
 import os
+import socket
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
-from feedrank.bundle import load_bundle, write_bundle
-from feedrank.bundle.manifest import verify
-from feedrank.bundle.signing import manifest_digest, sign
-from feedrank.bundle.vectors import item_vectors, user_vectors
-from feedrank.cli.console import console
+from feedrank.cli.console import console, working
 from feedrank.config import load_config
 from feedrank.errors import ConfigError
-from feedrank.index import IndexSpec, TuneCandidates, render_tune_report, tune
-from feedrank.serve.cache import CacheSettings
-from feedrank.serve.settings import ServeSettings
 
 index_app = typer.Typer(help="Candidate-generation indexes.", no_args_is_help=True)
 
@@ -30,15 +30,28 @@ def bundle_command(
         Path | None, typer.Option("--retrieval", help="Retrieval run (default: the ranker's).")
     ] = None,
     index: Annotated[str, typer.Option(help="Index kind: auto, flat, ivf or hnsw.")] = "auto",
+    index_config: Annotated[
+        Path | None,
+        typer.Option(help="TOML with the index's settings, e.g. from `feedrank index tune --write`."),
+    ] = None,
     window_days: Annotated[float, typer.Option(help="Days of events the bundle carries for serving.")] = 7.0,
 ) -> None:
     """Package a retrieval run and a ranker run into one verified, immutable bundle directory.
 
     Example: feedrank bundle --retrieval runs/demo/retrieval --ranker runs/demo/ranker --out runs/bundles/v1
+    Example: feedrank bundle --ranker runs/demo/ranker --index-config runs/index.toml --out runs/bundles/v2
     """
+    from feedrank.bundle import load_bundle, write_bundle
+    from feedrank.bundle.signing import manifest_digest
+    from feedrank.index import IndexSpec
+
+    if index_config is not None and index != "auto":
+        raise ConfigError(f"--index {index} and --index-config {index_config}: give one of them")
     spec = None if index == "auto" else IndexSpec(kind=index)  # type: ignore[arg-type]
+    if index_config is not None:
+        spec = load_config(IndexSpec, index_config)
     key = _signing_key()
-    with console.status("writing the bundle"):
+    with working("writing the bundle"):
         path = write_bundle(
             ranker,
             out,
@@ -51,7 +64,7 @@ def bundle_command(
     signed = "signed" if key is not None else "unsigned (no FEEDRANK_BUNDLE_KEY_FILE / FEEDRANK_BUNDLE_KEY)"
     console.print(
         f"[green]bundle[/] {path} (version {bundle.version}): {len(bundle.space.catalog):,} items, "
-        f"{bundle.index.spec.kind} index, verified, {signed}; manifest SHA-256 {manifest_digest(path)}"
+        f"{bundle.index.spec.describe()} index, verified, {signed}; manifest SHA-256 {manifest_digest(path)}"
     )
 
 
@@ -62,6 +75,9 @@ def sign_bundle_command(
 
     For bundles written before signing, or without a key. Example: feedrank sign-bundle runs/bundles/v1
     """
+    from feedrank.bundle.manifest import verify
+    from feedrank.bundle.signing import manifest_digest, sign
+
     key = _signing_key()
     if key is None:
         raise ConfigError("no signing key: set FEEDRANK_BUNDLE_KEY_FILE (or FEEDRANK_BUNDLE_KEY)")
@@ -83,7 +99,10 @@ def serve_command(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     config: Annotated[Path | None, typer.Option(help="TOML with ServeSettings fields.")] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a setting: deadline_ms=30, ...")
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a setting: deadline_ms=30, ... (`feedrank config show serve` lists them)."
+        ),
     ] = None,
     clock: Annotated[Literal["wall", "bundle"] | None, typer.Option(help="wall, or bundle (replay).")] = None,
     int8: Annotated[bool, typer.Option(help="Serve INT8-quantized MLPs.")] = False,
@@ -101,8 +120,9 @@ def serve_command(
     import uvicorn
 
     from feedrank.serve.app import bundle_trust, create_app
+    from feedrank.serve.cache import CacheSettings
     from feedrank.serve.service import FeedService
-    from feedrank.serve.settings import ServerSettings
+    from feedrank.serve.settings import ServerSettings, ServeSettings
 
     settings = load_config(ServeSettings, config, set_)
     overrides: dict[str, object] = {}
@@ -112,9 +132,8 @@ def serve_command(
         overrides["int8"] = True
     if redis_url:
         overrides["cache"] = CacheSettings(backend="redis", url=redis_url)
-    import dataclasses
-
     settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
+    check_port_free(host, port)  # before loading the bundle: a busy port should not wait for it
     logging.getLogger("feedrank").setLevel(logging.INFO)
     server = ServerSettings.from_env()  # tokens, bundle root and bundle trust: FEEDRANK_* variables
     service = FeedService(settings, bundle_trust(server))
@@ -124,23 +143,64 @@ def serve_command(
     uvicorn.run(app, host=host, port=port, workers=workers, log_level="warning")
 
 
+def check_port_free(host: str, port: int) -> None:
+    """ConfigError naming host and port when nothing could listen there (in use, not ours)."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port}: expected a TCP port in 0..65535")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is in use: stop what listens there or pass another --port"
+            ) from exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
 @index_app.command("tune")
 def tune_command(
     bundle: Annotated[Path, typer.Argument(help="Bundle whose item vectors to index.")],
     target_recall: Annotated[float, typer.Option(help="Recall@k against exact search to reach.")] = 0.95,
     k: Annotated[int, typer.Option(help="Neighbours per query.")] = 100,
     users: Annotated[int, typer.Option(help="Held-out users whose vectors are the queries.")] = 1000,
+    write: Annotated[
+        Path | None,
+        typer.Option(help="Write the chosen setting as TOML, for `feedrank bundle --index-config`."),
+    ] = None,
 ) -> None:
     """Pick the IVF / HNSW settings that reach a target recall@k against exact search, fastest first.
 
-    Example: feedrank index tune runs/bundles/v1 --target-recall 0.95 --k 100
+    Example: feedrank index tune runs/bundles/v1 --target-recall 0.95 --k 100 --write runs/index.toml
     """
+    from feedrank.bundle import load_bundle
+    from feedrank.bundle.vectors import item_vectors, user_vectors
+    from feedrank.cli.configs import write_toml
+    from feedrank.index import TuneCandidates, render_tune_report, tune
+
     loaded = load_bundle(bundle)
     vectors, queries = item_vectors(loaded), user_vectors(loaded, users)
     nlist = max(1, min(1024, len(vectors) // 39))
-    with console.status(f"tuning over {len(vectors):,} items and {len(queries):,} users"):
+    with working(f"tuning over {len(vectors):,} items and {len(queries):,} users"):
         report = tune(vectors, queries, target_recall, min(k, len(vectors)), TuneCandidates(nlist=nlist))
     console.print(render_tune_report(report), markup=False, highlight=False)
+    if write is None:
+        return
+    if report.best is None:
+        raise ConfigError(f"no setting reached recall@{k} >= {target_recall}: nothing written to {write}")
+    best = report.best
+    header = (
+        f"feedrank index tune {bundle} --target-recall {target_recall} --k {k} "
+        f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC): recall@{report.k} {best.recall:.4f}, "
+        f"{best.latency.single_median_ms:.3f} ms per query\n"
+        f"use: feedrank bundle --ranker RUN --index-config {write} --out BUNDLE"
+    )
+    write_toml(best.spec, write, header)
+    console.print(
+        f"[green]setting[/] {best.spec.describe()} → {write} (feedrank bundle --index-config {write})"
+    )
 
 
 @index_app.command("export")
@@ -154,6 +214,9 @@ def export_command(
     Example: feedrank index export runs/demo/bundle --out runs/vectors
     """
     import numpy as np
+
+    from feedrank.bundle import load_bundle
+    from feedrank.bundle.vectors import item_vectors, user_vectors
 
     loaded = load_bundle(bundle)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,6 @@ import typer
 
 from feedrank.cli.console import console, progress_bar
 from feedrank.config import load_config
-from feedrank.sim import SimConfig, simulate
 
 
 def simulate_command(
@@ -19,7 +18,10 @@ def simulate_command(
     ] = "small",
     config: Annotated[Path | None, typer.Option(help="TOML file with SimConfig fields.")] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a SimConfig field: key=value.")
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a SimConfig field: key=value (`feedrank config show sim` lists them)."
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
 ) -> None:
@@ -27,6 +29,8 @@ def simulate_command(
 
     Example: feedrank simulate --out runs/sim --preset small --set seed=7 --set num_days=5
     """
+    from feedrank.sim import SimConfig, simulate
+
     cfg = load_config(SimConfig, config, set_, base=SimConfig.preset(preset))
     with progress_bar() as bar:
         task = bar.add_task("simulating", total=cfg.num_impressions)

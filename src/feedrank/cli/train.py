@@ -1,22 +1,23 @@
-"""`feedrank train retrieval|ranker`."""
+"""`feedrank train retrieval|ranker`.
+
+Library modules load inside each command, so that `--help` answers without importing torch.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from feedrank.artifacts.config import RankerRunConfig, RetrievalRunConfig
-from feedrank.artifacts.store import load_retrieval
-from feedrank.cli.console import console
+from feedrank.cli.console import console, stages
 from feedrank.config import load_config
-from feedrank.data.split import open_split
-from feedrank.train.report import TrainResult
-from feedrank.train.run import describe_tables, train_ranker, train_retrieval
-from feedrank.train.validation import ranker_validator, retrieval_validator
+
+if TYPE_CHECKING:
+    from feedrank.artifacts.train_config import TrainConfig
+    from feedrank.train.report import TrainResult
 
 app = typer.Typer(help="Train the two-tower retrieval model or the multi-task ranker.", no_args_is_help=True)
 
@@ -24,7 +25,12 @@ DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Split directory (fe
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run directory (created; resumable).")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file with the run config.")]
 SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", help="Override a config field: key=value (dots nest).")
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a config field: key=value (dots nest). Every key and its default: "
+        "`feedrank config show retrieval` (or ranker).",
+    ),
 ]
 ResumeOpt = Annotated[bool, typer.Option(help="Continue from the newest checkpoint in OUT.")]
 
@@ -37,11 +43,17 @@ def retrieval_command(
 
     Example: feedrank train retrieval --data runs/demo/split --out runs/retrieval --set train.epochs=4
     """
+    from feedrank.artifacts.config import RetrievalRunConfig
+    from feedrank.data.split import open_split
+    from feedrank.train.run import describe_tables, train_retrieval
+    from feedrank.train.validation import retrieval_validator
+
     cfg = load_config(RetrievalRunConfig, config, set_)
     console.print(describe_tables(cfg.features, cfg.model.embed_dim))
     validator = retrieval_validator(open_split(data))
-    result = train_retrieval(data, out, cfg, make_evaluate=validator, resume=resume)
-    _print_result("retrieval", out, result)
+    with stages():
+        result = train_retrieval(data, out, cfg, make_evaluate=validator, resume=resume)
+    _print_result("retrieval", out, result, cfg.train)
 
 
 @app.command("ranker")
@@ -57,19 +69,32 @@ def ranker_command(
 
     Example: feedrank train ranker --data runs/demo/split --retrieval runs/retrieval --out runs/ranker
     """
+    from feedrank.artifacts.config import RankerRunConfig
+    from feedrank.artifacts.store import load_retrieval
+    from feedrank.data.split import open_split
+    from feedrank.train.run import train_ranker
+    from feedrank.train.validation import ranker_validator
+
     cfg = load_config(RankerRunConfig, config, set_)
     towers, _ = load_retrieval(retrieval)
     validator = ranker_validator(open_split(data), towers, cfg.weights.as_dict())
-    result = train_ranker(data, retrieval, out, cfg, make_evaluate=validator, resume=resume)
-    _print_result("ranker", out, result)
+    console.print("preparing the ranker's examples (the stages below; the training bar follows)")
+    with stages():
+        result = train_ranker(data, retrieval, out, cfg, make_evaluate=validator, resume=resume)
+    _print_result("ranker", out, result, cfg.train)
 
 
-def _print_result(kind: str, out: Path, result: TrainResult) -> None:
+def _print_result(kind: str, out: Path, result: TrainResult, train: TrainConfig) -> None:
     logging.getLogger(__name__).debug("%s", result)
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun, rank 0 speaks for all
+    if result.stopped_early:
+        console.print(
+            f"[yellow]stopped early[/] at step {result.steps:,}: valid {train.early_stop_metric} did not "
+            f"improve for {train.patience} evaluations; the run keeps the best step's weights"
+        )
     best = (
-        f", best {result.best_metric:.4f} at step {result.best_step}"
+        f", best {train.early_stop_metric or 'metric'} {result.best_metric:.4f} at step {result.best_step}"
         if result.best_metric is not None
         else ""
     )

@@ -1,3 +1,5 @@
+# Over 300 lines: the feature space and the examples of both models built from it are one concept,
+# and the example builders share its private sampling helpers.
 """Model-ready arrays: the feature space fitted on a split, and examples for both models.
 
 `FeatureSpace` holds everything a model needs to turn (user, item, time) into inputs: the item

@@ -1,3 +1,5 @@
+# Over 300 lines: the next-click protocol, every system it scores and the per-click loop are one
+# procedure; their private helpers share its per-hour state.
 """Next-click evaluation: for each sampled test click, rank the live catalog and find the click.
 
 For a click of user u on item i at time t, the candidates are the *live catalog*: every item with

@@ -1,3 +1,5 @@
+# Over 300 lines: one procedure (load both sides, score them on the same test data, decide); the
+# test data it assembles is private to it.
 """`feedrank compare CHAMPION CHALLENGER`: is the challenger better than the model in production?
 
 Each side is a bundle (the production artifact) or a ranker run. Both are scored on the same test

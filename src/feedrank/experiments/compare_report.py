@@ -1,3 +1,5 @@
+# Over 300 lines: the report's data model and its Markdown/HTML rendering from one list of blocks
+# must change together.
 """Writing a champion-versus-challenger comparison: JSON, Markdown, self-contained HTML, PNG plots.
 
 Markdown and HTML are rendered from one list of blocks (headings, paragraphs, lists, tables,

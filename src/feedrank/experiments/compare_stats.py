@@ -1,3 +1,5 @@
+# Over 300 lines: the statistics and their paired bootstrap are one method: each statistic is
+# defined by how it reads the bootstrap's weights.
 """Metrics as statistics of request weights, and their paired bootstrap: intervals, tests, verdicts.
 
 Every metric of a comparison is a function from (B, R) weights over the R test requests (how often

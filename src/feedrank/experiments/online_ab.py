@@ -1,3 +1,5 @@
+# Over 300 lines: the policy, the population and the hour loop of a simulated A/B test share the
+# per-hour state of one simulation.
 """Simulated online A/B tests: two policies serve the simulator's users, and the world answers.
 
     world = World.load("runs/demo/sim")
@@ -38,6 +40,7 @@ from feedrank.bundle import Bundle, load_bundle
 from feedrank.data.split import open_split
 from feedrank.errors import ConfigError
 from feedrank.eval.oracle import world_of
+from feedrank.experiments.variants import VARIANTS
 from feedrank.index import AnnIndex
 from feedrank.serve.batch import BatchRecommender, BatchRequest
 from feedrank.serve.online import US_PER_HOUR
@@ -56,7 +59,6 @@ I64 = npt.NDArray[np.int64]
 Objects = npt.NDArray[np.object_]
 Bools = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.integer[Any]]
-VARIANTS = ("ranker", "clicks-only", "two-tower", "popularity", "random")
 USER_METRICS = ("requests", "impressions", "clicks", "dwell_s", "shares", "hides", "publishers")
 DAY_METRICS = ("impressions", "clicks", "dwell_s")
 LIVE_US = 48 * US_PER_HOUR  # what the baselines draw from: items published in the last 48 h

@@ -1,3 +1,5 @@
+# Over 300 lines: both towers, the history encoder they share and the autograd gather they use are
+# one network; apart they would import each other.
 """Two-tower retrieval network: a user tower and an item tower meeting in a dot product.
 
     user: [user-id emb | demographic embs | mean of history item embs] → MLP → d, L2-normalised

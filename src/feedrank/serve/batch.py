@@ -1,3 +1,5 @@
+# Over 300 lines: one class, the batched counterpart of the Recommender's stages, whose steps share
+# the batch's arrays.
 """Batched feeds: the Recommender's stages for many users at one request time, in one pass.
 
     batch = BatchRecommender(recommender, candidates=150)

@@ -1,3 +1,5 @@
+# Over 300 lines: the world's ground truth is one object whose methods (utility, responses,
+# sampling) read the same arrays; the tables it holds are small dataclasses beside it.
 """The latent world and its ground truth: users, publishers, items, and what each user would do.
 
 Indices are positions in the arrays below; the tables name them 'u<index>', 'i<index>',

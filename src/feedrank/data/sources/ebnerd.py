@@ -1,3 +1,5 @@
+# Over 300 lines: one source format end to end; its read, check and write steps share one import
+# state in sequence, and splitting would scatter the format's rules.
 """EB-NeRD (Ekstra Bladet News Recommendation Dataset) -> canonical tables.
 
 An EB-NeRD directory holds Parquet files:

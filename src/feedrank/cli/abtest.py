@@ -1,65 +1,29 @@
-"""`feedrank compare` and `feedrank abtest plan|rollout|simulate|ope`."""
+"""`feedrank abtest plan|rollout|simulate`: plan, stage and simulate A/B tests (`ope`: cli/ope.py).
+
+Library modules load inside each command, so that `--help` answers without importing them.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import torch
 import typer
 
 from feedrank.cli.console import console, progress_bar
 from feedrank.config import load_config
 from feedrank.errors import ConfigError
-from feedrank.experiments.ab_metrics import USER_METRICS, UserMetric, metric_from_logs, read_impressions
-from feedrank.experiments.ab_plan import ContinuousMetric, Design, Metric, ProportionMetric, plan
-from feedrank.experiments.ab_report import plot_power_curves, render_plan
-from feedrank.experiments.compare import CompareOptions, compare
-from feedrank.experiments.compare_report import render_decision, write_comparison
-from feedrank.experiments.online_ab import VARIANTS, ABConfig, simulate_bundles
-from feedrank.experiments.online_stats import analyze, to_markdown, write_report
-from feedrank.experiments.ope_validation import coverage_by_estimator, render_summary, summarize, validate
-from feedrank.experiments.rollout import RolloutConfig, plan_rollout, render_rollout, with_primary_metric
-from feedrank.sim import SimConfig
+from feedrank.experiments.variants import VARIANTS
+
+if TYPE_CHECKING:
+    from feedrank.experiments.ab_metrics import UserMetric
+    from feedrank.experiments.ab_plan import Metric
+
 
 abtest_app = typer.Typer(
     help="Plan, stage, simulate and pre-check A/B tests of a new ranker.", no_args_is_help=True
 )
-
-
-def compare_command(
-    champion: Annotated[Path, typer.Argument(help="The model in production: a bundle or a ranker run.")],
-    challenger: Annotated[Path, typer.Argument(help="The candidate: a bundle or a ranker run.")],
-    data: Annotated[
-        Path | None, typer.Option("--data", "-d", help="Split to compare on (default: the challenger's).")
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Report directory (default: runs/compare/CHAMPION-vs-CHALLENGER)."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the query sample and the bootstrap.")] = 0,
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples (at least 100).")] = 1000,
-    confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
-    unit: Annotated[Literal["user", "request"], typer.Option(help="What the bootstrap resamples.")] = "user",
-    max_queries: Annotated[int, typer.Option(help="Test requests with clicks ranked for retrieval.")] = 2000,
-) -> None:
-    """Score champion and challenger on the same test requests; paired intervals, segments, SHIP or HOLD.
-
-    Writes report.md, report.html (one self-contained file), report.json and PNG plots.
-
-    Example: feedrank compare runs/demo/bundle runs/v2-bundle --data runs/demo/split --out runs/compare
-    """
-    options = CompareOptions(
-        max_queries=max_queries, num_resamples=resamples, confidence=confidence, seed=seed, unit=unit
-    )
-    with console.status(f"comparing {champion} (champion) with {challenger} (challenger)"):
-        report = compare(champion, challenger, data, options)
-        default = Path("runs/compare") / f"{champion.name}-vs-{challenger.name}"
-        paths = write_comparison(report, out or default)
-    console.print(render_decision(report), markup=False, highlight=False, soft_wrap=True)
-    console.print(f"[green]report[/] {paths['markdown']} (HTML {paths['html'].name}, JSON, plots beside it)")
 
 
 # ------------------------------------------------------------------------------- abtest plan
@@ -74,6 +38,9 @@ def _metric(
     post_days: float,
 ) -> Metric:
     """The metric to plan for: a rate (--baseline), a given mean/sd, or one measured from logs."""
+    from feedrank.experiments.ab_metrics import metric_from_logs, read_impressions
+    from feedrank.experiments.ab_plan import ContinuousMetric, ProportionMetric
+
     given = [name for name, on in (("--baseline", baseline), ("--mean/--sd", mean), ("--data", data)) if on]
     if len(given) != 1:
         raise ConfigError(f"give exactly one of --baseline, --mean/--sd or --data (got {given or 'none'})")
@@ -98,6 +65,8 @@ def _metric(
 
 
 def _user_metric(name: str) -> UserMetric:
+    from feedrank.experiments.ab_metrics import USER_METRICS
+
     for known in USER_METRICS:
         if known == name:
             return known
@@ -150,6 +119,9 @@ def plan_command(
     Example: feedrank abtest plan --data runs/demo/split --metric dwell_per_day --pre-days 3.5
     --post-days 3.5 --effect 0.05 --units-per-day 50000 --out runs/abplan
     """
+    from feedrank.experiments.ab_plan import Design, ProportionMetric, plan
+    from feedrank.experiments.ab_report import plot_power_curves, render_plan
+
     if effect is not None and not effect > 0:
         raise ConfigError(f"--effect {effect!r}: the effect to detect must be positive (0.005 = +0.5 %)")
     if days is not None and not days > 0:
@@ -210,6 +182,8 @@ def rollout_command(
     Example: feedrank abtest rollout --set users_per_day=50000 --set requests_per_day=500000
     Example: feedrank abtest rollout --config rollout.toml --data runs/demo/split --pre-days 3.5
     """
+    from feedrank.experiments.rollout import RolloutConfig, plan_rollout, render_rollout, with_primary_metric
+
     rollout = load_config(RolloutConfig, config, set_)
     if mean is not None or data is not None:
         primary = _metric(None, mean, sd, variance_reduction, data, metric, pre_days, post_days)
@@ -253,6 +227,11 @@ def simulate_command(
 
     Example: feedrank abtest simulate runs/demo/bundle runs/v2-bundle --days 7 --users 10000 --out runs/ab
     """
+    import torch
+
+    from feedrank.experiments.online_ab import ABConfig, simulate_bundles
+    from feedrank.experiments.online_stats import analyze, to_markdown, write_report
+
     config = ABConfig(num_users=users, days=days, k=k, requests_per_user_day=requests_per_user_day, seed=seed)
     # Batches are small (one simulated hour of one arm): a second thread mostly waits on a shared box.
     torch.set_num_threads(threads)
@@ -272,56 +251,3 @@ def simulate_command(
     paths = write_report(report, out or Path("runs/abtest"))
     console.print(to_markdown(report), markup=False, highlight=False, soft_wrap=True)
     console.print(f"[green]report[/] {paths['md']} (JSON {paths['json'].name}, plots beside it)")
-
-
-# -------------------------------------------------------------------------------- abtest ope
-@abtest_app.command("ope")
-def ope_command(
-    seeds: Annotated[int, typer.Option(help="Simulated worlds and logs, one per seed.")] = 24,
-    preset: Annotated[str, typer.Option(help="World size of each seed (tiny, small, ...).")] = "tiny",
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a SimConfig field: warmup_days=0, ...")
-    ] = None,
-    slot: Annotated[int, typer.Option(help="Feed slot whose decisions are evaluated.")] = 0,
-    alpha: Annotated[float, typer.Option(help="1 - confidence level of the intervals.")] = 0.05,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write ope.md here.")] = None,
-) -> None:
-    """Check IPS, SNIPS, DR and DM in the simulator: over seeds, how often each interval covers the truth.
-
-    Every seed simulates a world and its log, estimates three target policies' click rates from the
-    log and compares each interval with the exactly known value.
-
-    Example: feedrank abtest ope --seeds 24 --preset tiny --set warmup_days=0
-    """
-    if seeds < 1:
-        raise ConfigError(f"--seeds {seeds}: need at least one")
-    if not 0 < alpha < 1:
-        raise ConfigError(f"--alpha {alpha!r}: must be in (0, 1)")
-    base = SimConfig.preset(preset)
-    configured = load_config(SimConfig, None, set_, base=base)
-    overrides = {
-        f.name: getattr(configured, f.name)
-        for f in dataclasses.fields(SimConfig)
-        if getattr(configured, f.name) != getattr(base, f.name)
-    }
-    with tempfile.TemporaryDirectory(prefix="feedrank-ope-") as work, console.status(f"{seeds} seeds"):
-        summary = summarize(
-            validate(range(seeds), work, preset=preset, overrides=overrides, slot=slot, alpha=alpha)
-        )
-    coverage = coverage_by_estimator(summary)
-    level = f"{1 - alpha:.0%}"
-    lines = [
-        render_summary(summary),
-        f"Coverage of the {level} intervals over every policy and seed (nominal {level}):",
-        "",
-        "| estimator | coverage |",
-        "|---|---:|",
-        *(f"| {name} | {share:.1%} |" for name, share in coverage.items()),
-        "",
-    ]
-    text = "\n".join(lines)
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "ope.md").write_text(text, encoding="utf-8")
-        console.print(f"[green]report[/] {out / 'ope.md'}")
