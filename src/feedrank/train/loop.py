@@ -1,3 +1,5 @@
+# Over 300 lines: the training loop and its nested steps (checkpoint, evaluate, record) share one
+# run's state (model, optimizers, progress, early stopping); apart they would pass all of it around.
 """The training loop: `train(task, data, config, run_dir, evaluate)` for any Task.
 
 One readable loop (nanoGPT's train.py shape). Per optimizer step, on every rank:
