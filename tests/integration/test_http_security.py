@@ -212,3 +212,49 @@ def _bundle_now_us(client: TestClient) -> int:
 
 def test_manifest_digest_is_the_sha256_of_the_manifest(bundle_path: Path) -> None:
     assert manifest_digest(bundle_path) == hashlib.sha256((bundle_path / MANIFEST).read_bytes()).hexdigest()
+
+
+def test_sign_bundle_signs_a_verified_bundle_with_the_configured_key(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from feedrank.bundle import load_bundle
+    from feedrank.bundle.signing import Trust
+    from feedrank.cli import main
+    from feedrank.errors import BundleError
+
+    old = shutil.copytree(root / "live", root / "old")
+    (old / "manifest.sig").unlink()  # a bundle from before signing
+    key_file = tmp_path / "bundle.key"
+    key_file.write_text("another-signing-key-0123456789\n")
+    trust = Trust(key=b"another-signing-key-0123456789")
+    with pytest.raises(BundleError, match="not signed"):
+        load_bundle(old, trust)
+    monkeypatch.setenv("FEEDRANK_BUNDLE_KEY_FILE", str(key_file))
+    monkeypatch.delenv("FEEDRANK_BUNDLE_KEY", raising=False)
+    monkeypatch.setattr("sys.argv", ["feedrank", "sign-bundle", str(old)])
+    main()
+    assert manifest_digest(old) in capsys.readouterr().out
+    assert load_bundle(old, trust).version == load_bundle(root / "live").version
+
+    broken = shutil.copytree(old, root / "broken")
+    (broken / "items.parquet").write_bytes(b"changed after bundling")
+    monkeypatch.setattr("sys.argv", ["feedrank", "sign-bundle", str(broken)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()  # a bundle whose files do not match its manifest is never vouched for
+    assert exit_info.value.code == 2 and "corrupted" in capsys.readouterr().err
+
+
+def test_the_env_factory_serves_the_bundle_the_environment_names(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feedrank.serve.app import app_from_env
+
+    monkeypatch.setenv("FEEDRANK_BUNDLE", str(root / "live"))
+    monkeypatch.setenv("FEEDRANK_BUNDLE_KEY", BUNDLE_KEY.decode())
+    monkeypatch.delenv("FEEDRANK_ADMIN_TOKEN", raising=False)
+    with TestClient(app_from_env()) as client:
+        assert client.get("/readyz").json()["status"] == "ready"
+        refused = client.post(
+            "/v1/events", json={"events": [{"user_id": "u", "item_id": "i", "type": "click"}]}
+        )
+        assert refused.status_code == 403  # no admin token in this environment: writes are off
