@@ -14,7 +14,7 @@ from feedrank.data.dataset import conform
 from feedrank.data.examples import build_feature_space
 from feedrank.data.features import FeatureConfig, to_us
 from feedrank.data.schema import HISTORY, IMPRESSIONS, ITEMS, USERS
-from feedrank.eval.next_click_stream import POP_WINDOWS_MIN, ClickStream, rank_metrics
+from feedrank.eval.next_click_stream import POP_WINDOWS_MIN, ClickStream, ndcg10_of_rows, rank_metrics
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -31,6 +31,18 @@ def test_rank_metrics_by_hand_and_with_ties() -> None:
     assert got["ndcg@10"] == pytest.approx(np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0).mean())
     assert got["mrr@20"] == pytest.approx(np.where(ranks <= 20, 1 / ranks, 0).mean())
     assert rank_metrics(scores, -1) == {"hr@10": 0.0, "hr@20": 0.0, "ndcg@10": 0.0, "mrr@20": 0.0}
+
+
+def test_ndcg_of_many_rows_equals_rank_metrics_row_by_row() -> None:
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.random((36, 300)) * 4, 1)  # many ties; some targets on top, some far down
+    scores[5] = 0.0
+    scores[7, 17], scores[8, 17], scores[8, :4] = 9.0, 8.0, 8.0  # first; tied with 4 others on top
+    for target in (0, 17, 299):
+        expected = [rank_metrics(row, target)["ndcg@10"] for row in scores]
+        assert ndcg10_of_rows(scores, target).tolist() == expected
+        assert target != 17 or (expected[7] == 1.0 and 0 < expected[8] < 1.0)
+    assert ndcg10_of_rows(scores, -1).tolist() == [0.0] * 36
 
 
 def _events(n: int = 600) -> pl.DataFrame:

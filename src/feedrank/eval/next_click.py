@@ -45,7 +45,13 @@ from feedrank.data.features import US_PER_HOUR, to_us
 from feedrank.data.split import open_split
 from feedrank.eval.catalog import TwoTowerRanker
 from feedrank.eval.model_scorer import RankerScorer, TwoTowerScorer
-from feedrank.eval.next_click_stream import POP_WINDOWS_MIN, ClickStream, TargetState, rank_metrics
+from feedrank.eval.next_click_stream import (
+    POP_WINDOWS_MIN,
+    ClickStream,
+    TargetState,
+    ndcg10_of_rows,
+    rank_metrics,
+)
 from feedrank.models.ranker import HEADS
 
 log = logging.getLogger(__name__)
@@ -174,14 +180,14 @@ def _tune_blend(stream: ClickStream, valid: pl.DataFrame, options: NextClickOpti
     """(a, b) of the blend with the best mean NDCG@10 on the validation clicks."""
     grid = [(a, b) for a in BLEND_GRID for b in BLEND_GRID if a or b]
     totals = np.zeros(len(grid))
+    a_of, b_of = np.array([a for a, _ in grid]), np.array([b for _, b in grid])
     stream.reset()
     for _, state in stream.walk(valid):
         if not state.live_click:
             continue
         pop = np.log1p(state.pop[60])
         cov = np.log1p(state.covis)
-        for g, (a, b) in enumerate(grid):
-            totals[g] += rank_metrics(a * pop + b * cov, state.target)["ndcg@10"]
+        totals += ndcg10_of_rows(a_of[:, None] * pop + b_of[:, None] * cov, state.target)
     return grid[int(np.argmax(totals))] if grid else (1.0, 1.0)
 
 
