@@ -68,6 +68,7 @@ def test_every_operation_is_covered(api_schema: schemathesis.BaseSchema) -> None
     assert found == set(OPERATIONS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("credentials", ["admin token", "none"])
 @pytest.mark.parametrize(("method", "path", "mode"), CASES, ids=[f"{m} {p} {g.value}" for m, p, g in CASES])
 def test_the_api_matches_its_schema(

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from feedrank.serve.cache import CacheSettings
 from feedrank.serve.local import running_service
@@ -68,6 +69,7 @@ class Load:
             time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_eight_clients_through_redis_kill_restart_and_reloads_fail_nothing(
     bundle_path: Path, redis_server: RedisServer, tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from torch import Tensor
 
 from feedrank.train import TensorBatchSource, train
@@ -58,6 +59,7 @@ def records(run_dir: Path) -> list[tuple[int, str, str, float]]:
     return [(r["step"], r["split"], r["name"], r["value"]) for r in map(json.loads, lines)]
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_the_same_weights_and_curves(tmp_path: Path) -> None:
     straight = run_in_process(tmp_path / "straight", init_seed=0, resume=False)
 
