@@ -23,9 +23,8 @@ from feedrank.models.two_tower import TwoTowerConfig
 @dataclass(frozen=True)
 class RetrievalLossConfig:
     logq_correction: bool = True
-    # Up to this many shown-not-clicked items per positive from the same request (e.g. 50): they
-    # multiply the item tower's work per step by the slate size for a small gain in recall in the
-    # default world (docs/evaluation.md), so they are off by default.
+    # Up to this many shown-not-clicked items per positive from the same request (e.g. 50). They
+    # multiply the item tower's work per step by the slate size, so they are off by default.
     hard_negatives: int = 0
     # Uniform draws from the catalog live at each example's time; -1 = auto: 20 for click-only logs
     # (they have no shown-not-clicked items), else none.
@@ -37,15 +36,15 @@ class RankerLossConfig:
     # How much each head's loss counts in the total; the feed score's weights are separate.
     head_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(HEADS, 1.0))
     negative_rate: float = 1.0  # keep-probability of rows without engagement (1 = no downsampling)
-    # Unshown items drawn per click from the catalog live at its time (data/examples.py says why).
-    # 20 raised next-click NDCG@10 in the default world by 0.011 to 0.016 against 0; over six
-    # development worlds 50 added +0.0050 ± 0.0015 more and 100 lost 0.0081 ± 0.0020 against 50
-    # (docs/evaluation.md); 0 turns it off (calibrated on impressions, worse at next-click).
+    # Unshown items drawn per click from the catalog live at its time (data/examples.py says why):
+    # the ranker then learns to tell a click from everything live, as next-click ranking asks.
+    # 0 turns them off: the ranker fits the logged impressions only. docs/evaluation.md compares
+    # the counts that were tried.
     catalog_negatives: int = 50
     # Items drawn per click from its request's merged candidate pool (what serving would rank: the
     # ANN's, trending, co-visitation and fresh lists at its time, `pool_size` of them), not shown,
-    # labels 0: the hard negatives the ranker must tell apart from the click when it serves. 20 of
-    # them changed next-click NDCG@10 by -0.0006 ± 0.0016 over six worlds: off by default.
+    # labels 0: the hard negatives the ranker must tell apart from the click when it serves. Off
+    # by default (docs/evaluation.md: their effect on next-click ranking).
     pool_negatives: int = 0
     pool_size: int = 500
 
@@ -76,7 +75,7 @@ class RankerRunConfig:
     )
     batch_size: int = 1024
     # Names of the dense features the ranker reads (data/history.py), in column order; recorded in
-    # run.json and bundles. A run that records none predates the names: it read COUNTER_NAMES.
+    # run.json and bundles. `ranker_config` reads a saved config without them as COUNTER_NAMES.
     counters: tuple[str, ...] = RANKER_FEATURES
     # The candidate-source columns (`CandidateSet.features()`: which sources listed the item, their
     # scores), all of them or none; a run that records none was trained without them.
@@ -95,10 +94,11 @@ class RankerRunConfig:
 
 
 def ranker_config(values: dict[str, Any], source: str) -> RankerRunConfig:
-    """A ranker's config as saved in a run or bundle; one saved before feature names were recorded
-    gets the nine counters it was trained with, so old runs and bundles keep their exact inputs."""
+    """A ranker's config as saved in a run or bundle. A config without `counters` reads the nine
+    COUNTER_NAMES and one without `sources` no source columns: the inputs such a model was trained
+    with, so every saved run and bundle keeps its exact inputs."""
     if "counters" not in values:
         values = {**values, "counters": list(COUNTER_NAMES)}
-    if "sources" not in values:  # saved before the ranker read the candidate sources
+    if "sources" not in values:  # no key: the model reads no source columns
         values = {**values, "sources": []}
     return from_dict(RankerRunConfig, values, source=source)

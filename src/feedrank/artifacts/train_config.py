@@ -40,7 +40,7 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW decoupled decay, on dense weights with >= 2 dims only
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    sparse_optimizer: SparseOptimizer = "adagrad"  # measured better than sparse_adam: see optim.py
+    sparse_optimizer: SparseOptimizer = "adagrad"  # why adagrad: train/optim.py
     # -- schedule: linear warmup, then cosine decay to min_lr_ratio * lr, or constant
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_steps: int = 0

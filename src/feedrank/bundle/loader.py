@@ -74,7 +74,7 @@ def _load(path: Path, trust: Trust | None) -> Bundle:
     manifest = verify(path)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     retrieval_cfg = from_dict(RetrievalRunConfig, config["retrieval"], source=f"{path}/config.json")
-    ranker_cfg = ranker_config(config["ranker"], source=f"{path}/config.json")  # old: 9 counters
+    ranker_cfg = ranker_config(config["ranker"], source=f"{path}/config.json")  # fills in absent keys
     towers = build_two_tower(retrieval_cfg)
     towers.load_state_dict(torch.load(path / "retrieval.pt", map_location="cpu", weights_only=True))
     ranker = build_ranker(ranker_cfg, retrieval_cfg.features, retrieval_cfg.model.dim)

@@ -30,9 +30,9 @@ class RankerConfig:
     embed_dim: int = 16
     cross_layers: int = 2
     # Rank of each cross layer's weight (DCN-v2's low-rank form; 0 = full rank). Ranking 500
-    # candidates per request must fit the serving budget: full-rank crosses over the ~460 input
-    # features and a (256, 128) deep tower cost ~5 ms on one core; rank 32 and (128, 64) cost about
-    # a third of that with the same validation GAUC and nDCG@10 in the default world (within 0.001).
+    # candidates per request must fit the serving budget, and a full-rank cross over the ~460
+    # input features costs (input width)^2 per layer; rank r costs 2 x width x r. BENCHMARKS.md
+    # ("Ranker size") has the latency and quality of the choice.
     cross_rank: int = 32
     deep_hidden: tuple[int, ...] = (128, 64)
     dropout: float = 0.1

@@ -49,7 +49,7 @@ class TwoTowerConfig:
     id_dropout: float = 0.1  # share of training rows whose id is hidden, to learn the features-only path
     sparse: bool = True  # sparse gradients for large embedding tables (several times faster on CPU)
     # Tables up to this many rows get dense gradients: for a small table (publishers, categories,
-    # demographics) sparse bookkeeping costs more than updating every row (1.22x faster steps).
+    # demographics) sparse bookkeeping costs more than updating every row (BENCHMARKS.md: dense_small).
     dense_table_max_rows: int = 4096
     # Let the user tower's history lookups train the shared item-id table. Off, the table learns
     # from the item side only and each step's sparse gradient has B rows instead of B x (L + 1).

@@ -104,8 +104,8 @@ class ClickbaitGuardrail:
     Unknown stats (NaN, or arrays absent) never flag an item.
     """
 
-    # Defaults from the default simulated world, where clickbait items are clicked at a median
-    # 6.6% (others 2.4%) and read for a median 9.5 s (others 37 s): tune both on your own logs.
+    # Defaults sit between clickbait and other items' click rates and dwell in the default
+    # simulated world (docs/simulator.md, "Clickbait in the default world"): tune both on your logs.
     max_click_rate: float = 0.04
     min_dwell_s: float = 15.0
     mode: Literal["demote", "scale"] = "demote"
