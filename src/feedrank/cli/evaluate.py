@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from feedrank.cli.console import console, working
+from feedrank.cli.console import console, progress_bar, stages, working
 from feedrank.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -56,8 +56,11 @@ def evaluate_command(
             seed=seed,
             sources=_quotas(quota or []),
         )
-        with working(f"next-click evaluation of {run}"):
-            result = evaluate_next_click(run, data, options)
+        with stages(), progress_bar() as bar:
+            task = bar.add_task("next-click: test clicks ranked", total=None)
+            result = evaluate_next_click(
+                run, data, options, on_click=lambda done, total: bar.update(task, completed=done, total=total)
+            )
             paths = write_next_click_report(result, out or run / "eval")
         console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, highlight=False)
         return

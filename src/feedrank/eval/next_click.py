@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,9 +103,14 @@ class NextClickReport:
 
 
 def evaluate_next_click(
-    run_dir: Path, split_dir: Path | None = None, options: NextClickOptions = NextClickOptions()
+    run_dir: Path,
+    split_dir: Path | None = None,
+    options: NextClickOptions = NextClickOptions(),
+    on_click: Callable[[int, int], None] | None = None,
 ) -> NextClickReport:
-    """Evaluate a ranker (or retrieval) run beside the baselines with the next-click protocol."""
+    """Evaluate a ranker (or retrieval) run beside the baselines with the next-click protocol.
+
+    `on_click(done, total)` hears after each test click is ranked (a progress bar, say)."""
     info = read_run(run_dir)
     ranker_bits = load_ranker(run_dir) if info["kind"] == "ranker" else None
     retrieval_run = ranker_bits[2] if ranker_bits else run_dir
@@ -125,7 +131,7 @@ def evaluate_next_click(
     log.info("tuning the blend on %d validation clicks", valid.height)
     blend = _tune_blend(stream, valid, options)
     log.info("next-click evaluation of %d test clicks (blend a=%.2f b=%.2f)", test.height, *blend)
-    per_event = _evaluate(stream, test, options, blend, two_tower, ranker)
+    per_event = _evaluate(stream, test, options, blend, two_tower, ranker, on_click)
     train = parts["train"].read("impressions")
     # Hash joins on the ids: np.isin over string arrays is a quadratic loop (minutes at 20k clicks).
     seen_items = train.get_column("item_id").unique()
@@ -198,6 +204,7 @@ def _evaluate(
     blend: tuple[float, float],
     two_tower: TwoTowerScorer,
     ranker: RankerScorer | None,
+    on_click: Callable[[int, int], None] | None = None,
 ) -> PerEvent:
     ts_us = to_us(test.get_column("ts"))
     users = test.get_column("user_id").to_numpy().astype(object)
@@ -222,6 +229,8 @@ def _evaluate(
     stream.reset()
     # `test` is in time order (_sample_clicks sorts it), the order walk() visits, so positions align.
     for e, state in stream.walk(test):
+        if on_click is not None:
+            on_click(e, test.height)
         keep.append(not (options.skip_session_first and state.session_first))
         live.append(state.live_click)
         scores: dict[str, np.ndarray] = {}
@@ -252,7 +261,10 @@ def _evaluate(
             hit = np.flatnonzero(pool.item_rows == target_row) if target_row >= 0 else np.zeros(0, np.int64)
             target_in_top.append(int(hit[0]) if hit.size else -1)
             outside_ranks.append(_rank_after_pool(tt, state, pool.item_rows) if target_row >= 0 else np.inf)
+    if on_click is not None:
+        on_click(test.height, test.height)
     if ranker is not None:
+        log.info("the ranker scores the candidate pools of %d clicks", len(pools))
         metrics.update(
             _ranker_metrics(ranker, users, ts_us, pools, pool_sources, target_in_top, outside_ranks)
         )

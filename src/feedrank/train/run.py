@@ -122,9 +122,11 @@ def train_ranker(
             f"{split_dir} is a click-only log and loss.catalog_negatives is "
             f"{cfg.loss.catalog_negatives}: the ranker would see no negatives; set loss.catalog_negatives > 0"
         )
+    impressions = parts["train"].read("impressions")
+    log.info("ranker examples from %d training impressions (features as of each request)", impressions.height)
     arrays, requests = ranker_examples(
         space,
-        parts["train"].read("impressions"),
+        impressions,
         cfg.loss.negative_rate,
         seed=cfg.train.seed,
         counters=cfg.counters,
@@ -132,6 +134,11 @@ def train_ranker(
     )
     torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
     ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
+    log.info(
+        "frozen towers over %d requests and %d catalog items",
+        len(requests["request_ts_us"]),
+        len(space.catalog),
+    )
     tables = _tower_tables(towers, space, requests)
     if cfg.sources or cfg.loss.pool_negatives > 0:
         replay = SourceReplay(space, towers, requests, tables)
