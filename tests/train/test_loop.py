@@ -180,6 +180,24 @@ def test_max_steps_and_constant_schedule(tmp_path: Path, toy_train: dict[str, Te
     assert lrs == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0])
 
 
+def test_a_sample_budget_sets_the_steps_and_spans_the_schedule(
+    tmp_path: Path, toy_train: dict[str, Tensor]
+) -> None:
+    factors: list[float] = []
+    data = TensorBatchSource(toy_train, batch_size=32)
+    config = fast_config(epochs=5, max_samples=200)  # 200 / 32 -> 7 steps, not 5 epochs of 12
+    result = train(make_task(), data, config, tmp_path, on_step=lambda info: factors.append(info.lr_factor))
+    assert result.steps == 7 and result.samples == 7 * 32
+    assert factors[-1] == pytest.approx(config.min_lr_ratio, abs=0.05)  # the cosine reached its end
+
+
+def test_a_time_budget_stops_at_the_first_step_past_it(tmp_path: Path, toy_train: dict[str, Tensor]) -> None:
+    data = TensorBatchSource(toy_train, batch_size=32)
+    result = train(make_task(), data, fast_config(epochs=5, max_minutes=1e-9), tmp_path / "late")
+    assert result.steps == 1  # every step takes longer than the budget
+    assert train(make_task(), data, fast_config(epochs=1, max_minutes=60.0), tmp_path / "ok").steps == 12
+
+
 def test_a_nan_loss_stops_the_run(tmp_path: Path, toy_train: dict[str, Tensor]) -> None:
     bad = dict(toy_train, x=toy_train["x"].clone())
     bad["x"][40] = math.nan
