@@ -102,9 +102,10 @@ def test_a_recency_ranker_serves_and_online_clicks_reach_its_features(
     assert len(feed.items) == 5 and not feed.degraded
     rows = space.catalog.rows(pl.Series([it.item_id for it in feed.items]))
     pool = merge({"ann": SourceList(rows, np.zeros(rows.size))}, {"ann": 1}, rows.size)
-    before = rec._rank(np.zeros(rec.catalog.default_user.shape, np.float32), 0, pool, now, user)
+    zeros = np.zeros(rec.catalog.default_user.shape, np.float32)
+    before = rec._rank(zeros, 0, pool, now, rec.online.user(user))
     assert rec.record_event(user, feed.items[0].item_id, "click", now - 60_000_000, None)
-    after = rec._rank(np.zeros(rec.catalog.default_user.shape, np.float32), 0, pool, now, user)
+    after = rec._rank(zeros, 0, pool, now, rec.online.user(user))
     assert not np.array_equal(before, after)  # the click counters and the session moved
 
 
@@ -115,12 +116,12 @@ def test_the_served_ranker_reads_which_sources_proposed_each_candidate(bundle_pa
     user = str(space.users.user_ids[0])
     now = rec.bundle.snapshot_us
     row = int(space.users.rows(pl.Series([user], dtype=pl.String))[0])
-    vector = rec.user_vector(FeedRequest(user_id=user, k=5, now_us=now), row, now)
+    vector = rec.user_vector(FeedRequest(user_id=user, k=5, now_us=now), row, now, [])
     pool = rec.candidate_stage.run(vector, user, now, set(), lambda: 1e9).candidates
     assert pool.sources[:, 1:].any()  # other sources than the ANN proposed some candidates
-    scores = rec._rank(vector, row, pool, now, user)
+    scores = rec._rank(vector, row, pool, now, rec.online.user(user))
     silent = dataclasses.replace(pool, sources=np.zeros_like(pool.sources), scores=np.zeros_like(pool.scores))
-    assert not np.allclose(rec._rank(vector, row, silent, now, user), scores)
+    assert not np.allclose(rec._rank(vector, row, silent, now, rec.online.user(user)), scores)
 
 
 def test_pool_negatives_come_from_each_clicks_candidate_pool(

@@ -111,7 +111,7 @@ def test_lru_evicts_the_least_recently_used_entry(clock: FakeClock) -> None:
         cache.put(user, vec(0))
     assert cache.get("a") is not None  # a becomes the most recent: b is now the oldest
     cache.put("d", vec(0))
-    assert store.keys() == ["c", "a", "d"]
+    assert store.keys() == ["c@0", "a@0", "d@0"]
     assert cache.get("b") is None
     assert cache.stats()["evictions"] == 1
     assert len(store) == 3
@@ -265,8 +265,8 @@ def test_a_failing_backend_falls_back_without_raising(error: Exception) -> None:
 def test_namespace_keeps_models_apart(clock: FakeClock) -> None:
     settings = CacheSettings(key_prefix="fr:")
     cache = make_cache(settings, namespace="bundle-7", clock=clock)
-    assert cache.key("alice") == "fr:bundle-7:alice"
-    assert make_cache(settings).key("alice") == "fr:alice"
+    assert cache.key("alice") == "fr:bundle-7:alice@0"
+    assert make_cache(settings).key("alice", 3) == "fr:alice@3"
 
 
 def test_settings_from_environment() -> None:

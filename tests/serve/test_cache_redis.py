@@ -147,8 +147,8 @@ def test_entries_are_prefixed_raw_bytes_with_a_ttl(redis_url: str) -> None:
     cache = redis_cache(redis_url, ttl_s=300.0, patient=True)
     cache.put("u3", embedding_of("u3"))
     raw = redis.Redis.from_url(redis_url)
-    assert raw.get("test:u3") == encode_vector(embedding_of("u3"))
-    assert 299_000 < raw.pttl("test:u3") <= 300_000
+    assert raw.get("test:u3@0") == encode_vector(embedding_of("u3"))
+    assert 299_000 < raw.pttl("test:u3@0") <= 300_000
     raw.close()
 
 
@@ -162,8 +162,8 @@ def test_entries_expire_after_the_ttl(redis_url: str) -> None:
 
 def test_a_corrupted_entry_in_redis_is_a_miss(redis_url: str) -> None:
     raw = redis.Redis.from_url(redis_url)
-    raw.set("test:u1", b"\x80\x04\x95 not an embedding")
-    raw.set("test:u2", encode_vector(np.ones(DIM + 1, np.float32)))  # another model's dimension
+    raw.set("test:u1@0", b"\x80\x04\x95 not an embedding")
+    raw.set("test:u2@0", encode_vector(np.ones(DIM + 1, np.float32)))  # another model's dimension
     raw.close()
     cache = redis_cache(redis_url, patient=True)
     assert cache.get("u1") is None and cache.get("u2") is None

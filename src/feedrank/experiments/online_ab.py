@@ -100,7 +100,10 @@ class BundlePolicy:
         self.info = {"policy": self.name, "candidates": candidates, "rerank": rerank}
         rerank_cfg = RerankConfig() if rerank else RerankConfig(order=())
         # refresh() rebuilds the index at simulated time; the wall-clock age policy must not fire.
-        settings = ServeSettings(candidates=candidates, index_max_age_s=1e12, rerank=rerank_cfg)
+        # exclude_clicked=False: the world may click an item again; docs/online_ab.md's runs show it.
+        settings = ServeSettings(
+            candidates=candidates, index_max_age_s=1e12, rerank=rerank_cfg, exclude_clicked=False
+        )
         self.recommender = Recommender(bundle, settings, build_reranker(rerank_cfg))
         weights = {"click": 1.0} if variant == "clicks-only" else None
         rank = variant != "two-tower"

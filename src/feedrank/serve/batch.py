@@ -108,7 +108,10 @@ class BatchRecommender:
             excluded: list[set[int]] = [set() for _ in range(num)]
         else:
             excluded = [set(rec.catalog.rows(list(ids)).tolist()) - {-1} for ids in request.exclude]
-        hidden = [rec.online.hidden(u) for u in request.user_ids]
+        views = [rec.online.user(u) for u in request.user_ids]
+        if rec.settings.exclude_clicked:
+            excluded = [e | v.seen for e, v in zip(excluded, views, strict=True)]
+        hidden = [v.hidden for v in views]
         exclude = [e | h for e, h in zip(excluded, hidden, strict=True)]
         rows, scores = self.retrieve(users, now, exclude)
         rows, scores, sources = self.union(users, rows, scores, now, request.user_ids, exclude)

@@ -1,11 +1,11 @@
 """The user-embedding cache: serving computes a user's embedding once and reuses it until it expires.
 
     cache = make_cache(CacheSettings(backend="memory", ttl_s=300.0), dim=128, namespace=bundle_id)
-    u = cache.get(user_id)                  # (d,) float32, or None: compute it (or use the default)
+    u = cache.get(user_id, gen)             # (d,) float32, or None: compute it (or use the default)
     if u is None:
-        u = user_tower(...)
-        cache.put(user_id, u)
-    cache.invalidate(user_id)               # on an engagement event: the next request recomputes
+        u = user_tower(...)                 # from the history read with generation `gen`
+        cache.put(user_id, u, gen)
+    cache.invalidate(user_id, gen)          # on an engagement event that ended generation `gen`
 
 `EmbeddingCache` holds what every backend shares (keys, the byte format, the counters, failure
 handling) over a narrow byte-level `ByteStore`: `MemoryStore` here (an in-process LRU, the default)
@@ -13,11 +13,13 @@ and `RedisStore` in `cache_redis.py` (one cache shared by several replicas). A c
 optimisation, so a failing backend never fails a request: `get` returns None, `put` and
 `invalidate` do nothing, and the `fallbacks` counter rises.
 
-Invalidation: with Redis every replica reads the same keys, so `invalidate` on one replica reaches
-all of them. With the in-process backend on several replicas an engagement event would have to be
-broadcast (e.g. Redis pub/sub) to every replica; until then a replica that did not see the event
-serves the old embedding for at most `ttl_s`. The same bound holds for the race in which a request
-computes from history read before an event and puts its result after the event's `invalidate`.
+Generations: every entry is keyed by the user and the user's generation in the online state
+(serve/state.py), which each of the user's events increments together with the history. A request
+reads the generation and the history in one read, computes, and puts under that generation; an
+event that lands meanwhile has moved the generation on, so the late put writes a key nobody reads
+any more (it expires) and cannot undo the event's invalidation. `invalidate(user, generation)`
+only frees the entry of the generation the event ended. With Redis as both cache and state every
+replica reads the same keys and generations.
 
 Errors (neither escapes `EmbeddingCache`; both belong in feedrank.errors' tree):
 
@@ -219,13 +221,13 @@ class EmbeddingCache:
         self.key_prefix = key_prefix
         self._counters = Counters("hits", "misses", "corrupt", "sets", "invalidations", "fallbacks")
 
-    def key(self, user_id: str) -> str:
-        return f"{self.key_prefix}{user_id}"
+    def key(self, user_id: str, generation: int = 0) -> str:
+        return f"{self.key_prefix}{user_id}@{generation}"
 
-    def get(self, user_id: str) -> np.ndarray | None:
-        """The cached (d,) float32 embedding of `user_id`, or None (miss or backend down)."""
+    def get(self, user_id: str, generation: int = 0) -> np.ndarray | None:
+        """The cached (d,) float32 embedding of `user_id` at `generation`, or None (miss or backend down)."""
         try:
-            payload = self.store.get(self.key(user_id))
+            payload = self.store.get(self.key(user_id, generation))
         except Exception as exc:  # any failure: the cache is an optimisation, the request must go on
             self._fall_back("get", exc)
             return None
@@ -235,27 +237,30 @@ class EmbeddingCache:
         try:
             vector = decode_vector(payload, self.dim)
         except CorruptPayloadError as exc:
-            logger.warning("cache entry %r is unusable, treated as a miss: %s", self.key(user_id), exc)
+            logger.warning(
+                "cache entry %r is unusable, treated as a miss: %s", self.key(user_id, generation), exc
+            )
             self._counters.add("corrupt")
             self._counters.add("misses")
             return None
         self._counters.add("hits")
         return vector
 
-    def put(self, user_id: str, vector: np.ndarray) -> None:
-        """Cache a (d,) embedding for `ttl_s` seconds; ValueError for a wrong shape or NaN (a caller bug)."""
+    def put(self, user_id: str, vector: np.ndarray, generation: int = 0) -> None:
+        """Cache a (d,) embedding computed at `generation` for `ttl_s` seconds; ValueError for a
+        wrong shape or NaN (a caller bug)."""
         payload = encode_vector(vector, self.dim)
         try:
-            self.store.set(self.key(user_id), payload, self.ttl_s)
+            self.store.set(self.key(user_id, generation), payload, self.ttl_s)
         except Exception as exc:
             self._fall_back("put", exc)
             return
         self._counters.add("sets")
 
-    def invalidate(self, user_id: str) -> None:
-        """Forget `user_id`'s embedding (call on each engagement event), so the next get misses."""
+    def invalidate(self, user_id: str, generation: int = 0) -> None:
+        """Forget `user_id`'s embedding of `generation` (the one an engagement event ended)."""
         try:
-            self.store.delete(self.key(user_id))
+            self.store.delete(self.key(user_id, generation))
         except Exception as exc:
             self._fall_back("invalidate", exc)
             return

@@ -1,22 +1,28 @@
 """Engagement events that arrive while serving, on top of the bundle's snapshot of the past.
 
-A bundle carries every event up to its snapshot; the service keeps what happens afterwards here:
-each user's recent engagements (they extend the history the user tower reads) and each item's
-recent clicks and hides (they feed the ranker's counters and the re-ranker's guardrails). Memory is
-bounded: per user the last `history_len` engagements, per item the clicks of the last day.
+A bundle carries every event up to its snapshot; what happens afterwards lives in the shared
+`StateStore` (serve/state.py), apart from any bundle, and `OnlineEvents` is one replica's view
+of it for one loaded bundle: each user's recent engagements (they extend the history the user
+tower reads), clicked and hidden items (not shown again), and the click log, replayed into this
+replica's trending and co-visitation counters and per-item click counts (the ranker's counters).
+Replaying is incremental (`sync`: the clicks after this replica's cursor), runs before every feed,
+and starts from the oldest logged click when a bundle is loaded, so a reload or a replica started
+later counts the same clicks as the others. Memory is bounded by the store's settings (per user
+and in the log) and here by the item window (per item, the clicks of the last day).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from feedrank.serve.state import StateStore, StoredEvent
+
 US_PER_HOUR = 3_600_000_000
-ENGAGEMENTS = frozenset({"click", "dwell", "share"})
-KINDS = ENGAGEMENTS | {"hide"}
 
 
 @dataclass(frozen=True)
@@ -40,47 +46,120 @@ def time_refusal(ts_us: int, now_us: int, max_age_s: float, skew_s: float) -> st
     return None
 
 
-class OnlineEvents:
-    """Thread-safe recent events per user and per item since the bundle snapshot."""
+@dataclass(frozen=True)
+class UserView:
+    """One user's online state in catalog rows (items this bundle does not know are left out)."""
 
-    def __init__(self, history_len: int = 50, item_window_h: float = 24.0) -> None:
-        self.history_len = history_len
+    generation: int = 0
+    timed: list[tuple[int, int]] = field(default_factory=list)  # (µs, row) engagements, oldest first
+    seen: set[int] = field(default_factory=set)  # clicked rows
+    hidden: set[int] = field(default_factory=set)
+
+    def history(self, before_us: int) -> list[int]:
+        return [row for ts, row in self.timed if ts < before_us]
+
+    def timed_history(self, before_us: int) -> list[tuple[int, int]]:
+        return [(ts, row) for ts, row in self.timed if ts < before_us]
+
+
+ClickSink = Callable[[str, int, int], None]  # (user id, catalog row, µs): trending and co-visitation
+
+
+class OnlineEvents:
+    """This replica's view of the online state for one bundle; thread-safe.
+
+    Args:
+        store: the state shared by every replica (and kept across reloads).
+        rows: catalog rows of item ids (-1 for an unknown id).
+        on_click: where each logged click goes once (the candidate sources' counters).
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        rows: Callable[[Sequence[str]], np.ndarray],
+        on_click: ClickSink | None = None,
+        item_window_h: float = 24.0,
+    ) -> None:
+        self.store = store
+        self._rows = rows
+        self._on_click = on_click
         self.item_window_us = int(item_window_h * US_PER_HOUR)
         self._lock = threading.Lock()
-        self._history: dict[str, deque[tuple[int, int]]] = defaultdict(lambda: deque(maxlen=history_len))
-        self._hidden: dict[str, set[int]] = defaultdict(set)
+        self._sync_lock = threading.Lock()
+        self._cursor = ""
         self._item_clicks: dict[int, deque[int]] = defaultdict(deque)
-        self.counts: dict[str, int] = defaultdict(int)
+        self.counts: dict[str, int] = defaultdict(int)  # events recorded through this view, by kind
+        self.replayed = 0  # clicks of the log applied to this replica's counters
+        self.unknown_clicks = 0  # logged clicks on items this bundle does not know (not counted)
 
-    def add(self, event: Event) -> None:
+    def add(self, event: Event, item_id: str) -> int:
+        """Record an event in the shared store and apply it here; returns the user's generation."""
+        generation = self.store.record(StoredEvent(event.user_id, item_id, event.kind, event.ts_us))
         with self._lock:
             self.counts[event.kind] += 1
-            if event.kind == "hide":
-                self._hidden[event.user_id].add(event.item_row)
-                return
-            history = self._history[event.user_id]
-            if event.kind == "click" or not history or history[-1][1] != event.item_row:
-                # dwell and share events follow the click on the same item; one history entry each
-                history.append((event.ts_us, event.item_row))
-            if event.kind == "click":
-                clicks = self._item_clicks[event.item_row]
-                clicks.append(event.ts_us)
-                while clicks and clicks[0] < event.ts_us - self.item_window_us:
-                    clicks.popleft()
+        self.sync()
+        return generation
+
+    def sync(self, *, wait: bool = True) -> int:
+        """Apply the clicks logged since this replica's cursor (by any replica); returns how many.
+
+        wait=False: if another thread is applying them, return at once (its pass is as fresh)."""
+        if not self._sync_lock.acquire(blocking=wait):
+            return 0
+        try:
+            applied = 0
+            while True:
+                clicks, cursor = self.store.clicks_after(self._cursor)
+                if not clicks:
+                    return applied
+                rows = self._rows([c.item_id for c in clicks]).tolist()
+                for click, row in zip(clicks, rows, strict=True):
+                    if row < 0:
+                        self.unknown_clicks += 1
+                        continue
+                    if self._on_click is not None:
+                        self._on_click(click.user_id, row, click.ts_us)
+                    self._count_click(row, click.ts_us)
+                    applied += 1
+                self.replayed += applied
+                self._cursor = cursor
+        finally:
+            self._sync_lock.release()
+
+    def user(self, user_id: str) -> UserView:
+        """The user's state now, in this bundle's rows."""
+        state = self.store.user(user_id)
+        ids = [item for _, item, _ in state.events]
+        seen, hidden = sorted(state.seen), sorted(state.hidden)
+        rows = self._rows([*ids, *seen, *hidden]).tolist()
+        event_rows, seen_rows, hidden_rows = (
+            rows[: len(ids)],
+            rows[len(ids) : len(ids) + len(seen)],
+            rows[len(ids) + len(seen) :],
+        )
+        timed: list[tuple[int, int]] = []
+        for (ts, _, kind), row in zip(state.events, event_rows, strict=True):
+            # dwell and share events follow the click on the same item: one history entry each
+            if row >= 0 and (kind == "click" or not timed or timed[-1][1] != row):
+                timed.append((ts, row))
+        return UserView(
+            state.generation,
+            timed,
+            {r for r in seen_rows if r >= 0},
+            {r for r in hidden_rows if r >= 0},
+        )
 
     def history(self, user_id: str, before_us: int) -> list[int]:
         """Catalog rows the user engaged with since the snapshot, before `before_us`, oldest first."""
-        with self._lock:
-            return [row for ts, row in self._history.get(user_id, ()) if ts < before_us]
+        return self.user(user_id).history(before_us)
 
     def timed_history(self, user_id: str, before_us: int) -> list[tuple[int, int]]:
         """(µs, catalog row) of the engagements since the snapshot, before `before_us`, oldest first."""
-        with self._lock:
-            return [(ts, row) for ts, row in self._history.get(user_id, ()) if ts < before_us]
+        return self.user(user_id).timed_history(before_us)
 
     def hidden(self, user_id: str) -> set[int]:
-        with self._lock:
-            return set(self._hidden.get(user_id, ()))
+        return self.user(user_id).hidden
 
     def item_clicks(self, item_rows: np.ndarray, now_us: int, window_us: int) -> np.ndarray:
         """(N,) clicks each item received online in [now - window, now)."""
@@ -93,3 +172,10 @@ class OnlineEvents:
                 if clicks:
                     out[i] = sum(1 for ts in clicks if now_us - window_us <= ts < now_us)
             return out
+
+    def _count_click(self, row: int, ts_us: int) -> None:
+        with self._lock:
+            clicks = self._item_clicks[row]
+            clicks.append(ts_us)
+            while clicks and clicks[0] < ts_us - self.item_window_us:
+                clicks.popleft()

@@ -35,9 +35,10 @@ from feedrank.models.ranker import HEADS, RankerInputs
 from feedrank.serve.cache import EmbeddingCache
 from feedrank.serve.candidate_stage import CandidateStage
 from feedrank.serve.catalog import ServingCatalog
-from feedrank.serve.online import Event, OnlineEvents
+from feedrank.serve.online import Event, OnlineEvents, UserView
 from feedrank.serve.rerank import RequestContext, Reranker
 from feedrank.serve.settings import ServeSettings
+from feedrank.serve.state import StateBackendError, StateStore, make_state_store
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +76,24 @@ class Recommender:
     """Answers feed requests from one loaded bundle; thread-safe for concurrent requests."""
 
     def __init__(
-        self, bundle: Bundle, settings: ServeSettings, reranker: Reranker, cache: EmbeddingCache | None = None
+        self,
+        bundle: Bundle,
+        settings: ServeSettings,
+        reranker: Reranker,
+        cache: EmbeddingCache | None = None,
+        state: StateStore | None = None,
     ) -> None:
+        """`state`: the online state shared with other replicas and kept across reloads (default:
+        a new one of `settings.state`). Its logged clicks are replayed here at once."""
         self.bundle = bundle
         self.settings = settings
         self.reranker = reranker
         self.cache = cache
-        self.online = OnlineEvents(history_len=bundle.retrieval_cfg.features.history_len)
         self.catalog = ServingCatalog(bundle, settings)
         self.candidate_stage = CandidateStage(bundle, self.catalog, settings)
+        store = state if state is not None else make_state_store(settings.state)
+        self.online = OnlineEvents(store, self.catalog.rows, self.candidate_stage.record_click)
+        self.online.sync()
         self.weights = bundle.ranker_cfg.weights.as_dict()
         self._weights = np.array([self.weights.get(h, 0.0) for h in HEADS])
         self.unknown_item_events = 0
@@ -102,12 +112,15 @@ class Recommender:
         user_row = int(self.bundle.space.users.rows(pl.Series([request.user_id]))[0])
 
         t0 = time.perf_counter()
-        user, cache_state = self._user_embedding(request, user_row, now, degraded)
+        view = self._online_view(request.user_id, degraded)
+        user, cache_state = self._user_embedding(request, user_row, now, view, degraded)
         timings["user"] = _ms(t0)
 
         t0 = time.perf_counter()
         exclude = set(self.catalog.rows(request.exclude).tolist()) - {-1}
-        hidden = self.online.hidden(request.user_id)
+        if view is not None and self.settings.exclude_clicked:
+            exclude |= view.seen
+        hidden = view.hidden if view is not None else set()
         rank_starts_ms = self.settings.deadline_ms - self.settings.rank_budget_ms
 
         def time_left_ms() -> float:
@@ -129,7 +142,7 @@ class Recommender:
             )
         elif rows.size:
             try:
-                scores = self._rank(user, user_row, pool, now, request.user_id)
+                scores = self._rank(user, user_row, pool, now, view)
             except Exception as exc:  # serve the retrieval order rather than fail the request
                 log.exception("ranking failed; serving the retrieval order")
                 degraded.append(f"rank failed: {type(exc).__name__}")
@@ -181,18 +194,33 @@ class Recommender:
             self.unknown_item_events += 1
             return False
         now = ts_us if ts_us is not None else self.settings.now_us(self.bundle)
-        self.online.add(Event(user_id=user_id, item_row=row, kind=kind, ts_us=now, dwell_s=dwell_s))
-        if kind == "click":  # trending and co-visitation see it from the next request on
-            self.candidate_stage.record_click(user_id, row, now)
-        if self.cache is not None:
-            self.cache.invalidate(user_id)  # the next request recomputes with the new history
+        # In the shared state, and (a click) replayed into trending and co-visitation at once.
+        event = Event(user_id=user_id, item_row=row, kind=kind, ts_us=now, dwell_s=dwell_s)
+        generation = self.online.add(event, item_id)
+        if self.cache is not None:  # the entry of the generation this event ended is dead
+            self.cache.invalidate(user_id, generation - 1)
         return True
+
+    def _online_view(self, user_id: str, degraded: list[str]) -> UserView | None:
+        """The user's online state after applying the clicks logged since the last request; None
+        (and the feed says so) when the shared state cannot be read: the bundle's view is served."""
+        try:
+            self.online.sync(wait=False)
+            return self.online.user(user_id)
+        except StateBackendError as exc:
+            log.warning("online state unavailable: %s", exc)
+            degraded.append("online state unavailable")
+            return None
 
     # ------------------------------------------------------------------ stages
     def _user_embedding(
-        self, request: FeedRequest, user_row: int, now: int, degraded: list[str]
+        self, request: FeedRequest, user_row: int, now: int, view: UserView | None, degraded: list[str]
     ) -> tuple[np.ndarray, str]:
-        cached = self.cache.get(request.user_id) if self.cache is not None else None
+        # Keyed by the generation read with the history: see serve/cache.py. Without the online
+        # state the generation is unknown, so the cache is left alone.
+        cache = self.cache if view is not None else None
+        generation = view.generation if view is not None else 0
+        cached = cache.get(request.user_id, generation) if cache is not None else None
         if cached is not None:
             return cached, "hit"
         state = "miss"
@@ -200,22 +228,24 @@ class Recommender:
             self._fallbacks = self.cache.stats()["fallbacks"]
             state = "fallback"
         try:
-            vector = self.user_vector(request, user_row, now)
+            recent = view.history(now) if view is not None else []
+            vector = self.user_vector(request, user_row, now, recent)
         except Exception as exc:
             log.exception("user tower failed; serving the default embedding")
             degraded.append(f"user tower failed: {type(exc).__name__}; default embedding")
             return self.catalog.default_user, "default"
-        if self.cache is not None:
-            self.cache.put(request.user_id, vector)
+        if cache is not None:
+            cache.put(request.user_id, vector, generation)
         return vector, state
 
-    def user_vector(self, request: FeedRequest, user_row: int, now: int) -> np.ndarray:
-        """(d,) float32 user-tower output from the user's latest history (bundle + online events)."""
+    def user_vector(self, request: FeedRequest, user_row: int, now: int, recent: list[int]) -> np.ndarray:
+        """(d,) float32 user-tower output from the user's latest history: the bundle's, then
+        `recent` (catalog rows engaged with online, oldest first)."""
         space = self.bundle.space
         length = space.config.history_len
         past = space.past.history(np.array([user_row]), np.array([now]), length)[0]  # rows + 1, 0 pads
-        recent = [row + 1 for row in self.online.history(request.user_id, now)]
-        merged = np.array([r for r in past.tolist() if r > 0] + recent, dtype=np.int64)[-length:]
+        merged = np.array([r for r in past.tolist() if r > 0] + [r + 1 for r in recent], dtype=np.int64)
+        merged = merged[-length:]
         hist = np.zeros(length, dtype=np.int64)
         if merged.size:
             hist[-merged.size :] = merged
@@ -256,7 +286,7 @@ class Recommender:
         return scores
 
     def _rank(
-        self, user: np.ndarray, user_row: int, pool: CandidateSet, now: int, user_id: str
+        self, user: np.ndarray, user_row: int, pool: CandidateSet, now: int, view: UserView | None
     ) -> np.ndarray:
         """(N,) feed scores of the candidates: the ranker's head probabilities, weighted.
 
@@ -274,7 +304,7 @@ class Recommender:
             self.bundle.ranker_cfg.counters,
             user_rows=np.array([user_row]),
             now_us=now,
-            online=[self.online.timed_history(user_id, now)],
+            online=[view.timed_history(now) if view is not None else []],
             pair_user=np.zeros(n, dtype=np.int64),
             item_rows=rows,
             item_clicks=lambda window_us: self.online.item_clicks(rows, now, window_us),

@@ -24,6 +24,7 @@ from feedrank.serve.online import time_refusal
 from feedrank.serve.recommender import Feed, FeedRequest, Recommender
 from feedrank.serve.rerank import build_reranker
 from feedrank.serve.settings import ServeSettings
+from feedrank.serve.state import StateStore, make_state_store
 
 log = logging.getLogger(__name__)
 STAGES = ("queue", "user", "retrieve", "rank", "rerank", "total")
@@ -31,9 +32,12 @@ STAGES = ("queue", "user", "retrieve", "rank", "rerank", "total")
 
 class FeedService:
     """`trust`: what must vouch for a bundle (bundle/signing.py). Without a key or registry, only
-    the bundle the operator names at startup loads (with a warning); every reload is refused."""
+    the bundle the operator names at startup loads (with a warning); every reload is refused.
+    `state`: the online state (default: a new one of `settings.state`), kept across reloads."""
 
-    def __init__(self, settings: ServeSettings, trust: Trust | None = None) -> None:
+    def __init__(
+        self, settings: ServeSettings, trust: Trust | None = None, state: StateStore | None = None
+    ) -> None:
         self.settings = settings
         self.trust = trust or Trust()
         if settings.torch_threads > 0:
@@ -51,6 +55,8 @@ class FeedService:
         self.metrics.describe("feedrank_bundle_refusals_total", "bundle loads refused (old bundle kept)")
         self._recommender: Recommender | None = None
         self._reload_lock = threading.Lock()
+        # Online state outlives bundles: every Recommender this service builds reads and writes it.
+        self.state = state if state is not None else make_state_store(settings.state)
 
     @property
     def ready(self) -> bool:
@@ -98,7 +104,8 @@ class FeedService:
         try:
             dim = bundle.item_content.shape[1]
             cache = make_cache(self.settings.cache, dim=dim, namespace=bundle.version)
-            return Recommender(bundle, self.settings, build_reranker(self.settings.rerank), cache)
+            reranker = build_reranker(self.settings.rerank)
+            return Recommender(bundle, self.settings, reranker, cache, state=self.state)
         except FeedrankError:
             raise
         except Exception as exc:  # a bundle whose parts do not fit together: refused, not a 500

@@ -28,6 +28,7 @@ from feedrank.candidates import SourcesConfig
 from feedrank.errors import ConfigError
 from feedrank.serve.cache import CacheSettings
 from feedrank.serve.rerank import RerankConfig
+from feedrank.serve.state import StateSettings
 
 if TYPE_CHECKING:
     from feedrank.bundle import Bundle
@@ -61,8 +62,11 @@ class ServeSettings:
     # outside are refused (counted in /metrics), so one client cannot age out everyone's counters.
     event_max_age_s: float = 2 * 86_400.0
     event_skew_s: float = 300.0
+    # Items the user clicked (in the online state) are not shown to them again.
+    exclude_clicked: bool = True
     rerank: RerankConfig = field(default_factory=RerankConfig)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    state: StateSettings = field(default_factory=StateSettings)  # online state (serve/state.py)
     started_at: float = field(default_factory=time.monotonic)
 
     def now_us(self, bundle: Bundle) -> int:

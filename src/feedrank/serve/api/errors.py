@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from feedrank.errors import FeedrankError
+from feedrank.serve.state import StateBackendError
 
 
 def _text(value: object) -> str:
@@ -42,6 +43,12 @@ async def feedrank_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": _text(exc)}, status_code=400 if ready else 503)
 
 
+async def state_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The shared online state is down: the event was not taken, the client may retry."""
+    return JSONResponse({"detail": _text(exc)}, status_code=503)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StateBackendError, state_unavailable)
     app.add_exception_handler(FeedrankError, feedrank_error)

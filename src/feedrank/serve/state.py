@@ -1,0 +1,203 @@
+"""Online state that every serving replica reads and writes: the `StateStore` boundary.
+
+What happens after a bundle's snapshot lives here, apart from any bundle, so that several
+replicas (or `--workers N`) agree and a reload keeps it:
+
+    per user   the latest engagement events (bounded in number, expiring `user_ttl_s` after the
+               user's last event), the items they clicked (seen) and hid, and a generation that
+               every event of the user increments (the embedding cache keys on it: serve/cache.py)
+    global     the click log, in arrival order with a cursor, bounded to `click_log_len` clicks;
+               each replica replays it into its trending, co-visitation and item click counters
+
+Items are named by id, not by catalog row, so a bundle with another catalog reads the same state.
+`MemoryStateStore` (here, the default) serves one process; `RedisStateStore` (state_redis.py) is
+the shared one. Both take an event atomically: a reader sees all of its effects or none of them,
+and the generation moves only together with the history.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Literal, Protocol
+
+from feedrank.errors import ConfigError, FeedrankError
+
+ENGAGEMENTS = frozenset({"click", "dwell", "share"})
+KINDS = ENGAGEMENTS | {"hide"}
+
+
+class StateBackendError(FeedrankError):
+    """The shared online state could not be read or written (the request degrades or is refused)."""
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """Where online state lives and how much of it is kept (`--set state.backend=redis`)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = "redis://127.0.0.1:6379/0"  # redis backend only
+    key_prefix: str = "feedrank:state:"
+    events_per_user: int = 150  # engagement events kept per user (the newest)
+    user_ttl_s: float = 7 * 86_400.0  # a user's state expires this long after their last event
+    max_users: int = 200_000  # memory backend: least recently active users beyond this are dropped
+    click_log_len: int = 1_000_000  # clicks kept in the shared log (trending, co-visitation, counts)
+    timeout_s: float = 0.5  # redis connect and read timeout
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("memory", "redis"):
+            raise ConfigError(f"state backend must be 'memory' or 'redis', got {self.backend!r}")
+        for name in ("events_per_user", "user_ttl_s", "max_users", "click_log_len", "timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"state setting {name} must be > 0, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    user_id: str
+    item_id: str
+    kind: str  # click | dwell | share | hide
+    ts_us: int
+
+
+@dataclass(frozen=True)
+class UserState:
+    """One user's online state, read at one instant (consistent with its generation)."""
+
+    generation: int = 0
+    events: list[tuple[int, str, str]] = field(default_factory=list)  # (µs, item id, kind), oldest first
+    seen: frozenset[str] = frozenset()  # items the user clicked
+    hidden: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Click:
+    user_id: str
+    item_id: str
+    ts_us: int
+
+
+class StateStore(Protocol):
+    """The backend boundary. Failures raise (the caller decides how to degrade)."""
+
+    def record(self, event: StoredEvent) -> int:
+        """Take one event atomically; returns the user's generation after it."""
+        ...
+
+    def user(self, user_id: str) -> UserState: ...
+
+    def generation(self, user_id: str) -> int: ...
+
+    def clicks_after(self, cursor: str, limit: int = 10_000) -> tuple[list[Click], str]:
+        """Up to `limit` clicks logged after `cursor` ("" = from the oldest kept), and the new cursor."""
+        ...
+
+    def stats(self) -> dict[str, int]: ...
+
+
+@dataclass
+class _User:
+    expires_at: float
+    generation: int = 0
+    events: deque[tuple[int, str, str]] = field(default_factory=deque)
+    seen: set[str] = field(default_factory=set)
+    hidden: set[str] = field(default_factory=set)
+
+
+class MemoryStateStore:
+    """Online state of one process: an LRU of users (each bounded, expiring) and a bounded click log.
+
+    Memory is bounded by `max_users` x (`events_per_user` events + their seen and hidden items)
+    plus `click_log_len` clicks; thread-safe.
+    """
+
+    def __init__(
+        self, settings: StateSettings = StateSettings(), clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._users: OrderedDict[str, _User] = OrderedDict()
+        self._log: deque[tuple[int, Click]] = deque(maxlen=settings.click_log_len)
+        self._next_seq = 1
+        self._evicted = 0
+        self._expired = 0
+
+    def record(self, event: StoredEvent) -> int:
+        now = self._clock()
+        with self._lock:
+            user = self._live(event.user_id, now)
+            if user is None:
+                user = self._users[event.user_id] = _User(expires_at=0.0)
+                while len(self._users) > self.settings.max_users:
+                    self._users.popitem(last=False)
+                    self._evicted += 1
+            self._users.move_to_end(event.user_id)
+            user.expires_at = now + self.settings.user_ttl_s
+            if event.kind == "hide":
+                user.hidden.add(event.item_id)
+            else:
+                user.events.append((event.ts_us, event.item_id, event.kind))
+                if len(user.events) > self.settings.events_per_user:
+                    user.events.popleft()
+            if event.kind == "click":
+                user.seen.add(event.item_id)
+                self._log.append((self._next_seq, Click(event.user_id, event.item_id, event.ts_us)))
+                self._next_seq += 1
+            user.generation += 1
+            return user.generation
+
+    def user(self, user_id: str) -> UserState:
+        with self._lock:
+            user = self._live(user_id, self._clock())
+            if user is None:
+                return UserState()
+            return UserState(user.generation, list(user.events), frozenset(user.seen), frozenset(user.hidden))
+
+    def generation(self, user_id: str) -> int:
+        with self._lock:
+            user = self._live(user_id, self._clock())
+            return 0 if user is None else user.generation
+
+    def clicks_after(self, cursor: str, limit: int = 10_000) -> tuple[list[Click], str]:
+        after = int(cursor) if cursor else 0
+        with self._lock:
+            if not self._log or self._log[-1][0] <= after:
+                return [], cursor
+            size = len(self._log)
+            start = max(0, after - self._log[0][0] + 1)  # sequence numbers are consecutive
+            stop = min(size, start + limit)
+            if start < size - stop:  # a deque is cheap to walk from the nearer end only
+                taken = list(islice(self._log, start, stop))
+            else:
+                taken = [self._log[i - size] for i in range(start, stop)]
+        return [click for _, click in taken], str(taken[-1][0])
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "users": len(self._users),
+                "users_evicted": self._evicted,
+                "users_expired": self._expired,
+                "clicks_logged": self._next_seq - 1,
+            }
+
+    def _live(self, user_id: str, now: float) -> _User | None:
+        user = self._users.get(user_id)
+        if user is not None and now >= user.expires_at:
+            del self._users[user_id]
+            self._expired += 1
+            return None
+        return user
+
+
+def make_state_store(settings: StateSettings) -> StateStore:
+    if settings.backend == "redis":
+        from feedrank.serve.state_redis import RedisStateStore  # imports redis only when it is used
+
+        return RedisStateStore.from_settings(settings)
+    return MemoryStateStore(settings)

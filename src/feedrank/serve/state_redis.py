@@ -1,0 +1,121 @@
+"""The Redis backend of the online state: one state that every serving replica shares.
+
+Keys (prefix `feedrank:state:` by default), each chosen for what is asked of it:
+
+    u:{user}:events   list of "µs|kind|item", RPUSH + LTRIM to the newest `events_per_user`
+    u:{user}:seen     set of clicked item ids
+    u:{user}:hidden   set of hidden item ids
+    u:{user}:gen      integer, INCR per event of the user
+    clicks            stream of {u, i, t}, XADD with MAXLEN ~ `click_log_len`; replicas read it
+                      with XRANGE from their cursor (the stream id of the last click they applied)
+
+Every per-user key expires `user_ttl_s` after the user's last event (PEXPIRE on each write), so a
+stream of new users costs Redis memory for the users of the last TTL only. An event is one
+MULTI/EXEC transaction and a user's state is read in another, so a reader never sees the history
+of an event without its generation (or the other way round).
+
+The click log is a stream rather than per-window counters because trending and co-visitation are
+computed by the same code offline and online (candidates/): each replica replays the clicks into
+those counters, and replicas that replayed the same log answer alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from feedrank.serve.state import Click, StateBackendError, StateSettings, StoredEvent, UserState
+
+
+class RedisStateStore:
+    def __init__(self, client: redis.Redis, settings: StateSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.prefix = settings.key_prefix
+        self._ttl_ms = max(1, round(settings.user_ttl_s * 1000))
+
+    @classmethod
+    def from_settings(cls, settings: StateSettings) -> RedisStateStore:
+        client = redis.Redis.from_url(
+            settings.url,
+            socket_connect_timeout=settings.timeout_s,
+            socket_timeout=settings.timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cls(client, settings)
+
+    def _key(self, user_id: str, part: str) -> str:
+        return f"{self.prefix}u:{user_id}:{part}"
+
+    def record(self, event: StoredEvent) -> int:
+        ttl, user = self._ttl_ms, event.user_id
+        pipe = self.client.pipeline(transaction=True)
+        if event.kind == "hide":
+            pipe.sadd(self._key(user, "hidden"), event.item_id)
+            pipe.pexpire(self._key(user, "hidden"), ttl)
+        else:
+            events = self._key(user, "events")
+            pipe.rpush(events, f"{event.ts_us}|{event.kind}|{event.item_id}")
+            pipe.ltrim(events, -self.settings.events_per_user, -1)
+            pipe.pexpire(events, ttl)
+        if event.kind == "click":
+            pipe.sadd(self._key(user, "seen"), event.item_id)
+            pipe.pexpire(self._key(user, "seen"), ttl)
+            fields: dict[Any, Any] = {"u": user, "i": event.item_id, "t": str(event.ts_us)}
+            pipe.xadd(f"{self.prefix}clicks", fields, maxlen=self.settings.click_log_len, approximate=True)
+        pipe.incr(self._key(user, "gen"))
+        pipe.pexpire(self._key(user, "gen"), ttl)
+        results = self._run(pipe)
+        return int(results[-2])
+
+    def user(self, user_id: str) -> UserState:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self._key(user_id, "gen"))
+        pipe.lrange(self._key(user_id, "events"), 0, -1)
+        pipe.smembers(self._key(user_id, "seen"))
+        pipe.smembers(self._key(user_id, "hidden"))
+        gen, raw_events, seen, hidden = self._run(pipe)
+        events = []
+        for raw in raw_events:
+            ts, kind, item = raw.decode().split("|", 2)
+            events.append((int(ts), item, kind))
+        return UserState(
+            generation=int(gen or 0),
+            events=events,
+            seen=frozenset(s.decode() for s in seen),
+            hidden=frozenset(h.decode() for h in hidden),
+        )
+
+    def generation(self, user_id: str) -> int:
+        try:
+            value = self.client.get(self._key(user_id, "gen"))
+        except (redis.RedisError, OSError) as exc:
+            raise StateBackendError(f"redis state failed: {type(exc).__name__}: {exc}") from exc
+        return int(cast("bytes", value) or 0)
+
+    def clicks_after(self, cursor: str, limit: int = 10_000) -> tuple[list[Click], str]:
+        start = f"({cursor}" if cursor else "-"
+        try:
+            found = self.client.xrange(f"{self.prefix}clicks", min=start, max="+", count=limit)
+        except (redis.RedisError, OSError) as exc:
+            raise StateBackendError(f"redis state failed: {type(exc).__name__}: {exc}") from exc
+        entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", found)
+        if not entries:
+            return [], cursor
+        clicks = [Click(f[b"u"].decode(), f[b"i"].decode(), int(f[b"t"])) for _, f in entries]
+        return clicks, entries[-1][0].decode()
+
+    def stats(self) -> dict[str, int]:
+        return {}
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _run(self, pipe: Any) -> list[Any]:
+        try:
+            return cast("list[Any]", pipe.execute())
+        except (redis.RedisError, OSError) as exc:
+            raise StateBackendError(f"redis state failed: {type(exc).__name__}: {exc}") from exc

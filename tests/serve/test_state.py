@@ -1,0 +1,105 @@
+"""The online state boundary: both backends keep the same contract (bounds, generations, click log)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from feedrank.serve.state import MemoryStateStore, StateSettings, StateStore, StoredEvent, make_state_store
+from feedrank.serve.state_redis import RedisStateStore
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
+    settings = StateSettings(events_per_user=3, click_log_len=1000)
+    if request.param == "memory":
+        yield MemoryStateStore(settings)
+        return
+    url = request.getfixturevalue("redis_url")
+    made = make_state_store(StateSettings(backend="redis", url=url, events_per_user=3, click_log_len=1000))
+    assert isinstance(made, RedisStateStore)
+    yield made
+    made.close()
+
+
+def click(user: str, item: str, ts: int, kind: str = "click") -> StoredEvent:
+    return StoredEvent(user, item, kind, ts)
+
+
+def test_events_generations_seen_and_hidden(store: StateStore) -> None:
+    assert store.user("nobody").generation == 0 and store.user("nobody").events == []
+    assert store.record(click("u1", "a", 10)) == 1
+    assert store.record(click("u1", "a", 11, "dwell")) == 2
+    assert store.record(click("u1", "b", 12, "hide")) == 3
+    assert store.record(click("u2", "c", 13)) == 1
+    state = store.user("u1")
+    assert state.generation == store.generation("u1") == 3
+    assert state.events == [(10, "a", "click"), (11, "a", "dwell")]
+    assert state.seen == frozenset({"a"}) and state.hidden == frozenset({"b"})
+
+
+def test_per_user_history_keeps_the_newest_events_only(store: StateStore) -> None:
+    for i in range(10):
+        store.record(click("u1", f"i{i}", 100 + i))
+    assert [item for _, item, _ in store.user("u1").events] == ["i7", "i8", "i9"]
+    assert store.generation("u1") == 10
+
+
+def test_the_click_log_is_read_from_a_cursor_in_arrival_order(store: StateStore) -> None:
+    store.record(click("u1", "a", 30))
+    store.record(click("u2", "b", 10, "dwell"))  # not a click: not logged
+    store.record(click("u2", "c", 20))
+    first, cursor = store.clicks_after("")
+    assert [(c.user_id, c.item_id, c.ts_us) for c in first] == [("u1", "a", 30), ("u2", "c", 20)]
+    assert store.clicks_after(cursor) == ([], cursor)
+    store.record(click("u3", "d", 40))
+    more, cursor2 = store.clicks_after(cursor)
+    assert [c.item_id for c in more] == ["d"] and cursor2 != cursor
+    # a second reader (another replica) replays everything from the start, in pages
+    page, at = store.clicks_after("", limit=2)
+    rest, _ = store.clicks_after(at, limit=2)
+    assert [c.item_id for c in page + rest] == ["a", "c", "d"]
+
+
+def test_memory_state_is_bounded_in_users_and_expires() -> None:
+    clock = FakeClock()
+    store = MemoryStateStore(StateSettings(max_users=100, user_ttl_s=60.0), clock=clock)
+    for i in range(1000):
+        store.record(click(f"new-{i}", "a", i))
+    assert store.stats()["users"] == 100 and store.stats()["users_evicted"] == 900
+    assert store.user("new-0").generation == 0  # the least recently active went first
+    assert store.user("new-999").generation == 1
+    clock.t += 61.0
+    assert store.user("new-999").events == [] and store.generation("new-999") == 0
+
+
+def test_memory_click_log_is_bounded() -> None:
+    store = MemoryStateStore(StateSettings(click_log_len=5))
+    for i in range(12):
+        store.record(click("u", f"i{i}", i))
+    clicks, _ = store.clicks_after("")
+    assert [c.item_id for c in clicks] == [f"i{i}" for i in range(7, 12)]
+
+
+def test_redis_keys_expire_and_the_stream_is_capped(redis_url: str) -> None:
+    settings = StateSettings(backend="redis", url=redis_url, user_ttl_s=30.0, click_log_len=100)
+    store = RedisStateStore.from_settings(settings)
+    for i in range(2000):
+        store.record(click(f"u{i % 3}", f"i{i}", i))
+    store.record(click("u0", "x", 5000, "hide"))
+    raw = redis.Redis.from_url(redis_url)
+    for part in ("events", "seen", "hidden", "gen"):
+        assert 0 < raw.pttl(f"feedrank:state:u:u0:{part}") <= 30_000
+    assert raw.xlen("feedrank:state:clicks") < 2000  # trimmed to about click_log_len
+    raw.close()
+    store.close()
