@@ -43,3 +43,16 @@ def test_one_by_one_equals_bulk(clicks: ClickLog) -> None:
         assert np.allclose(a, b)
         totals += a.sum()
     assert totals > 0
+
+
+def test_per_user_clicks_are_bounded_to_the_most_recently_active_users() -> None:
+    bounded = CoVisitation(CoVisitationConfig(), max_users=2)
+    bounded.extend(np.array(["a", "b", "c"]), np.array([1, 2, 3]), np.array([30, 10, 20]))
+    assert bounded.recent("b", 100).values.size == 0  # the least recent of the bulk load went
+    bounded.add("a", 4, 40)
+    bounded.add("d", 5, 50)  # c is now the least recently written
+    assert bounded.recent("c", 100).values.size == 0
+    assert bounded.recent("a", 100).values.tolist() == [1, 4] and bounded.recent(
+        "d", 100
+    ).values.tolist() == [5]
+    assert bounded._clicks.evicted_keys == 2

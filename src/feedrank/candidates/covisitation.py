@@ -35,13 +35,16 @@ class CoVisitationConfig:
 class CoVisitation:
     """Session co-click votes and per-user recent clicks (see the module docstring)."""
 
-    def __init__(self, config: CoVisitationConfig = CoVisitationConfig()) -> None:
+    def __init__(
+        self, config: CoVisitationConfig = CoVisitationConfig(), max_users: int | None = None
+    ) -> None:
+        """`max_users`: keep the clicks of at most this many users (the least recently active go)."""
         if config.max_lag < 1 or config.num_recent < 1 or config.session_gap_min < 0:
             raise ValueError(f"co-visitation needs max_lag, num_recent >= 1 and a gap >= 0: {config}")
         self.config = config
         self.gap_us = int(config.session_gap_min * US_PER_MIN)
         self._votes = Postings()  # key: item voted after; value: item voted for; weight
-        self._clicks = Postings()  # key: user; value: item clicked
+        self._clicks = Postings(max_keys=max_users)  # key: user; value: item clicked
 
     def extend(self, users: np.ndarray, item_rows: I64, ts_us: I64) -> None:
         """Bulk load clicks (any order; ties keep input order). Users: any hashable ids, e.g. str."""

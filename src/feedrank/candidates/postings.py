@@ -54,11 +54,17 @@ class _Run:
 
 
 class Postings:
-    """Per-key (time, value, weight) events; thread-safe."""
+    """Per-key (time, value, weight) events; thread-safe.
 
-    def __init__(self) -> None:
-        self._runs: dict[Hashable, _Run] = {}
+    `max_keys`: at most this many keys are kept; a new key beyond it drops the key written least
+    recently with all its events (e.g. serving's per-user clicks under a stream of new users).
+    """
+
+    def __init__(self, max_keys: int | None = None) -> None:
+        self._runs: dict[Hashable, _Run] = {}  # in order of the last write (with max_keys)
         self._lock = threading.Lock()
+        self.max_keys = max_keys
+        self.evicted_keys = 0
 
     def __len__(self) -> int:
         with self._lock:
@@ -69,7 +75,10 @@ class Postings:
             run = self._runs.get(key)
             if run is None:
                 run = self._runs[key] = _Run()
+            elif self.max_keys is not None:
+                self._runs[key] = self._runs.pop(key)  # now the most recently written
             run.pending.append((int(ts_us), int(value), float(weight)))
+            self._evict()
 
     def extend(self, keys: np.ndarray, ts_us: I64, values: I64, weights: F64 | None = None) -> None:
         """Bulk load: one sort for all events, then one array slice per key."""
@@ -83,14 +92,28 @@ class Postings:
         keys, ts_us, values, weights = keys[order], ts_us[order], values[order], weights[order]
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         ends = np.r_[starts[1:], keys.size]
+        if self.max_keys is not None:  # keys in order of their latest event: the latest are kept
+            by_latest = np.argsort(ts_us[ends - 1], kind="stable")
+            starts, ends = starts[by_latest], ends[by_latest]
         with self._lock:
             for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
                 key = keys[s].item() if isinstance(keys[s], np.generic) else keys[s]
                 run = self._runs.get(key)
                 if run is None:
                     run = self._runs[key] = _Run()
+                elif self.max_keys is not None:
+                    self._runs[key] = self._runs.pop(key)
                 run.settle()
                 run.append(ts_us[s:e], values[s:e], weights[s:e])
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop the least recently written keys beyond `max_keys` (the lock is held)."""
+        if self.max_keys is None:
+            return
+        while len(self._runs) > self.max_keys:
+            del self._runs[next(iter(self._runs))]
+            self.evicted_keys += 1
 
     def between(self, key: Hashable, start_us: int | None, end_us: int) -> Slice:
         """Events of `key` with start <= time < end (no lower bound when start is None)."""

@@ -47,10 +47,11 @@ class SourcesConfig:
 class CandidateSources:
     """Trending, co-visitation and fresh items over one catalog; thread-safe."""
 
-    def __init__(self, config: SourcesConfig = SourcesConfig()) -> None:
+    def __init__(self, config: SourcesConfig = SourcesConfig(), max_users: int | None = None) -> None:
+        """`max_users`: co-visitation keeps the recent clicks of at most this many users."""
         self.config = config
         self.trending = Trending(config.trending_cfg)
-        self.covis = CoVisitation(config.covis_cfg)
+        self.covis = CoVisitation(config.covis_cfg, max_users=max_users)
 
     def extend(self, users: np.ndarray, item_rows: I64, ts_us: I64) -> CandidateSources:
         """Bulk load past clicks: (E,) user ids, catalog rows and µs times, in any order."""

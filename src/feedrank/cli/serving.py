@@ -5,11 +5,12 @@ Library modules load inside each command, so that `--help` answers without impor
 
 from __future__ import annotations
 
-import dataclasses
 import errno
+import json
 import logging
 import os
 import socket
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -106,41 +107,67 @@ def serve_command(
     ] = None,
     clock: Annotated[Literal["wall", "bundle"] | None, typer.Option(help="wall, or bundle (replay).")] = None,
     int8: Annotated[bool, typer.Option(help="Serve INT8-quantized MLPs.")] = False,
-    redis_url: Annotated[str | None, typer.Option(help="Share the embedding cache in Redis.")] = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Share the embedding cache and the online state in Redis.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
 ) -> None:
     """Run the HTTP service on a bundle (POST /v1/feed, /v1/events; /docs for the API).
 
     Credentials and bundle trust come from the environment: FEEDRANK_ADMIN_TOKEN (events, items,
     reload), FEEDRANK_FEED_TOKEN (optional), FEEDRANK_BUNDLE_ROOT, FEEDRANK_BUNDLE_KEY_FILE or
-    FEEDRANK_BUNDLE_REGISTRY (docs/reliability.md).
+    FEEDRANK_BUNDLE_REGISTRY (docs/reliability.md). With --workers N each worker loads the bundle;
+    their online state is shared only through Redis (--redis-url), and /metrics sums all workers.
 
-    Example: feedrank serve runs/bundles/v1 --port 8000 --clock bundle
+    Example: feedrank serve runs/bundles/v1 --port 8000 --clock bundle --workers 2 --redis-url redis://127.0.0.1:6379/0
     """
     import uvicorn
 
     from feedrank.serve.app import bundle_trust, create_app
-    from feedrank.serve.cache import CacheSettings
     from feedrank.serve.service import FeedService
     from feedrank.serve.settings import ServerSettings, ServeSettings
 
-    settings = load_config(ServeSettings, config, set_)
-    overrides: dict[str, object] = {}
+    extra: list[str] = []
     if clock is not None:
-        overrides["clock"] = clock
+        extra.append(f"clock={clock}")
     if int8:
-        overrides["int8"] = True
+        extra.append("int8=true")
     if redis_url:
-        overrides["cache"] = CacheSettings(backend="redis", url=redis_url)
-    settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
+        extra += ["cache.backend=redis", f"cache.url={json.dumps(redis_url)}"]
+        extra += ["state.backend=redis", f"state.url={json.dumps(redis_url)}"]
+    overrides = [*(set_ or []), *extra]
+    settings = load_config(ServeSettings, config, overrides)
     check_port_free(host, port)  # before loading the bundle: a busy port should not wait for it
     logging.getLogger("feedrank").setLevel(logging.INFO)
     server = ServerSettings.from_env()  # tokens, bundle root and bundle trust: FEEDRANK_* variables
     service = FeedService(settings, bundle_trust(server))
     service.load(bundle, startup=True)  # a bad bundle is one line and exit 2, before listening
-    app = create_app(settings, bundle, service=service, server=server)
-    console.print(f"serving {bundle} on http://{host}:{port} (docs at /docs); pid {os.getpid()}")
-    uvicorn.run(app, host=host, port=port, workers=workers, log_level="warning")
+    if workers == 1:
+        app = create_app(settings, bundle, service=service, server=server)
+        console.print(f"serving {bundle} on http://{host}:{port} (docs at /docs); pid {os.getpid()}")
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return
+    del service  # checked; each worker loads its own (uvicorn needs an import string for several)
+    if settings.state.backend == "memory":
+        console.print(
+            "[yellow]warning[/] each worker keeps its own online state: pass --redis-url to share it"
+        )
+    os.environ |= {
+        "FEEDRANK_BUNDLE": str(bundle.resolve()),
+        "FEEDRANK_SERVE_SET": json.dumps(overrides),
+        **({"FEEDRANK_SERVE_CONFIG": str(config.resolve())} if config is not None else {}),
+    }
+    with tempfile.TemporaryDirectory(prefix="feedrank-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # workers write, /metrics sums them
+        console.print(f"serving {bundle} on http://{host}:{port} with {workers} workers; pid {os.getpid()}")
+        uvicorn.run(
+            "feedrank.serve.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -20,7 +20,7 @@ router per area), middleware (body limit, request metrics), errors (handlers).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from feedrank.bundle.signing import Trust, read_key_file
+from feedrank.config import load_config
 from feedrank.serve.api import errors
 from feedrank.serve.api.middleware import BodyLimit, RequestMetrics
 from feedrank.serve.api.routes import admin, feed, ops, writes
@@ -76,7 +77,7 @@ def create_app(
     for router in (feed.router, writes.router, admin.router, ops.router):
         app.include_router(router)
     errors.install(app)
-    routes = frozenset(getattr(route, "path", "") for route in app.routes)
+    routes = frozenset(_route_paths(app.routes))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, routes=routes, count=_request_counter(service))
     protected = server.feed_token is not None
@@ -85,9 +86,24 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
-    """`uvicorn --factory feedrank.serve.app:app_from_env`: serve FEEDRANK_BUNDLE with default settings."""
+    """`uvicorn --factory feedrank.serve.app:app_from_env`: serve FEEDRANK_BUNDLE with the settings
+    of FEEDRANK_SERVE_CONFIG and FEEDRANK_SERVE_SET (defaults without them). Each uvicorn worker
+    of `feedrank serve --workers N` builds its app here."""
     server = ServerSettings.from_env()
-    return create_app(ServeSettings(), server.bundle, server=server)
+    settings = load_config(ServeSettings, server.serve_config, server.serve_set)
+    return create_app(settings, server.bundle, server=server)
+
+
+def _route_paths(routes: Iterable[Any]) -> set[str]:
+    """Every path served, routers included with `include_router` too (they nest their routes)."""
+    paths: set[str] = set()
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            paths |= _route_paths(inner.routes)
+        elif getattr(route, "path", ""):
+            paths.add(route.path)
+    return paths
 
 
 def _request_counter(service: FeedService) -> Any:

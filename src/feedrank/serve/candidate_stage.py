@@ -48,7 +48,8 @@ class CandidateStage:
         self.catalog = catalog
         self.settings = settings
         self.config = settings.sources
-        self.sources = CandidateSources(self.config)
+        # Per-user clicks of co-visitation are bounded like the online state's users.
+        self.sources = CandidateSources(self.config, max_users=settings.state.max_users)
         self.history_us = int(self.config.history_h * US_PER_HOUR)
         self._load_snapshot(bundle)
         self._lock = threading.Lock()

@@ -1,77 +1,118 @@
-"""A small Prometheus text-format registry: counters and latency histograms, thread-safe.
+"""The service's counters and latency histograms, on prometheus_client, rendered as Prometheus text.
 
-Enough for /metrics (requests, latency by stage, cache hits/misses/fallbacks, degradations)
-without another dependency.
+One process: a private `CollectorRegistry` per `Registry`. Several uvicorn workers (`feedrank
+serve --workers N`): the CLI sets PROMETHEUS_MULTIPROC_DIR before the workers start, each worker's
+values go to files there (prometheus_client's multiprocess mode), and /metrics on any worker sums
+every worker's series. Values kept elsewhere and mirrored here (`set_counter`, e.g. the cache's
+own counters) are per-process gauges summed over the workers.
+
+The text keeps one layout in both modes: labels sorted by name (`le` last), values in %g.
 """
 
 from __future__ import annotations
 
-import bisect
+import os
 import threading
-from collections import defaultdict
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.samples import Sample
 
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-Labels = tuple[tuple[str, str], ...]
-
-
-def _labels(labels: dict[str, str] | None) -> Labels:
-    return tuple(sorted((labels or {}).items()))
+disable_created_metrics()  # no *_created series: they would double the series count for nothing
 
 
-def _render(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
-    pairs = [*labels, *extra]
+def multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def _render(labels: Iterable[tuple[str, str]]) -> str:
+    pairs = sorted((k, v) for k, v in labels if k != "le")
+    pairs += [(k, v) for k, v in labels if k == "le"]
     if not pairs:
         return ""
     escaped = (v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for _, v in pairs)
     return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(pairs, escaped, strict=True)) + "}"
 
 
+def _order(sample: Sample) -> tuple[str, list[tuple[str, str]], float]:
+    """Series by name and labels; a histogram's buckets by their bound."""
+    others = sorted((k, v) for k, v in sample.labels.items() if k != "le")
+    return sample.name, others, float(sample.labels.get("le", "0").replace("+Inf", "inf"))
+
+
+def _le(value: str) -> str:
+    return value if value == "+Inf" else f"{float(value):g}"
+
+
 class Registry:
+    """Counters, mirrored counters and millisecond histograms by name; thread-safe.
+
+    A metric's label names are those of its first use (every use of a name passes the same keys).
+    """
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counters: dict[str, dict[Labels, float]] = defaultdict(dict)
-        self._histograms: dict[str, dict[Labels, list[float]]] = defaultdict(dict)  # bucket counts + sum
+        self._registry = CollectorRegistry()
+        self._metrics: dict[str, Counter | Gauge | Histogram] = {}
         self._help: dict[str, str] = {}
 
     def describe(self, name: str, help_text: str) -> None:
         self._help[name] = help_text
 
     def inc(self, name: str, labels: dict[str, str] | None = None, value: float = 1.0) -> None:
-        key = _labels(labels)
-        with self._lock:
-            series = self._counters[name]
-            series[key] = series.get(key, 0.0) + value
+        metric = self._metric(Counter, name, labels)
+        (metric.labels(**labels) if labels else metric).inc(value)  # type: ignore[union-attr]
 
     def set_counter(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
-        """Mirror a counter kept elsewhere (e.g. the cache's own stats)."""
-        with self._lock:
-            self._counters[name][_labels(labels)] = value
+        """Mirror a counter kept elsewhere (e.g. the cache's own stats); summed over workers."""
+        metric = self._metric(Gauge, name, labels)
+        (metric.labels(**labels) if labels else metric).set(value)  # type: ignore[union-attr]
 
     def observe(self, name: str, value_ms: float, labels: dict[str, str] | None = None) -> None:
-        key = _labels(labels)
+        metric = self._metric(Histogram, name, labels)
+        (metric.labels(**labels) if labels else metric).observe(value_ms)  # type: ignore[union-attr]
+
+    def _metric(
+        self, kind: type[Counter | Gauge | Histogram], name: str, labels: dict[str, str] | None
+    ) -> Counter | Gauge | Histogram:
+        metric = self._metrics.get(name)
+        if metric is not None:
+            return metric
         with self._lock:
-            series = self._histograms[name]
-            if key not in series:
-                series[key] = [0.0] * (len(LATENCY_BUCKETS_MS) + 2)  # buckets, +Inf, sum
-            counts = series[key]
-            counts[bisect.bisect_left(LATENCY_BUCKETS_MS, value_ms)] += 1
-            counts[-1] += value_ms
+            if name not in self._metrics:
+                names = sorted(labels or {})
+                help_text = self._help.get(name, name)
+                if kind is Histogram:
+                    made: Counter | Gauge | Histogram = Histogram(
+                        name, help_text, names, registry=self._registry, buckets=LATENCY_BUCKETS_MS
+                    )
+                elif kind is Gauge:
+                    made = Gauge(name, help_text, names, registry=self._registry, multiprocess_mode="sum")
+                else:
+                    made = Counter(name, help_text, names, registry=self._registry)
+                self._metrics[name] = made
+            return self._metrics[name]
 
     def render(self) -> str:
+        if multiprocess():
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            families: list[Metric] = list(registry.collect())
+        else:
+            families = list(self._registry.collect())
         lines: list[str] = []
-        with self._lock:
-            for name, series in sorted(self._counters.items()):
-                lines += [f"# HELP {name} {self._help.get(name, name)}", f"# TYPE {name} counter"]
-                lines += [f"{name}{_render(k)} {v:g}" for k, v in sorted(series.items())]
-            for name, histogram in sorted(self._histograms.items()):
-                lines += [f"# HELP {name} {self._help.get(name, name)}", f"# TYPE {name} histogram"]
-                for key, counts in sorted(histogram.items()):
-                    cumulative = 0.0
-                    for bound, count in zip((*LATENCY_BUCKETS_MS, float("inf")), counts[:-1], strict=True):
-                        cumulative += count
-                        le = "+Inf" if bound == float("inf") else f"{bound:g}"
-                        lines.append(f"{name}_bucket{_render(key, (('le', le),))} {cumulative:g}")
-                    lines.append(f"{name}_sum{_render(key)} {counts[-1]:g}")
-                    lines.append(f"{name}_count{_render(key)} {cumulative:g}")
+        for family in sorted(families, key=lambda f: f.name):
+            kind = "counter" if family.type == "gauge" else family.type  # mirrored counters
+            name = family.name + ("_total" if family.type == "counter" else "")
+            if family.type == "gauge" and family.name.endswith("_total"):
+                name = family.name
+            lines += [f"# HELP {name} {family.documentation}", f"# TYPE {name} {kind}"]
+            for sample in sorted(family.samples, key=_order):
+                labels = [(k, _le(v) if k == "le" else v) for k, v in sample.labels.items()]
+                lines.append(f"{sample.name}{_render(labels)} {sample.value:g}")
         return "\n".join(lines) + "\n"

@@ -12,6 +12,10 @@ variables (pydantic-settings), so secrets never sit in a config file or on a com
     FEEDRANK_BUNDLE_REGISTRY   file of approved manifest SHA-256 digests, one per line
     FEEDRANK_ALLOW_UNSIGNED_BUNDLES  reload unsigned bundles when no key or registry is set (dev only)
     FEEDRANK_BUNDLE            the bundle to load at startup (uvicorn --factory ...app:app_from_env)
+    FEEDRANK_SERVE_CONFIG      TOML of ServeSettings fields for that factory
+    FEEDRANK_SERVE_SET         JSON list of ServeSettings overrides, e.g. ["state.backend=redis"]
+
+`feedrank serve --workers N` passes its bundle, config and overrides to the workers this way.
 """
 
 from __future__ import annotations
@@ -91,6 +95,8 @@ class ServerSettings(BaseSettings):
     bundle_registry: Path | None = None
     allow_unsigned_bundles: bool = False
     bundle: Path | None = None
+    serve_config: Path | None = None
+    serve_set: list[str] = []
 
     @field_validator("admin_token", "feed_token", "bundle_key")
     @classmethod

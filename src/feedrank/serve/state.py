@@ -56,7 +56,7 @@ class StateSettings:
                 raise ConfigError(f"state setting {name} must be > 0, got {getattr(self, name)!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     user_id: str
     item_id: str
@@ -74,7 +74,7 @@ class UserState:
     hidden: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Click:
     user_id: str
     item_id: str
@@ -99,13 +99,15 @@ class StateStore(Protocol):
     def stats(self) -> dict[str, int]: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class _User:
+    """Small on purpose (a million of them must fit): a list, and sets only once used."""
+
     expires_at: float
     generation: int = 0
-    events: deque[tuple[int, str, str]] = field(default_factory=deque)
-    seen: set[str] = field(default_factory=set)
-    hidden: set[str] = field(default_factory=set)
+    events: list[tuple[int, str, str]] = field(default_factory=list)
+    seen: set[str] | None = None
+    hidden: set[str] | None = None
 
 
 class MemoryStateStore:
@@ -139,12 +141,14 @@ class MemoryStateStore:
             self._users.move_to_end(event.user_id)
             user.expires_at = now + self.settings.user_ttl_s
             if event.kind == "hide":
+                user.hidden = user.hidden if user.hidden is not None else set()
                 user.hidden.add(event.item_id)
             else:
                 user.events.append((event.ts_us, event.item_id, event.kind))
                 if len(user.events) > self.settings.events_per_user:
-                    user.events.popleft()
+                    del user.events[0]
             if event.kind == "click":
+                user.seen = user.seen if user.seen is not None else set()
                 user.seen.add(event.item_id)
                 self._log.append((self._next_seq, Click(event.user_id, event.item_id, event.ts_us)))
                 self._next_seq += 1
@@ -156,7 +160,9 @@ class MemoryStateStore:
             user = self._live(user_id, self._clock())
             if user is None:
                 return UserState()
-            return UserState(user.generation, list(user.events), frozenset(user.seen), frozenset(user.hidden))
+            return UserState(
+                user.generation, list(user.events), frozenset(user.seen or ()), frozenset(user.hidden or ())
+            )
 
     def generation(self, user_id: str) -> int:
         with self._lock:
