@@ -47,7 +47,7 @@ def test_an_embedding_computed_before_an_event_cannot_overwrite_its_invalidation
             assert rec.record_event(user, clicked, "click", now - 1_000_000, None)  # before the put
         return vector
 
-    rec.user_vector = computed_then_event_lands  # type: ignore[method-assign]
+    rec.user_vector = computed_then_event_lands  # type: ignore[method-assign,assignment]
     assert rec.recommend(FeedRequest(user, k=5, now_us=now)).cache == "miss"
     rec.user_vector = compute  # type: ignore[method-assign]
     stale = rec.cache.get(user, before[0]) if rec.cache is not None else None

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -83,7 +83,7 @@ def test_a_click_on_replica_a_reaches_replica_b(
     bundle_path: Path, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     end = pl.read_parquet(bundle_path / "events.parquet").get_column("ts").max()
-    assert end is not None
+    assert isinstance(end, datetime)
     click_time = (end - timedelta(seconds=1)).isoformat()  # before either replica's clock
     with (
         replica(bundle_path, redis_server.url, 1, tmp_path / "b.log") as b,

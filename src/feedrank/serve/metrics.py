@@ -23,7 +23,8 @@ from prometheus_client.samples import Sample
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-disable_created_metrics()  # no *_created series: they would double the series count for nothing
+# No *_created series: they would double the number of series for nothing.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def multiprocess() -> bool:
@@ -101,7 +102,7 @@ class Registry:
     def render(self) -> str:
         if multiprocess():
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             families: list[Metric] = list(registry.collect())
         else:
             families = list(self._registry.collect())
