@@ -26,17 +26,17 @@ from feedrank.eval import next_click
 def per_click_ndcg(run: Path, options: next_click.NextClickOptions) -> dict[str, list[float]]:
     """NDCG@10 of each kept test click for the ranker, the blend and the two-tower."""
     captured: dict[str, Any] = {}
-    evaluate = next_click._evaluate
+    evaluate = next_click.evaluate_clicks
 
     def keep_per_event(*args: Any, **kwargs: Any) -> Any:
         captured["per_event"] = evaluate(*args, **kwargs)
         return captured["per_event"]
 
-    next_click._evaluate = keep_per_event
+    next_click.evaluate_clicks = keep_per_event
     try:
         next_click.evaluate_next_click(run, options=options)
     finally:
-        next_click._evaluate = evaluate
+        next_click.evaluate_clicks = evaluate
     per_event = captured["per_event"]
     keep = per_event.keep
     systems = ("ranker", "ranker (feed score)", "blend", "two-tower")

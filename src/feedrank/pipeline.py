@@ -30,6 +30,7 @@ from feedrank.data.describe import describe
 from feedrank.data.sources.base import ImportOptions, import_source
 from feedrank.data.sources.tabular import import_tabular
 from feedrank.data.split import SplitSpec, open_split, split_dataset
+from feedrank.eval.calibrate import calibrate_ranker
 from feedrank.eval.offline import EvalOptions, OfflineReport, evaluate_run
 from feedrank.eval.report import write_report
 from feedrank.serve.local import running_service
@@ -126,6 +127,7 @@ def run_demo(
         train_ranker(
             split_dir, out_dir / "retrieval", _fresh(out_dir / "ranker"), ranker_cfg, make_evaluate=validator
         )
+        calibrate_ranker(out_dir / "ranker")
     with step("evaluate"):
         report = evaluate_run(out_dir / "ranker", split_dir, cfg.eval)
         paths = write_report(report, out_dir / "ranker" / "eval")

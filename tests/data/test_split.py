@@ -88,3 +88,47 @@ def test_bad_specs_fail_clearly(dataset: Dataset, tmp_path: Path) -> None:
         split_dataset(dataset, tmp_path / "y", SplitSpec())
     with pytest.raises(DatasetError, match=r"split\.json is missing"):
         open_split(tmp_path)
+
+
+def test_sessions_spanning_a_cut_go_to_the_later_part(tmp_path: Path) -> None:
+    """A click-only log whose request ids are sessions: a session that starts before a cut and
+    ends after it goes wholly to the later part, so no click at or after a cut is in an earlier part."""
+    src = tmp_path / "log"
+    src.mkdir()
+    valid_start, test_start = START + timedelta(days=6), START + timedelta(days=7)
+    rows = [
+        ("s_train", "u1", "i1", START + timedelta(days=1)),
+        ("s_train", "u1", "i2", START + timedelta(days=1, minutes=5)),
+        # starts on day 6, ends on day 7: valid, not train
+        ("s_span_valid", "u2", "i3", valid_start - timedelta(minutes=10)),
+        ("s_span_valid", "u2", "i4", valid_start + timedelta(minutes=10)),
+        ("s_valid", "u3", "i5", valid_start + timedelta(hours=2)),
+        # starts in valid and in train's window, ends in test: test
+        ("s_span_test", "u4", "i6", valid_start - timedelta(hours=1)),
+        ("s_span_test", "u4", "i7", test_start + timedelta(minutes=1)),
+        ("s_test", "u5", "i8", test_start + timedelta(hours=3)),
+    ]
+    pl.DataFrame(
+        {
+            "request_id": [r[0] for r in rows],
+            "user_id": [r[1] for r in rows],
+            "item_id": [r[2] for r in rows],
+            "ts": [r[3] for r in rows],
+        }
+    ).write_parquet(src / "impressions.parquet")
+    ds = import_source(import_tabular, src, tmp_path / "data", ImportOptions())
+    out = split_dataset(ds, tmp_path / "split", SplitSpec(valid_start=valid_start, test_start=test_start))
+    parts = open_split(out)
+    requests = {p: set(d.read("impressions").get_column("request_id").to_list()) for p, d in parts.items()}
+    assert requests == {
+        "train": {"s_train"},
+        "valid": {"s_span_valid", "s_valid"},
+        "test": {"s_span_test", "s_test"},
+    }
+    last = {p: d.read("impressions").select(pl.col("ts").max()).item() for p, d in parts.items()}
+    assert last["train"] < valid_start and last["valid"] < test_start
+    assert sum(d.rows("impressions") for d in parts.values()) == len(rows)
+    assert json.loads((out / "split.json").read_text())["requests_spanning"] == {
+        "valid_start": 2,
+        "test_start": 1,
+    }

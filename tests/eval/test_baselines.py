@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from feedrank.data.dataset import conform
 from feedrank.data.schema import IMPRESSIONS
 from feedrank.errors import DataError
 from feedrank.eval.baselines import (
@@ -28,21 +29,24 @@ START = datetime(2024, 3, 1, tzinfo=UTC)
 
 def canonical(rows: list[tuple[str, str, datetime, bool]]) -> pl.DataFrame:
     """Impressions from (user, item, ts, clicked) rows, one request per (user, ts)."""
-    return pl.DataFrame(
-        {
-            "request_id": [f"{u}@{ts.isoformat()}" for u, _, ts, _ in rows],
-            "user_id": [r[0] for r in rows],
-            "item_id": [r[1] for r in rows],
-            "ts": [r[2] for r in rows],
-            "position": [0] * len(rows),
-            "clicked": [r[3] for r in rows],
-            "dwell_s": [None] * len(rows),
-            "shared": [False] * len(rows),
-            "hidden": [False] * len(rows),
-            "survey": [None] * len(rows),
-            "propensity": [None] * len(rows),
-        },
-        schema=IMPRESSIONS.polars_schema(),
+    return conform(
+        pl.DataFrame(
+            {
+                "request_id": [f"{u}@{ts.isoformat()}" for u, _, ts, _ in rows],
+                "user_id": [r[0] for r in rows],
+                "item_id": [r[1] for r in rows],
+                "ts": [r[2] for r in rows],
+                "position": [0] * len(rows),
+                "clicked": [r[3] for r in rows],
+                "dwell_s": [None] * len(rows),
+                "shared": [False] * len(rows),
+                "hidden": [False] * len(rows),
+                "survey": [None] * len(rows),
+                "propensity": [None] * len(rows),
+            },
+            schema_overrides={"ts": IMPRESSIONS.column("ts").dtype},
+        ),
+        IMPRESSIONS,
     )
 
 

@@ -23,6 +23,7 @@ app = typer.Typer(
 class SourceFormat(StrEnum):
     mind = "mind"
     ebnerd = "ebnerd"
+    globo = "globo"
     parquet = "parquet"
     csv = "csv"
 

@@ -27,6 +27,9 @@ def evaluate_command(
     seed: Annotated[int, typer.Option(help="Seed of the query sample.")] = 0,
     protocol: Annotated[str, typer.Option(help="offline (default) or next-click.")] = "offline",
     max_events: Annotated[int, typer.Option(help="next-click: sampled test clicks.")] = 20_000,
+    valid_events: Annotated[
+        int, typer.Option(help="next-click: sampled validation clicks the blend is tuned on.")
+    ] = 5_000,
     skip_session_first: Annotated[
         bool, typer.Option(help="next-click: skip each session's first click.")
     ] = False,
@@ -52,6 +55,7 @@ def evaluate_command(
     if protocol == "next-click":
         options = NextClickOptions(
             max_events=max_events,
+            valid_events=valid_events,
             skip_session_first=skip_session_first,
             seed=seed,
             sources=_quotas(quota or []),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +18,7 @@ from feedrank.config import load_config
 
 if TYPE_CHECKING:
     from feedrank.artifacts.train_config import TrainConfig
+    from feedrank.data.dataset import Dataset
     from feedrank.train.report import TrainResult
 
 app = typer.Typer(help="Train the two-tower retrieval model or the multi-task ranker.", no_args_is_help=True)
@@ -39,7 +41,8 @@ ResumeOpt = Annotated[bool, typer.Option(help="Continue from the newest checkpoi
 def retrieval_command(
     data: DataOpt, out: OutOpt, config: ConfigOpt = None, set_: SetOpt = None, resume: ResumeOpt = False
 ) -> None:
-    """Train the two-tower on the train part; early-stop on valid recall@100.
+    """Train the two-tower on the train part; early-stop on valid recall@100 (next-click NDCG@10 of
+    validation clicks on a click-only log).
 
     Example: feedrank train retrieval --data runs/demo/split --out runs/retrieval --set train.epochs=4
     """
@@ -50,7 +53,9 @@ def retrieval_command(
 
     cfg = load_config(RetrievalRunConfig, config, set_)
     console.print(describe_tables(cfg.features, cfg.model.embed_dim))
-    validator = retrieval_validator(open_split(data))
+    parts = open_split(data)
+    cfg = replace(cfg, train=_select_on(parts, cfg.train))
+    validator = retrieval_validator(parts)
     with stages():
         result = train_retrieval(data, out, cfg, make_evaluate=validator, resume=resume)
     _print_result("retrieval", out, result, cfg.train)
@@ -64,8 +69,12 @@ def ranker_command(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     resume: ResumeOpt = False,
+    calibrate: Annotated[
+        bool, typer.Option(help="Fit the click probability's calibration on validation impressions.")
+    ] = True,
 ) -> None:
-    """Train the ranker over a retrieval run's frozen towers; early-stop on valid GAUC.
+    """Train the ranker over a retrieval run's frozen towers; early-stop on valid GAUC (next-click
+    NDCG@10 on a click-only log); then calibrate its click probability on validation impressions.
 
     Example: feedrank train ranker --data runs/demo/split --retrieval runs/retrieval --out runs/ranker
     """
@@ -77,11 +86,40 @@ def ranker_command(
 
     cfg = load_config(RankerRunConfig, config, set_)
     towers, _ = load_retrieval(retrieval)
-    validator = ranker_validator(open_split(data), towers, cfg.weights.as_dict())
+    parts = open_split(data)
+    cfg = replace(cfg, train=_select_on(parts, cfg.train))
+    validator = ranker_validator(parts, towers, cfg.weights.as_dict())
     console.print("preparing the ranker's examples (the stages below; the training bar follows)")
     with stages():
         result = train_ranker(data, retrieval, out, cfg, make_evaluate=validator, resume=resume)
     _print_result("ranker", out, result, cfg.train)
+    if calibrate and int(os.environ.get("RANK", "0")) == 0:
+        _calibrate(out)
+
+
+def _calibrate(out: Path) -> None:
+    from feedrank.eval.calibrate import calibrate_ranker
+
+    fit = calibrate_ranker(out)
+    if not fit["fitted"]:
+        console.print(f"click calibration not fitted: {fit['reason']}")
+        return
+    before, after = fit["before"], fit["after"]
+    console.print(
+        f"click calibration (Platt, held-out validation impressions): calibration ratio "
+        f"{before['calibration_ratio']:.3f} -> {after['calibration_ratio']:.3f}, "
+        f"NE {before['ne']:.4f} -> {after['ne']:.4f}; plot in {out / 'calibration.png'}"
+    )
+
+
+def _select_on(parts: dict[str, Dataset], train: TrainConfig) -> TrainConfig:
+    """Early stopping on click-only data: the next-click validation metric (never NaN there)."""
+    from feedrank.train.validation import selection_metric
+
+    metric = selection_metric(parts, train.early_stop_metric)
+    if metric != train.early_stop_metric:
+        console.print(f"click-only data: early stopping on {metric} instead of {train.early_stop_metric}")
+    return replace(train, early_stop_metric=metric)
 
 
 def _print_result(kind: str, out: Path, result: TrainResult, train: TrainConfig) -> None:

@@ -239,7 +239,12 @@ class Dataset:
     def scan(self, table: str) -> pl.LazyFrame:
         if table not in TABLES:
             raise KeyError(f"unknown table {table!r}; tables are {sorted(TABLES)}")
-        return pl.scan_parquet(self.path / table / "*.parquet", schema=TABLES[table].polars_schema())
+        # Shards written before a nullable column was added lack it: it reads as null.
+        return pl.scan_parquet(
+            self.path / table / "*.parquet",
+            schema=TABLES[table].polars_schema(),
+            missing_columns="insert",
+        )
 
     def read(self, table: str) -> pl.DataFrame:
         return self.scan(table).collect()

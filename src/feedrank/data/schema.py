@@ -6,6 +6,9 @@ tables; everything downstream (features, training, serving, evaluation) reads on
 Identifiers are strings in every table so that logs with string ids (MIND's "U123", "N456") and
 integer ids (EB-NeRD) share one type; feature code hashes them into embedding buckets. Timestamps
 are microsecond UTC datetimes.
+
+Columns added after a table's first release are nullable and sit at its end (`CONTEXT_COLUMNS`
+of impressions): a dataset written before them still loads, the missing columns read as null.
 """
 
 from __future__ import annotations
@@ -76,8 +79,19 @@ IMPRESSIONS = Table(
         Column("hidden", pl.Boolean(), False, "the user asked not to see it ('not interested')"),
         Column("survey", pl.Float32(), True, "explicit rating from an occasional survey (1-5), usually null"),
         Column("propensity", pl.Float64(), True, "logging policy's probability of this choice, if known"),
+        Column("session_id", pl.String(), True, "the source's session id, when it has one"),
+        # The request's context as the source codes it (Globo.com: integer codes); null when unknown.
+        Column("environment", pl.String(), True, "request context: platform / environment code"),
+        Column("device_group", pl.String(), True, "request context: device group code"),
+        Column("os", pl.String(), True, "request context: operating system code"),
+        Column("country", pl.String(), True, "request context: country code"),
+        Column("region", pl.String(), True, "request context: region code"),
+        Column("referrer_type", pl.String(), True, "request context: how the user arrived (referrer type)"),
     ),
 )
+
+# The request-context columns of impressions (features of the request, not of the item).
+CONTEXT_COLUMNS = ("environment", "device_group", "os", "country", "region", "referrer_type")
 
 ITEMS = Table(
     name="items",

@@ -1,8 +1,11 @@
 """Time-based train / valid / test splits that no future event can cross.
 
-Each request goes wholly to one part, by its earliest timestamp: train holds requests before the
-valid boundary, valid those before the test boundary, test the rest. Boundaries are given as
-times, or as fractions of requests (quantiles of request time). Each part is a canonical dataset
+Each request goes wholly to one part, by its *latest* timestamp: train holds requests that end
+before the valid boundary, valid those that end before the test boundary, test the rest. A request
+is one slate in an impression log but may be a whole session in a click-only log (hours, even
+days): a session that spans a boundary goes to the later part, so no event at or after a boundary
+is ever in an earlier part, whatever the ids say. Boundaries are given as times, or as fractions
+of requests (quantiles of request start time). Each part is a canonical dataset
 whose items and users are those known by the part's end: referenced by the pre-window history or
 by impressions up to that part, or published before the part ends. The pre-window history is the
 same in every part. Items and users that nothing dates or references go to the last part only.
@@ -46,8 +49,13 @@ class SplitSpec:
 
 
 def request_times(ds: Dataset) -> pl.DataFrame:
-    """(request_id, ts): each request's earliest timestamp."""
-    return ds.scan("impressions").group_by("request_id").agg(pl.col("ts").min()).collect()
+    """(request_id, ts, last_ts): each request's earliest and latest timestamps."""
+    return (
+        ds.scan("impressions")
+        .group_by("request_id")
+        .agg(pl.col("ts").min(), pl.col("ts").max().alias("last_ts"))
+        .collect()
+    )
 
 
 def boundaries(requests: pl.DataFrame, spec: SplitSpec) -> tuple[datetime, datetime]:
@@ -80,9 +88,9 @@ def split_dataset(
     valid_start, test_start = boundaries(requests, spec)
     part_of = requests.select(
         "request_id",
-        pl.when(pl.col("ts") < valid_start)
+        pl.when(pl.col("last_ts") < valid_start)
         .then(pl.lit("train"))
-        .when(pl.col("ts") < test_start)
+        .when(pl.col("last_ts") < test_start)
         .then(pl.lit("valid"))
         .otherwise(pl.lit("test"))
         .alias("part"),
@@ -92,6 +100,10 @@ def split_dataset(
     tmp.mkdir(parents=True)
     try:
         summary = _write_parts(ds, tmp, part_of, valid_start, test_start)
+        summary["requests_spanning"] = {
+            name: requests.filter((pl.col("ts") < cut) & (pl.col("last_ts") >= cut)).height
+            for name, cut in (("valid_start", valid_start), ("test_start", test_start))
+        }
         (tmp / SPLIT_MANIFEST).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir)

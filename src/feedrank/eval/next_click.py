@@ -12,8 +12,8 @@ Systems, all computed from events strictly before t:
 - recent popularity over 10 minutes, 1 hour and 24 hours (clicks in the window);
 - co-visitation with the user's previous click (how often the next click after that item, by any
   user within the same session, was each candidate);
-- a blend of the two, a·log(1 + pop_1h) + b·log(1 + covis), with (a, b) chosen on the validation
-  window's clicks before the test window is looked at;
+- a blend of the two, a·log(1 + pop_W) + b·log(1 + covis), with the window W and (a, b) chosen
+  on the validation window's clicks before the test window is looked at (eval/blend.py);
 - the model: the two-tower over the whole live catalog, and the ranker on its top candidates.
 
 Candidate generation is measured too: the recall of the clicked item among N candidates of the
@@ -24,8 +24,11 @@ their quotas to the same N, for each N in `candidate_ns`.
 Events are streamed once in time order; counters advance with the stream, so a score at t sees
 exactly the events before t. Ties are broken by expectation (a tied item's rank is uniform over
 its tie group), so a system that scores everything equal gets exactly the random baseline.
-Results are split by cold items (no event in the training part) and warm items, and by cold
-users (no event and no history before the test) and warm users; standard errors over clicks.
+Results are split by cold items (first event at or after the train cut, the split's valid start)
+and warm items, and by cold users (no pre-window history and first event at or after the train
+cut) and warm users, by event times rather than by which part a request landed in
+(eval/next_click_segments.py); standard errors over clicks. Without a run (`run_dir` None) the
+baselines alone are evaluated.
 """
 
 from __future__ import annotations
@@ -42,22 +45,21 @@ import polars as pl
 from feedrank.artifacts.store import build_space, load_ranker, load_retrieval, read_run
 from feedrank.candidates import CandidateSources, SourceList, SourcesConfig, merge, source_features
 from feedrank.data.examples import EVENT_COLUMNS
-from feedrank.data.features import US_PER_HOUR, to_us
+from feedrank.data.features import US_PER_HOUR, FeatureConfig, to_us
 from feedrank.data.split import open_split
+from feedrank.eval.blend import BlendTuning, BlendWeights, tune_blend
 from feedrank.eval.catalog import TwoTowerRanker
 from feedrank.eval.model_scorer import RankerScorer, TwoTowerScorer
+from feedrank.eval.next_click_segments import segment_masks, summarize, train_cut_of
 from feedrank.eval.next_click_stream import (
     POP_WINDOWS_MIN,
     ClickStream,
     TargetState,
-    ndcg10_of_rows,
     rank_metrics,
 )
 from feedrank.models.ranker import HEADS
 
 log = logging.getLogger(__name__)
-
-BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class NextClickReport:
     data: str
     num_events: int
     not_live_share: float
-    blend_weights: tuple[float, float]
+    blend_weights: tuple[float, float]  # (a, b)
     overall: dict[str, dict[str, float]]  # system → metric (mean and _se)
     segments: dict[str, dict[str, dict[str, float]]] = field(
         default_factory=dict
@@ -100,70 +102,72 @@ class NextClickReport:
     # segment ("all" too) → candidate generator (ANN, union) → recall@N (mean and _se)
     candidate_recall: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     quotas: dict[str, int] = field(default_factory=dict)  # relative quotas of the union
+    blend_window_min: int = 60  # W of the blend's popularity term
+    train_cut: str = ""  # ISO time that separates cold from warm (the split's valid start)
+    # NDCG@10 of the baselines on the validation clicks the blend was tuned on (in-sample for it)
+    valid_ndcg: dict[str, float] = field(default_factory=dict)
 
 
 def evaluate_next_click(
-    run_dir: Path,
+    run_dir: Path | None,
     split_dir: Path | None = None,
     options: NextClickOptions = NextClickOptions(),
     on_click: Callable[[int, int], None] | None = None,
 ) -> NextClickReport:
-    """Evaluate a ranker (or retrieval) run beside the baselines with the next-click protocol.
+    """Evaluate a ranker (or retrieval) run beside the baselines with the next-click protocol;
+    with `run_dir` None, the baselines alone on `split_dir`.
 
     `on_click(done, total)` hears after each test click is ranked (a progress bar, say)."""
-    info = read_run(run_dir)
-    ranker_bits = load_ranker(run_dir) if info["kind"] == "ranker" else None
-    retrieval_run = ranker_bits[2] if ranker_bits else run_dir
-    towers, retrieval_cfg = load_retrieval(retrieval_run)
-    split_dir = Path(split_dir or info["data"])
+    two_tower: TwoTowerScorer | None = None
+    ranker: RankerScorer | None = None
+    if run_dir is None:
+        if split_dir is None:
+            raise ValueError("next-click without a run needs the split directory")
+        split_dir = Path(split_dir)
+        space = build_space(split_dir, FeatureConfig())
+    else:
+        info = read_run(run_dir)
+        ranker_bits = load_ranker(run_dir) if info["kind"] == "ranker" else None
+        retrieval_run = ranker_bits[2] if ranker_bits else run_dir
+        towers, retrieval_cfg = load_retrieval(retrieval_run)
+        split_dir = Path(split_dir or info["data"])
+        space = build_space(split_dir, retrieval_cfg.features)
+        two_tower = TwoTowerScorer(space, towers)
+        if ranker_bits:
+            ranker = RankerScorer(space, towers, ranker_bits[0], ranker_bits[1].weights.as_dict())
     parts = open_split(split_dir)
-    space = build_space(split_dir, retrieval_cfg.features)
     events = pl.concat([ds.scan("impressions").select(EVENT_COLUMNS).collect() for ds in parts.values()])
-    two_tower = TwoTowerScorer(space, towers)
-    ranker = (
-        RankerScorer(space, towers, ranker_bits[0], ranker_bits[1].weights.as_dict()) if ranker_bits else None
-    )
 
     rng = np.random.default_rng(options.seed)
-    valid = _sample_clicks(parts["valid"].read("impressions"), options.valid_events, rng)
-    test = _sample_clicks(parts["test"].read("impressions"), options.max_events, rng)
+    valid = sample_clicks(parts["valid"].read("impressions"), options.valid_events, rng)
+    test = sample_clicks(parts["test"].read("impressions"), options.max_events, rng)
     stream = ClickStream(space, events, options.live_window_h, options.session_gap_min)
     log.info("tuning the blend on %d validation clicks", valid.height)
-    blend = _tune_blend(stream, valid, options)
-    log.info("next-click evaluation of %d test clicks (blend a=%.2f b=%.2f)", test.height, *blend)
-    per_event = _evaluate(stream, test, options, blend, two_tower, ranker, on_click)
-    train = parts["train"].read("impressions")
-    # Hash joins on the ids: np.isin over string arrays is a quadratic loop (minutes at 20k clicks).
-    seen_items = train.get_column("item_id").unique()
-    seen_users = pl.concat(
-        [train.get_column("user_id"), parts["train"].read("history").get_column("user_id")]
-    ).unique()
-    warm_items = pl.Series(per_event.item_id, dtype=pl.String).is_in(seen_items.implode()).to_numpy()
-    warm_users = pl.Series(per_event.user_id, dtype=pl.String).is_in(seen_users.implode()).to_numpy()
-    masks = {
-        "all": np.ones(per_event.keep.size, dtype=bool),
-        "cold items": ~warm_items,
-        "warm items": warm_items,
-        "cold users": ~warm_users,
-        "warm users": warm_users,
-    }
+    tuning = _tune_blend(stream, valid, options)
+    blend = tuning.best
+    log.info("next-click evaluation of %d test clicks (blend %s)", test.height, blend)
+    per_event = evaluate_clicks(stream, test, options, blend, two_tower, ranker, on_click)
+    train_cut = train_cut_of(split_dir)
+    history_users = parts["train"].read("history").get_column("user_id").unique()
+    masks = segment_masks(per_event.item_id, per_event.user_id, events, history_users, train_cut)
     keep = per_event.keep
     segments = {
-        name: _summarize(per_event.metrics, mask & keep)
-        for name, mask in masks.items()
-        if (mask & keep).any()
+        name: summarize(per_event.metrics, mask & keep) for name, mask in masks.items() if (mask & keep).any()
     }
     recall = {
-        name: _summarize(per_event.recall, mask & keep)
+        name: summarize(per_event.recall, mask & keep)
         for name, mask in masks.items()
-        if name in ("all", "cold items", "warm items") and (mask & keep).any()
+        if name in ("all", "cold items", "warm items") and (mask & keep).any() and per_event.recall
     }
     return NextClickReport(
         run=str(run_dir),
         data=str(split_dir),
         num_events=int(keep.sum()),
         not_live_share=float(1.0 - per_event.live[keep].mean()) if keep.any() else float("nan"),
-        blend_weights=blend,
+        blend_weights=(blend.a, blend.b),
+        blend_window_min=blend.window_min,
+        train_cut=train_cut.isoformat(),
+        valid_ndcg=tuning.validation_ndcg(),
         overall=segments.pop("all"),
         segments=segments,
         candidate_recall=recall,
@@ -171,7 +175,8 @@ def evaluate_next_click(
     )
 
 
-def _sample_clicks(impressions: pl.DataFrame, n: int, rng: np.random.Generator) -> pl.DataFrame:
+def sample_clicks(impressions: pl.DataFrame, n: int, rng: np.random.Generator) -> pl.DataFrame:
+    """At most n clicks of `impressions` (seeded sample), in time order."""
     clicks = (
         impressions.filter(pl.col("clicked"))
         .select("user_id", "item_id", "ts")
@@ -182,39 +187,37 @@ def _sample_clicks(impressions: pl.DataFrame, n: int, rng: np.random.Generator) 
     return clicks
 
 
-def _tune_blend(stream: ClickStream, valid: pl.DataFrame, options: NextClickOptions) -> tuple[float, float]:
-    """(a, b) of the blend with the best mean NDCG@10 on the validation clicks."""
-    grid = [(a, b) for a in BLEND_GRID for b in BLEND_GRID if a or b]
-    totals = np.zeros(len(grid))
-    a_of, b_of = np.array([a for a, _ in grid]), np.array([b for _, b in grid])
+def _tune_blend(stream: ClickStream, valid: pl.DataFrame, options: NextClickOptions) -> BlendTuning:
+    """The blend with the best mean NDCG@10 on the validation clicks that the test will count
+    (without each session's first click when those are skipped)."""
     stream.reset()
-    for _, state in stream.walk(valid):
-        if not state.live_click:
-            continue
-        pop = np.log1p(state.pop[60])
-        cov = np.log1p(state.covis)
-        totals += ndcg10_of_rows(a_of[:, None] * pop + b_of[:, None] * cov, state.target)
-    return grid[int(np.argmax(totals))] if grid else (1.0, 1.0)
+    states = (
+        state for _, state in stream.walk(valid) if not (options.skip_session_first and state.session_first)
+    )
+    return tune_blend(states)
 
 
-def _evaluate(
+def evaluate_clicks(
     stream: ClickStream,
     test: pl.DataFrame,
     options: NextClickOptions,
-    blend: tuple[float, float],
-    two_tower: TwoTowerScorer,
+    blend: BlendWeights,
+    two_tower: TwoTowerScorer | None,
     ranker: RankerScorer | None,
     on_click: Callable[[int, int], None] | None = None,
 ) -> PerEvent:
+    """Every system's metrics on each click of `test` (time order); the models when given."""
     ts_us = to_us(test.get_column("ts"))
     users = test.get_column("user_id").to_numpy().astype(object)
-    user_vectors = two_tower.user_embeddings(users, ts_us).numpy()  # (E, d), history before each t
-    hourly = _HourlyScores(TwoTowerRanker(two_tower), user_vectors, ts_us // US_PER_HOUR)
-    systems = [f"recent popularity ({m} min)" for m in POP_WINDOWS_MIN] + [
+    hourly: _HourlyScores | None = None
+    if two_tower is not None:
+        user_vectors = two_tower.user_embeddings(users, ts_us).numpy()  # (E, d), history before each t
+        hourly = _HourlyScores(TwoTowerRanker(two_tower), user_vectors, ts_us // US_PER_HOUR)
+    baselines = [f"recent popularity ({m} min)" for m in POP_WINDOWS_MIN] + [
         "co-visitation (previous click)",
         "blend",
     ]
-    systems.append("two-tower")
+    systems = [*baselines, "two-tower"] if hourly is not None else baselines
     metrics: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in systems}
     keep, live = [], []
     # The ranker re-scores each click's candidate pool; those pairs are scored a block at a time
@@ -227,7 +230,7 @@ def _evaluate(
     published = stream.space.catalog.published_us
     recall: dict[str, dict[str, list[float]]] = {"ANN": defaultdict(list), "union": defaultdict(list)}
     stream.reset()
-    # `test` is in time order (_sample_clicks sorts it), the order walk() visits, so positions align.
+    # `test` is in time order (sample_clicks sorts it), the order walk() visits, so positions align.
     for e, state in stream.walk(test):
         if on_click is not None:
             on_click(e, test.height)
@@ -237,12 +240,15 @@ def _evaluate(
         for minutes in POP_WINDOWS_MIN:
             scores[f"recent popularity ({minutes} min)"] = state.pop[minutes]
         scores["co-visitation (previous click)"] = state.covis
-        scores["blend"] = blend[0] * np.log1p(state.pop[60]) + blend[1] * np.log1p(state.covis)
-        tt = hourly.scores(e)[state.live_rows]
-        scores["two-tower"] = tt
-        for system in systems:
+        scores["blend"] = blend.scores(state)
+        for system in baselines:
             for name, value in rank_metrics(scores[system], state.target).items():
                 metrics[system][name].append(value)
+        if hourly is None:
+            continue
+        tt = hourly.scores(e)[state.live_rows]
+        for name, value in rank_metrics(tt, state.target).items():
+            metrics["two-tower"][name].append(value)
         lists = _source_lists(sources, options, state, str(users[e]), int(ts_us[e]), tt, published)
         target_row = int(state.live_rows[state.target]) if state.live_click else -1
         for n in options.candidate_ns:
@@ -274,7 +280,7 @@ def _evaluate(
         item_id=test.get_column("item_id").to_numpy().astype(object),
         user_id=users,
         metrics={s: {k: np.array(v) for k, v in m.items()} for s, m in metrics.items()},
-        recall={s: {k: np.array(v) for k, v in m.items()} for s, m in recall.items()},
+        recall={s: {k: np.array(v) for k, v in m.items()} for s, m in recall.items() if m},
     )
 
 
@@ -386,17 +392,4 @@ def _ranker_metrics(
             for metric, value in values.items():
                 out[name][metric].append(value)
         start += size
-    return out
-
-
-def _summarize(metrics: dict[str, dict[str, np.ndarray]], mask: np.ndarray) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for system, values in metrics.items():
-        row: dict[str, float] = {}
-        for name, arr in values.items():
-            x = arr[mask]
-            row[name] = float(x.mean()) if x.size else float("nan")
-            row[f"{name}_se"] = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
-        row["events"] = float(mask.sum())
-        out[system] = row
     return out

@@ -219,17 +219,28 @@ def write_next_click_report(report: NextClickReport, out_dir: Path) -> dict[str,
     }
     paths["json"].write_text(json.dumps(report.__dict__, indent=2, default=str) + "\n", encoding="utf-8")
     a, b = report.blend_weights
+    window = f"{report.blend_window_min} min" if report.blend_window_min != 60 else "hour"
     lines = [
         f"# Next-click evaluation of `{report.run}`",
         "",
         f"Data: `{report.data}`. {report.num_events:,} sampled test clicks; for each, every system ranks",
         "the live catalog (items with an event in the 48 h before the click). Mean ± standard error.",
         f"{report.not_live_share:.1%} of the clicked items were not live yet (a miss for every system).",
-        f"Blend: {a:g}·log(1 + clicks in the last hour) + {b:g}·log(1 + co-visits), tuned on validation.",
+        f"Blend: {a:g}·log(1 + clicks in the last {window}) + {b:g}·log(1 + co-visits), tuned on validation.",
+        f"Cold items / users: first event at or after the train cut ({report.train_cut or 'unknown'}).",
         "",
     ]
     lines += _se_table(report.overall, metrics)
     lines += ["", f"![next click]({paths['plot'].name})", ""]
+    if report.valid_ndcg:
+        lines += [
+            "## Baselines on the validation clicks (where the blend was tuned: in-sample for it)",
+            "",
+            "| system | NDCG@10 |",
+            "|---|---:|",
+            *(f"| {name} | {value:.4f} |" for name, value in report.valid_ndcg.items()),
+            "",
+        ]
     for segment, results in report.segments.items():
         events = int(next(iter(results.values())).get("events", 0))
         lines += [f"## {segment} ({events:,} clicks)", ""]

@@ -82,6 +82,8 @@ class Ranker(nn.Module):
     as they are: the flags must not be normalised together with the counters.
     """
 
+    click_calibration: Tensor  # (2,) buffer: Platt (scale, bias) of the click logit
+
     def __init__(
         self,
         features: FeatureConfig,
@@ -115,6 +117,12 @@ class Ranker(nn.Module):
         self.heads = nn.Sequential(nn.Linear(in_dim + width, 64), nn.ReLU(), nn.Linear(64, len(HEADS)))
         self.position_bias = nn.Embedding(MAX_POSITION, len(HEADS))
         nn.init.zeros_(self.position_bias.weight)
+        # Platt scaling of the click logit, (scale, bias), fitted after training on held-out
+        # impressions (eval/calibrate.py): sampled catalog negatives shift the learned base rate.
+        # Identity until fitted; applied in eval mode only, so training always sees raw logits.
+        # It travels in the state dict; one saved before it existed loads with the identity.
+        self.register_buffer("click_calibration", torch.tensor([1.0, 0.0]))
+        self.register_load_state_dict_pre_hook(_identity_calibration_if_missing)  # type: ignore[no-untyped-call]
 
     def forward(self, x: RankerInputs) -> Tensor:
         """(N, len(HEADS)) logits; adds the position term only when positions are given."""
@@ -138,7 +146,16 @@ class Ranker(nn.Module):
         logits: Tensor = self.heads(torch.cat([self.cross(x0), self.deep(x0)], dim=-1))
         if x.position is not None:
             logits = logits + self.position_bias(x.position.clamp(0, MAX_POSITION - 1))
+        if not self.training:
+            scale, bias = self.click_calibration[0], self.click_calibration[1]
+            logits = torch.cat([logits[:, :1] * scale + bias, logits[:, 1:]], dim=-1)
         return logits
+
+
+def _identity_calibration_if_missing(
+    module: nn.Module, state: dict[str, Tensor], prefix: str, *_: object
+) -> None:
+    state.setdefault(f"{prefix}click_calibration", torch.tensor([1.0, 0.0]))
 
 
 def feed_score(probabilities: Tensor, weights: dict[str, float]) -> Tensor:

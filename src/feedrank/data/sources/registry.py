@@ -6,8 +6,8 @@ from typing import Literal
 
 from feedrank.data.sources.base import Adapter
 
-Format = Literal["mind", "ebnerd", "parquet", "csv"]
-FORMATS: tuple[Format, ...] = ("mind", "ebnerd", "parquet", "csv")
+Format = Literal["mind", "ebnerd", "globo", "parquet", "csv"]
+FORMATS: tuple[Format, ...] = ("mind", "ebnerd", "globo", "parquet", "csv")
 
 
 def adapter_for(fmt: str) -> Adapter:
@@ -19,6 +19,10 @@ def adapter_for(fmt: str) -> Adapter:
         from feedrank.data.sources.ebnerd import import_ebnerd
 
         return import_ebnerd
+    if fmt == "globo":
+        from feedrank.data.sources.globo import import_globo
+
+        return import_globo
     if fmt in ("parquet", "csv"):
         # One adapter reads both; the files' suffixes say which reader each needs.
         from feedrank.data.sources.tabular import import_tabular
