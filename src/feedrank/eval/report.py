@@ -232,15 +232,9 @@ def write_next_click_report(report: NextClickReport, out_dir: Path) -> dict[str,
     ]
     lines += _se_table(report.overall, metrics)
     lines += ["", f"![next click]({paths['plot'].name})", ""]
-    if report.valid_ndcg:
-        lines += [
-            "## Baselines on the validation clicks (where the blend was tuned: in-sample for it)",
-            "",
-            "| system | NDCG@10 |",
-            "|---|---:|",
-            *(f"| {name} | {value:.4f} |" for name, value in report.valid_ndcg.items()),
-            "",
-        ]
+    if report.valid_ndcg:  # where the blend was tuned: in-sample for it
+        valid = ", ".join(f"{name} {value:.4f}" for name, value in report.valid_ndcg.items())
+        lines += [f"NDCG@10 on the validation clicks the blend was tuned on: {valid}.", ""]
     for segment, results in report.segments.items():
         events = int(next(iter(results.values())).get("events", 0))
         lines += [f"## {segment} ({events:,} clicks)", ""]
