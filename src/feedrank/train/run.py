@@ -164,10 +164,14 @@ def retrieval_streams(
     streams = EXAMPLE_STREAMS if EXAMPLE_STREAMS % world == 0 else world
     counted = [0]
 
-    def counting(chunks: Iterator[Arrays]) -> Iterator[Arrays]:
-        for chunk in chunks:
+    def shuffled(chunks: Iterator[Arrays]) -> Iterator[Arrays]:
+        # A shard's rows come in time order: dealt as they are, a unit would hold one stretch of
+        # time (one user's session side by side), and the in-batch softmax would take a user's own
+        # next clicks as negatives. Each shard is shuffled (seeded) before it is dealt.
+        for i, chunk in enumerate(chunks):
             counted[0] += chunk["example"].size
-            yield chunk
+            order = np.random.default_rng([cfg.train.seed, i]).permutation(chunk["example"].size)
+            yield {k: v[order] for k, v in chunk.items()}
 
     clicks = int(train_part.scan("impressions").select(pl.col("clicked").sum()).collect().item() or 0)
     # Small logs get smaller units, so that every stream holds several of them.
@@ -175,7 +179,7 @@ def retrieval_streams(
     rows = retrieval_rows(space, train_part, cfg.weights.example_weight, cfg.loss.hard_negatives)
     paths = write_streams(
         out_dir,
-        counting(rows),
+        shuffled(rows),
         streams=streams,
         unit_rows=unit_rows,
         streams_to_write=list(range(rank, streams, world)),
