@@ -129,9 +129,13 @@ def test_unknown_paths_share_one_metrics_label(client: TestClient) -> None:
     for i in range(200):
         client.get(f"/no/such/path/{i}")
         client.post(f"/v1/feed{i}", json={})
+    client.post("/v1/feed", json={"user_id": "u1"})  # a route of an included router: its own label
+    client.post("/v1/events", json={"events": [EVENT]})
     series = [line for line in client.get("/metrics").text.splitlines() if "feedrank_requests_total{" in line]
     assert 'feedrank_requests_total{endpoint="other",status="404"} 400' in series
-    assert len(series) <= 3  # other/404, and /metrics itself at most
+    assert 'feedrank_requests_total{endpoint="/v1/feed",status="503"} 1' in series
+    assert 'feedrank_requests_total{endpoint="/v1/events",status="401"} 1' in series
+    assert len(series) <= 4  # other/404, the two routes, and /metrics itself at most
 
 
 def test_a_declared_oversized_body_is_refused_before_it_is_read(client: TestClient) -> None:
