@@ -111,6 +111,42 @@ def run_clients(
     return latencies, answers, time.perf_counter() - start
 
 
+def run_open_loop(
+    url: str, users: list[str], requests: int, rate_rps: float, senders: int = 64
+) -> tuple[list[float], list[dict[str, Any]], float]:
+    """Open loop: request i is due at start + i / rate whatever the service's speed; its latency
+    runs from when it was due, so time spent queued behind slow answers counts (no coordinated
+    omission). `senders` threads send; a request waits for a free one only past that many in flight."""
+    latencies: list[float] = []
+    answers: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    rng = np.random.default_rng(0)
+    picked = [users[int(i)] for i in rng.integers(len(users), size=requests)]
+    start = time.perf_counter()
+    next_index = iter(range(requests))
+
+    def sender() -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for i in next_index:  # the shared iterator hands each request to one sender
+                due = start + i / rate_rps
+                pause = due - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                response = http.post("/v1/feed", json={"user_id": picked[i], "k": 20})
+                elapsed = (time.perf_counter() - due) * 1e3
+                response.raise_for_status()
+                with lock:
+                    latencies.append(elapsed)
+                    answers.append(response.json())
+
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, answers, time.perf_counter() - start
+
+
 def summarize(latencies: list[float], answers: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     lat = np.array(latencies)
     stages = {s: float(np.median([a["timings_ms"].get(s, np.nan) for a in answers])) for s in STAGES}
@@ -164,8 +200,11 @@ def plot(single: list[float], concurrent: list[float], concurrency: int, path: P
 
 
 @contextmanager
-def serving_process(bundle: Path, *, int8: bool, timeout_s: float = 600.0) -> Iterator[str]:
-    """`feedrank serve BUNDLE` in a child process on a free loopback port; yields its URL when ready."""
+def serving_process(
+    bundle: Path, *, int8: bool, timeout_s: float = 600.0, workers: int = 1, redis_url: str | None = None
+) -> Iterator[str]:
+    """`feedrank serve BUNDLE` in a child process on a free loopback port; yields its URL when ready.
+    `workers`: uvicorn workers; `redis_url`: embedding cache and online state in that Redis."""
     port = free_port()
     command = [
         sys.executable,
@@ -180,6 +219,9 @@ def serving_process(bundle: Path, *, int8: bool, timeout_s: float = 600.0) -> It
     ]
     if int8:
         command.append("--int8")
+    command += ["--workers", str(workers)]
+    if redis_url:
+        command += ["--redis-url", redis_url]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:

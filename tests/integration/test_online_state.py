@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,19 +38,21 @@ def test_an_embedding_computed_before_an_event_cannot_overwrite_its_invalidation
     user = known_user(bundle_path)
     now = rec.bundle.snapshot_us + HOUR_US
     clicked = str(rec.catalog.item_ids[-1])
-    compute = rec.user_vector
+    compute = rec.stages.user_vectors
     before: list[int] = []
 
-    def computed_then_event_lands(request: FeedRequest, row: int, t: int, recent: list[int]) -> np.ndarray:
-        vector = compute(request, row, t, recent)  # from the history read before the event
+    def computed_then_event_lands(
+        rows: np.ndarray, recent: Sequence[Sequence[int]], t: int, demo: object = None
+    ) -> np.ndarray:
+        vectors = compute(rows, recent, t)  # from the history read before the event
         if not before:
             before.append(rec.online.user(user).generation)
             assert rec.record_event(user, clicked, "click", now - 1_000_000, None)  # before the put
-        return vector
+        return vectors
 
-    rec.user_vector = computed_then_event_lands  # type: ignore[method-assign,assignment]
+    rec.stages.user_vectors = computed_then_event_lands  # type: ignore[method-assign,assignment]
     assert rec.recommend(FeedRequest(user, k=5, now_us=now)).cache == "miss"
-    rec.user_vector = compute  # type: ignore[method-assign]
+    rec.stages.user_vectors = compute  # type: ignore[method-assign]
     stale = rec.cache.get(user, before[0]) if rec.cache is not None else None
     assert stale is not None  # the late put happened, after the event's invalidation
 
@@ -58,10 +61,10 @@ def test_an_embedding_computed_before_an_event_cannot_overwrite_its_invalidation
     view = rec.online.user(user)
     assert view.generation == before[0] + 1 and rec.catalog.rows([clicked])[0] in view.history(now)
     row = int(rec.bundle.space.users.rows(pl.Series([user]))[0])
-    fresh = compute(FeedRequest(user, k=5, now_us=now), row, now, view.history(now))
+    fresh = compute(np.array([row]), [view.history(now)], now)[0]
     cached = rec.cache.get(user, view.generation) if rec.cache is not None else None
     assert cached is not None and not np.allclose(stale, fresh)
-    np.testing.assert_allclose(cached, fresh, rtol=1e-6)
+    np.testing.assert_allclose(cached, fresh, rtol=1e-5)
     assert rec.recommend(FeedRequest(user, k=5, now_us=now)).cache == "hit"
     assert clicked not in [i.item_id for i in after.items]
 

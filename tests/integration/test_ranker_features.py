@@ -21,7 +21,7 @@ from feedrank.artifacts.store import build_space, load_ranker, load_retrieval
 from feedrank.artifacts.train_config import TrainConfig
 from feedrank.bundle import load_bundle, write_bundle
 from feedrank.bundle.manifest import MANIFEST, file_hashes
-from feedrank.candidates import SOURCE_FEATURES, SourceList, merge
+from feedrank.candidates import SOURCE_FEATURES, merge
 from feedrank.data.history import COUNTER_NAMES, RANKER_FEATURES
 from feedrank.eval.model_scorer import RankerScorer
 from feedrank.serve.recommender import FeedRequest, Recommender
@@ -90,6 +90,24 @@ def test_an_old_bundle_serves_with_its_nine_counters(old_run: Path, tmp_path: Pa
     assert len(feed.items) == 5 and "rank" not in " ".join(feed.degraded)
 
 
+def ranked(
+    rec: Recommender,
+    user: np.ndarray,
+    row: int,
+    rows: np.ndarray,
+    now: int,
+    user_id: str,
+    sources: np.ndarray | None = None,
+) -> np.ndarray:
+    """The served ranker's feed scores of `rows` for one user (online history included)."""
+    online = [rec.online.user(user_id).timed_history(now)]
+    scores, _ = rec.stages.rank(
+        user, np.array([row]), rows[None, :], now, online, rec.online.item_clicks, rec._weights, sources
+    )
+    out: np.ndarray = scores[0]
+    return out
+
+
 def test_a_recency_ranker_serves_and_online_clicks_reach_its_features(
     bundle_path: Path, tmp_path: Path
 ) -> None:
@@ -101,11 +119,10 @@ def test_a_recency_ranker_serves_and_online_clicks_reach_its_features(
     feed = rec.recommend(FeedRequest(user_id=user, k=5, now_us=now))
     assert len(feed.items) == 5 and not feed.degraded
     rows = space.catalog.rows(pl.Series([it.item_id for it in feed.items]))
-    pool = merge({"ann": SourceList(rows, np.zeros(rows.size))}, {"ann": 1}, rows.size)
-    zeros = np.zeros(rec.catalog.default_user.shape, np.float32)
-    before = rec._rank(zeros, 0, pool, now, rec.online.user(user))
+    zeros = np.zeros((1, *rec.catalog.default_user.shape), np.float32)
+    before = ranked(rec, zeros, 0, rows, now, user)
     assert rec.record_event(user, feed.items[0].item_id, "click", now - 60_000_000, None)
-    after = rec._rank(zeros, 0, pool, now, rec.online.user(user))
+    after = ranked(rec, zeros, 0, rows, now, user)
     assert not np.array_equal(before, after)  # the click counters and the session moved
 
 
@@ -116,12 +133,15 @@ def test_the_served_ranker_reads_which_sources_proposed_each_candidate(bundle_pa
     user = str(space.users.user_ids[0])
     now = rec.bundle.snapshot_us
     row = int(space.users.rows(pl.Series([user], dtype=pl.String))[0])
-    vector = rec.user_vector(FeedRequest(user_id=user, k=5, now_us=now), row, now, [])
-    pool = rec.candidate_stage.run(vector, user, now, set(), lambda: 1e9).candidates
-    assert pool.sources[:, 1:].any()  # other sources than the ANN proposed some candidates
-    scores = rec._rank(vector, row, pool, now, rec.online.user(user))
-    silent = dataclasses.replace(pool, sources=np.zeros_like(pool.sources), scores=np.zeros_like(pool.scores))
-    assert not np.allclose(rec._rank(vector, row, silent, now, rec.online.user(user)), scores)
+    vector = rec.stages.user_vectors(np.array([row]), [[]], now)
+    ann = rec.stages.retrieve(vector, now, rec.settings.candidates, [set()])
+    pools = rec.stages.candidates(
+        vector, ann, now, rec.settings.candidates, [user], [set()], lambda: 1e9, 1e9
+    )
+    assert pools.sets[0].sources[:, 1:].any()  # other sources than the ANN proposed some candidates
+    scores = ranked(rec, vector, row, pools.rows[0], now, user, pools.features)
+    silent = np.zeros_like(pools.features)
+    assert not np.allclose(ranked(rec, vector, row, pools.rows[0], now, user, silent), scores)
 
 
 def test_pool_negatives_come_from_each_clicks_candidate_pool(

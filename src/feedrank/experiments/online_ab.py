@@ -42,7 +42,6 @@ from feedrank.errors import ConfigError
 from feedrank.eval.oracle import world_of
 from feedrank.experiments.variants import VARIANTS
 from feedrank.index import AnnIndex
-from feedrank.serve.batch import BatchRecommender, BatchRequest
 from feedrank.serve.online import US_PER_HOUR
 from feedrank.serve.recommender import Recommender
 from feedrank.serve.rerank import RerankConfig, build_reranker
@@ -75,7 +74,8 @@ class ABConfig:
 
 
 class BundlePolicy:
-    """One arm: a bundle served through BatchRecommender, or a baseline over its catalog.
+    """One arm: a bundle served by the service's Recommender (batches without a deadline), or a
+    baseline over its catalog.
 
     Variants: `ranker` (the bundle's feed score), `clicks-only` (the click head alone),
     `two-tower` (ANN order, no ranker), `popularity` (most clicks over the last 24 h among items
@@ -104,10 +104,15 @@ class BundlePolicy:
         settings = ServeSettings(
             candidates=candidates, index_max_age_s=1e12, rerank=rerank_cfg, exclude_clicked=False
         )
-        self.recommender = Recommender(bundle, settings, build_reranker(rerank_cfg))
         weights = {"click": 1.0} if variant == "clicks-only" else None
-        rank = variant != "two-tower"
-        self.batch = BatchRecommender(self.recommender, rank=rank, rerank=rerank, weights=weights)
+        self.recommender = Recommender(
+            bundle,
+            settings,
+            build_reranker(rerank_cfg),
+            rank=variant != "two-tower",
+            rerank=rerank,
+            weights=weights,
+        )
         self._rng = np.random.default_rng([seed, 7])
 
     def refresh(self, items: pl.DataFrame, now_us: int) -> None:
@@ -123,7 +128,13 @@ class BundlePolicy:
         """(B, k) item ids in slot order; None pads a feed shorter than k."""
         if self.variant in ("popularity", "random"):
             return self._baseline(user_ids, now_us, k)
-        return self.batch.recommend(BatchRequest(user_ids, now_us, k, demographics)).item_ids
+        feeds = self.recommender.recommend_batch(
+            user_ids, now_us, k, demographics=demographics, deadline=False
+        )
+        out = np.full((len(user_ids), k), None, dtype=object)
+        for i, feed in enumerate(feeds):
+            out[i, : len(feed.items)] = [item.item_id for item in feed.items]
+        return out
 
     def record(self, user_ids: Sequence[str], item_ids: Objects, resp: Responses, now_us: int) -> None:
         """Feed the responses back as events, in slot order (a share follows its click)."""
@@ -281,7 +292,7 @@ def simulate_ab(
         "wall_s": time.perf_counter() - started,
         "requests": float(tally.per_user["requests"].sum()),
         "impressions": float(tally.per_user["impressions"].sum()),
-        "rows_ranked": float(control.batch.rows_ranked + treatment.batch.rows_ranked),
+        "rows_ranked": float(control.recommender.rows_ranked + treatment.recommender.rows_ranked),
         "requests_per_user_day": rate,
     }
     per_user = {**tally.per_user, "publishers": tally.seen.sum(1).astype(np.float64)}

@@ -1,4 +1,4 @@
-"""The candidate stage of serving: every enabled source, guarded and timed, merged with quotas.
+"""The candidate sources' state in serving: counters from the bundle's snapshot plus every click since.
 
     ann        the index's top N for the user vector (personal)
     covis      co-visitation with the user's recent clicks (bundle snapshot + clicks since)
@@ -8,23 +8,20 @@
 The trending and co-visitation counters start from the bundle's snapshot of past clicks and take
 each click that reaches POST /v1/events at once, so the next request already sees it. A source
 that raises, or that would start too late for the deadline, or that overruns its budget, is
-skipped: its seats go to the other sources and the feed says so. A failing ANN leaves the feed to
-the other sources rather than failing the request.
+skipped: its seats go to the other sources and the feed says so (serve/stages.py runs them). A
+failing ANN leaves the feed to the other sources rather than failing the request.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from feedrank.bundle import Bundle
-from feedrank.candidates import CandidateSet, CandidateSources, SourceList, merge
+from feedrank.candidates import CandidateSources
 from feedrank.data.timeline import NO_TIME
 from feedrank.serve.catalog import ServingCatalog
 from feedrank.serve.settings import ServeSettings
@@ -34,15 +31,8 @@ US_PER_HOUR = 3_600_000_000
 PRUNE_EVERY = 10_000  # clicks between prunes of what no request can see any more
 
 
-@dataclass
-class StageResult:
-    candidates: CandidateSet
-    timings_ms: dict[str, float]  # source → milliseconds it took
-    skipped: dict[str, str]  # source → why it was skipped (failed, overran, deadline)
-
-
 class CandidateStage:
-    """Candidate generation from the union of sources for one loaded bundle; thread-safe."""
+    """The candidate sources of one loaded bundle, fed by the snapshot and by live clicks; thread-safe."""
 
     def __init__(self, bundle: Bundle, catalog: ServingCatalog, settings: ServeSettings) -> None:
         self.catalog = catalog
@@ -75,52 +65,8 @@ class CandidateStage:
         if prune:
             self.sources.prune(ts_us - self.history_us)
 
-    def run(
-        self,
-        user: np.ndarray,
-        user_id: str,
-        now_us: int,
-        exclude: set[int],
-        time_left_ms: Callable[[], float],
-    ) -> StageResult:
-        """Each enabled source's list, merged to `settings.candidates` rows.
-
-        Args:
-            user: (d,) float32 user vector for the ANN.
-            exclude: catalog rows not to propose (on screen, hidden).
-            time_left_ms: milliseconds of the request's deadline left before ranking must start.
-        """
-        total = self.settings.candidates
-        eligible = self.catalog.exists_us <= now_us  # (I,) items that exist now
-        if exclude:
-            eligible[np.fromiter(exclude, dtype=np.int64, count=len(exclude))] = False
-        makers: dict[str, Callable[[], SourceList]] = {
-            "ann": lambda: SourceList(*self.catalog.retrieve(user, now_us, total, exclude)),
-            "covis": lambda: self.sources.covis_list(user_id, now_us, total, eligible),
-            "trending": lambda: self.sources.trending_list(now_us, total, eligible),
-            "fresh": lambda: self.sources.fresh_list(self.catalog.published_us, now_us, total, eligible),
-        }
-        lists: dict[str, SourceList] = {}
-        timings: dict[str, float] = {}
-        skipped: dict[str, str] = {}
-        for name in self.config.enabled():
-            if name != "ann" and time_left_ms() <= 0:  # the personal source always runs
-                skipped[name] = "deadline"
-                continue
-            t0 = time.perf_counter()
-            try:
-                found = makers[name]()
-            except Exception as exc:  # a broken source costs its seats, not the request
-                log.exception("candidate source %s failed; skipped", name)
-                skipped[name] = f"failed: {type(exc).__name__}"
-                continue
-            finally:
-                timings[name] = (time.perf_counter() - t0) * 1e3
-            if name != "ann" and timings[name] > self.settings.source_budget_ms:
-                skipped[name] = f"overran: {timings[name]:.1f} ms"
-                continue
-            lists[name] = found
+    def count_skipped(self, skipped: dict[str, str]) -> None:
+        """Count sources skipped by a request, by (source, reason)."""
         with self._lock:
             for name, reason in skipped.items():
                 self.skipped[(name, reason.split(":")[0])] += 1
-        return StageResult(merge(lists, self.config.quotas(), total), timings, skipped)
