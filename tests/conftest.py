@@ -79,6 +79,18 @@ def tiny_impressions(num_requests: int = 6, slate: int = 3, start: datetime | No
     return pl.DataFrame(rows)
 
 
+# Session fixtures that simulate a world and train both models on it (tests/integration/conftest.py):
+# a test that needs one is in the slow lane, whatever its own duration (`scripts/check --fast`
+# runs `-m "not slow"`; CI runs everything).
+TRAINED_MODEL_FIXTURES = frozenset({"split_dir", "runs", "bundle_path"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINED_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # One intra-op thread per test process: on a small shared machine two threads contending with
     # other processes run many times slower than one, and the DDP tests spawn processes of their own.

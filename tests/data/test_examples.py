@@ -166,6 +166,7 @@ def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
 
+@pytest.mark.slow
 def test_click_only_split_trains_with_catalog_negatives(tmp_path: Path) -> None:
     simulate(SimConfig.preset("tiny", seed=6), tmp_path / "sim")
     clicks = pl.read_parquet(tmp_path / "sim" / "impressions" / "*.parquet").filter(pl.col("clicked"))

@@ -86,6 +86,7 @@ def test_identical_systems_give_zero_intervals_and_no_significant_difference() -
     assert est.champion_ci[0] < est.champion < est.champion_ci[1]  # the systems themselves vary
 
 
+@pytest.mark.slow
 def test_interval_coverage_of_a_known_mean_difference_is_near_95_percent() -> None:
     """Over repeated seeds, the 95% interval of the delta holds the true mean difference ~95% of
     the time (binomial sd at 300 repetitions: 1.3 points)."""
@@ -98,6 +99,7 @@ def test_interval_coverage_of_a_known_mean_difference_is_near_95_percent() -> No
     assert 0.91 <= covered / repetitions <= 0.985
 
 
+@pytest.mark.slow
 def test_no_difference_is_called_significant_about_5_percent_of_the_time() -> None:
     repetitions = 300
     significant = sum(

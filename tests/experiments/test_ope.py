@@ -155,6 +155,7 @@ def test_a_better_policy_is_estimated_higher_on_one_log(fixed_policy_log: tuple[
         assert found["personal"][1][estimator].value > found["uniform"][1][estimator].ci_high
 
 
+@pytest.mark.slow
 def test_intervals_cover_the_truth_over_seeds(tmp_path: Path) -> None:
     """24 seeds x 3 target policies of a 2,000-request log each: the 95 % intervals of IPS, SNIPS and
     DR cover the exact value 85-99 % of the time, DR with a decent reward model errs less than IPS,

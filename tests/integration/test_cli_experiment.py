@@ -149,6 +149,7 @@ def test_simulate_prints_the_lifts_of_the_library(
     assert_chart(tmp_path / "daily.png")
 
 
+@pytest.mark.slow
 def test_ope_prints_the_coverage_of_each_estimator(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -18,6 +18,10 @@ BATCH = 16  # per rank; one process uses 2 x BATCH
 NUM_EXAMPLES = 256
 
 
+# Every test here starts processes of its own (torch.distributed over gloo).
+pytestmark = pytest.mark.slow
+
+
 def config(sparse_sync: SparseSync = "auto", accum: int = 1) -> object:
     return fast_config(epochs=2, grad_accum_steps=accum, sparse_sync=sparse_sync, clip_grad_norm=1.0)
 

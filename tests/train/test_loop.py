@@ -27,6 +27,7 @@ from tests.train.toy import (
 )
 
 
+@pytest.mark.slow
 def test_accumulating_two_batches_equals_one_double_batch(
     tmp_path: Path, toy_train: dict[str, Tensor]
 ) -> None:

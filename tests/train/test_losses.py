@@ -41,6 +41,7 @@ def learned_order_of_minority_user(correct: bool, seed: int = 0) -> list[int]:
     return order
 
 
+@pytest.mark.slow
 def test_logq_correction_recovers_the_true_order_and_its_absence_does_not() -> None:
     assert learned_order_of_minority_user(correct=True) == list(range(NUM_ITEMS))
     uncorrected = learned_order_of_minority_user(correct=False)
@@ -107,6 +108,7 @@ def fit_click_model(negative_rate: float, importance_weights: bool, seed: int = 
         return float(torch.sigmoid(layer(x)).mean()), float(y.mean())
 
 
+@pytest.mark.slow
 def test_negative_downsampling_stays_calibrated_with_importance_weights() -> None:
     predicted, observed = fit_click_model(negative_rate=0.2, importance_weights=True)
     assert predicted / observed == pytest.approx(1.0, abs=0.1)

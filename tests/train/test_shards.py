@@ -93,6 +93,7 @@ def ddp_worker(rank: int, run_dir: Path) -> None:
     torch.save(weights(task.model), run_dir / f"weights{rank}.pt")
 
 
+@pytest.mark.slow
 def test_two_ranks_on_disjoint_streams_equal_one_process(tmp_path: Path) -> None:
     spawn_local(ddp_worker, 2, tmp_path)
     single = make_task(seed=0)
@@ -128,6 +129,7 @@ def shard_run_task() -> object:
     return make_task(seed=0, dropout=0.3)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_mid_epoch_is_exact(tmp_path: Path) -> None:
     straight = make_task(seed=0, dropout=0.3)
     train(straight, source(toy_streams(tmp_path / "s"), 8), CONFIG, tmp_path / "straight")
