@@ -114,7 +114,7 @@ def _commands(args: argparse.Namespace, root: Path) -> dict[str, list[str]]:
             ranker,
             *ranker_set,
         ],
-        "evaluate": [*FEEDRANK, "evaluate", ranker, "--protocol", "next-click", *evaluate],
+        "evaluate": [*FEEDRANK, "evaluate", str(root / args.evaluate), "--protocol", "next-click", *evaluate],
     }
 
 
@@ -130,6 +130,10 @@ def main() -> int:
     parser.add_argument("--ranker-set", nargs="*", default=list(RANKER_SET))
     parser.add_argument("--skip-session-first", action="store_true", help="next-click: drop session starts")
     parser.add_argument("--cap-gb", type=float, default=12.0, help="address-space cap per step (0: none)")
+    parser.add_argument(
+        "--evaluate", choices=("ranker", "retrieval"), default="ranker", help="the run next-click ranks with"
+    )
+    parser.add_argument("--skip", nargs="*", default=[], help="steps not to run (e.g. ranker)")
     parser.add_argument("--from-step", default="import", help="resume at this step (earlier outputs kept)")
     args = parser.parse_args()
     root: Path = args.root
@@ -144,6 +148,8 @@ def main() -> int:
     results.setdefault("steps", {})
     started = time.monotonic()
     for name in names[names.index(args.from_step) :]:
+        if name in args.skip:
+            continue
         if name in ("retrieval", "ranker"):
             shutil.rmtree(root / name, ignore_errors=True)  # a fresh run, not a resumed one
         step = timed(name, steps[name], logs, args.cap_gb)
