@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,13 @@ from feedrank.artifacts.config import (
 )
 from feedrank.artifacts.train_config import TrainConfig
 from feedrank.data.dataset import Dataset
-from feedrank.data.examples import FeatureSpace, fit_feature_space, ranker_examples, retrieval_examples
+from feedrank.data.examples import (
+    FeatureSpace,
+    fit_feature_space,
+    ranker_examples,
+    recent_click_sample,
+    retrieval_examples,
+)
 from feedrank.data.features import FeatureConfig, hash_column, to_us
 from feedrank.data.history import RANKER_FEATURES
 from feedrank.data.sources.base import ImportOptions, import_source
@@ -30,7 +37,7 @@ from feedrank.models.two_tower import TwoTower, TwoTowerConfig
 from feedrank.sim import SimConfig, simulate
 from feedrank.train.ranker_task import tower_tables
 from feedrank.train.retrieval_task import RetrievalTask
-from feedrank.train.run import AUTO_CATALOG_NEGATIVES, train_ranker, train_retrieval
+from feedrank.train.run import AUTO_CATALOG_NEGATIVES, recent_part, train_ranker, train_retrieval
 
 FEATURES = FeatureConfig(user_buckets=2_000, item_buckets=2_000)
 H_US = 3_600_000_000
@@ -141,6 +148,42 @@ def test_ranker_catalog_negatives_are_live_unshown_rows_of_the_clicks_request(
     t, exists = request_ts[extra["request_index"]], space.item_exists_us[extra["item_row"]]
     assert (exists <= t).all() and (exists >= t - 48 * H_US).all()
     assert rows["counters"].shape == (rows["item_row"].size, len(RANKER_FEATURES))
+
+
+def test_popular_negatives_are_items_clicked_in_the_hour_before(
+    world: tuple[dict[str, Dataset], FeatureSpace],
+) -> None:
+    parts, space = world
+    train = parts["train"].read("impressions")
+    clicks = train.filter(pl.col("clicked"))
+    ts = to_us(clicks.get_column("ts"))
+    drawn = recent_click_sample(space, ts, 4, 1.0, np.random.default_rng(0))
+    assert drawn.shape == (ts.size, 4) and (drawn >= 0).mean() > 0.5
+    known = space.past.item_clicks  # every click the feature space knows (history and all parts)
+    for q in np.flatnonzero((drawn >= 0).any(axis=1))[:200]:
+        recent = known.keys[(known.times < ts[q]) & (known.times >= ts[q] - H_US)]
+        assert np.isin(drawn[q][drawn[q] >= 0], recent).all()
+    # no click at all in the hour before: nothing drawn
+    first = int(known.times[known.times > np.iinfo(np.int64).min].min())
+    assert (recent_click_sample(space, np.array([first]), 3, 1.0, np.random.default_rng(0)) == -1).all()
+    # in the ranker's rows they come after the catalog draws, as unengaged rows of the click's request
+    base, _ = ranker_examples(space, train, counters=RANKER_FEATURES, catalog_negatives=2, seed=1)
+    both, _ = ranker_examples(
+        space, train, counters=RANKER_FEATURES, catalog_negatives=2, popular_negatives=3, seed=1
+    )
+    assert both["item_row"].size > base["item_row"].size
+    assert both["y_click"].sum() == base["y_click"].sum()
+
+
+def test_recent_part_keeps_the_last_hours_of_the_train_part(
+    world: tuple[dict[str, Dataset], FeatureSpace],
+) -> None:
+    train = world[0]["train"].read("impressions")
+    last = train.get_column("ts").max()
+    kept = recent_part(train, 6.0)
+    assert 0 < kept.height < train.height
+    assert kept.get_column("ts").min() > last - timedelta(hours=6)  # type: ignore[operator]
+    assert recent_part(train, 0.0).height == train.height
 
 
 def test_precomputed_tower_tables_equal_running_the_towers(

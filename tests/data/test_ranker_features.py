@@ -25,7 +25,7 @@ from feedrank.data.features import (
 )
 from feedrank.data.history import (
     COUNTER_NAMES,
-    RANKER_FEATURES,
+    NEWS_FEATURES,
     SESSION_COLUMNS,
     PastEvents,
     build_past_events,
@@ -84,21 +84,21 @@ def _past(
 def _features(past: PastEvents, catalog: ItemCatalog, users: UserDirectory, rows: pl.DataFrame) -> np.ndarray:
     u = users.rows(rows.get_column("user_id"))
     i = catalog.rows(rows.get_column("item_id"))
-    return past.features(RANKER_FEATURES, u, i, to_us(rows.get_column("ts")), catalog)
+    return past.features(NEWS_FEATURES, u, i, to_us(rows.get_column("ts")), catalog)
 
 
 def test_every_feature_is_leak_free_and_the_check_catches_a_leak() -> None:
     catalog, users, impressions, history = _world()
     full = _features(_past(catalog, users, impressions, history), catalog, users, impressions)
     times = impressions.get_column("ts").unique().sort()
-    leaked = np.zeros(len(RANKER_FEATURES), dtype=bool)
+    leaked = np.zeros(len(NEWS_FEATURES), dtype=bool)
     for t in times.gather(np.linspace(5, times.len() - 1, 25).astype(int)).to_list():
         at_t = pl.col("ts") == t
         rows = impressions.filter(at_t)
         mask = impressions.get_column("ts").to_numpy() == np.datetime64(t.replace(tzinfo=None), "us")
         before = _past(catalog, users, impressions.filter(pl.col("ts") < t), history)
         got = _features(before, catalog, users, rows)
-        for j, name in enumerate(RANKER_FEATURES):
+        for j, name in enumerate(NEWS_FEATURES):
             assert np.array_equal(got[:, j], full[mask, j]), f"{name} at {t} differs when the log ends at t"
         # the control: an index that also holds the events at t (its own rows), queried just after t
         leaky_past = _past(catalog, users, impressions.filter(pl.col("ts") <= t), history)
@@ -107,10 +107,10 @@ def test_every_feature_is_leak_free_and_the_check_catches_a_leak() -> None:
         )
         leaked |= (leaky != got).any(axis=0)
     # every feature that reads events sees the leak (the age of a published item reads only its metadata)
-    missed = [n for n, hit in zip(RANKER_FEATURES, leaked, strict=True) if not hit and n != "item_age_log_h"]
+    missed = [n for n, hit in zip(NEWS_FEATURES, leaked, strict=True) if not hit and n != "item_age_log_h"]
     assert not missed, f"the leaky control is not caught for {missed}"
     # and no feature is constant here (a constant would pass any comparison)
-    constant = [n for j, n in enumerate(RANKER_FEATURES) if np.unique(full[:, j]).size < 2]
+    constant = [n for j, n in enumerate(NEWS_FEATURES) if np.unique(full[:, j]).size < 2]
     assert not constant
 
 
@@ -148,6 +148,49 @@ def test_covisitation_counts_in_session_pairs_after_their_second_click() -> None
     names = ("covis_last", "covis_sum5", "covis_max5")
     got = past.features(names, users.rows(pl.Series(["u0"])), catalog.rows(pl.Series(["i2"])), t[3:], catalog)
     assert np.allclose(got, [[0.0, np.log1p(2), np.log1p(2)]])
+
+
+def test_news_columns_read_the_pairs_around_the_latest_click() -> None:
+    catalog, users, _, history = _world()
+    log = _frame(
+        [
+            ("u1", "i1", 0, True),
+            ("u1", "i2", 5, True),  # i1 → i2 at minute 5, three hours before the query
+            ("u2", "i1", 170, True),
+            ("u2", "i2", 172, True),  # i1 → i2 at minute 172, within 2 h of it
+            ("u3", "i1", 175, True),
+            ("u3", "i4", 176, True),  # i1 → i4
+            ("u4", "i2", 177, True),
+            ("u4", "i1", 178, True),  # i2 → i1: the way back
+            ("u0", "i3", 179, True),
+            ("u0", "i1", 180, True),  # u0 has just read i3 then i1
+        ]
+    )
+    past = _past(catalog, users, log, history.head(0))
+    names = (
+        "covis_last",
+        "covis_last_2h",
+        "covis_back_last",
+        "covis_last_out",
+        "covis_last_share",
+        "item_in_last5",
+    )
+    t = to_us(pl.Series([T0 + MIN * 185] * 3))
+    got = past.features(
+        names, users.rows(pl.Series(["u0"] * 3)), catalog.rows(pl.Series(["i2", "i4", "i3"])), t, catalog
+    )
+    # out of i1 before minute 185: i1 → i2 twice, i1 → i4 once (u0's own i3 → i1 ends at i1)
+    assert np.allclose(np.expm1(got[:, 0]), [2, 1, 0])
+    assert np.allclose(np.expm1(got[:, 1]), [1, 1, 0])  # only the pair at minute 172 is within 2 h
+    assert np.allclose(np.expm1(got[:, 2]), [1, 0, 1])  # i2 → i1 (u4) and i3 → i1 (u0 itself)
+    assert np.allclose(np.expm1(got[:, 3]), [3, 3, 3])
+    assert np.allclose(got[:, 4], [2 / 4, 1 / 4, 0])
+    assert got[:, 5].tolist() == [0, 0, 1]  # i3 is one of u0's latest clicks
+    # nothing before the user's first click: no latest click, every column 0
+    first = past.features(
+        names, users.rows(pl.Series(["u0"])), catalog.rows(pl.Series(["i3"])), t[:1] - 10**9, catalog
+    )
+    assert not first.any()
 
 
 def test_session_position_and_time_since_the_sessions_previous_click() -> None:

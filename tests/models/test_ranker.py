@@ -40,3 +40,13 @@ def test_feed_score_is_the_weighted_sum() -> None:
     weights = {"click": 1.0, "long_dwell": 2.0, "share": 5.0, "hide": -1.0}
     expected = torch.tensor([0.5 + 0.4 + 0.5 - 0.05, 0.1 - 0.5])
     assert torch.allclose(feed_score(probs, weights), expected)
+
+
+def test_a_ranker_without_tower_inputs_ignores_the_tower_vectors() -> None:
+    torch.manual_seed(0)
+    ranker = Ranker(FEATURES, RankerConfig(tower_inputs=False), tower_dim=16, num_counters=9).eval()
+    x = inputs(5)
+    other = RankerInputs(**{**x.__dict__, "user_emb": -x.user_emb, "item_emb": torch.zeros_like(x.item_emb)})
+    assert torch.equal(ranker(x), ranker(other))
+    with_towers = Ranker(FEATURES, RankerConfig(), tower_dim=16, num_counters=9).eval()
+    assert not torch.allclose(with_towers(x), with_towers(other))

@@ -14,7 +14,9 @@ H_US = 3_600_000_000
 
 
 def model(**kw: object) -> TwoTower:
+    """An untrained model with random (not zero) embeddings, so that its inputs make a difference."""
     torch.manual_seed(0)
+    kw = {"embedding_init": "normal", **kw}
     return TwoTower(FEATURES, TwoTowerConfig(dim=16, embed_dim=8, hidden=32, **kw), num_demographics=4).eval()  # type: ignore[arg-type]
 
 
@@ -170,3 +172,23 @@ def test_tower_freshness_buckets_equal_the_feature_code() -> None:
     got = model().item_tower.freshness_bucket(published, ts)
     expected = freshness_bucket(ts.numpy(), published.numpy(), FEATURES.freshness_edges_h)
     assert got.tolist() == expected.tolist()
+
+
+def test_an_id_no_training_step_touched_embeds_like_the_unknown_id() -> None:
+    m = model(embedding_init="zero", id_dropout=0.0).train()
+    optimizer = torch.optim.SGD(m.parameters(), lr=0.5)
+    trained = items(5, torch.zeros(5, dtype=torch.int64), torch.full((5,), H_US))
+    for _ in range(3):
+        optimizer.zero_grad()
+        u, v = m.user(users(5, history=3)), m.item(trained)
+        torch.nn.functional.cross_entropy(m.score(u, v), torch.arange(5)).backward()
+        optimizer.step()
+    m.eval()
+    assert m.item_tower.item_id.weight[1:6].abs().sum() > 0  # the trained ids moved
+    ids = torch.tensor([0, 150])  # the unknown id, and one no step touched
+    unseen = ItemInputs(ids, *(torch.zeros(2, dtype=torch.int64) for _ in range(5)))
+    v = m.item(unseen)
+    assert torch.equal(v[0], v[1])
+    # with torch's N(0, 1) rows the untouched id is an arbitrary vector instead
+    r = model(embedding_init="normal").item(unseen)
+    assert not torch.allclose(r[0], r[1])

@@ -47,6 +47,15 @@ class RankerLossConfig:
     # by default (docs/evaluation.md: their effect on next-click ranking).
     pool_negatives: int = 0
     pool_size: int = 500
+    # Items drawn per click in proportion to their clicks in the `popular_window_h` hours before it
+    # (data/examples.recent_click_sample): the items being read right now, the hard negatives of a
+    # click-only news log (docs/real_news.md). Off by default: the simulated world's results are
+    # measured without them.
+    popular_negatives: int = 0
+    popular_window_h: float = 1.0
+    # Train on the last `train_window_h` hours of the train part only (0 = all of it): on a
+    # click-only log every click brings its negatives, which bounds the rows held in memory.
+    train_window_h: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,27 @@ def live_catalog_draws(
     return np.where(span[:, None] > 0, picked, -1)
 
 
+def recent_click_sample(
+    space: FeatureSpace, ts_us: np.ndarray, k: int, window_h: float, rng: np.random.Generator
+) -> np.ndarray:
+    """(N, k) catalog rows of clicks drawn uniformly, with replacement, from all clicks in the
+    `window_h` hours before each time: items in proportion to their recent clicks; -1 where none.
+
+    Uniform live-catalog draws are mostly items nobody is reading any more, which any popularity
+    count already rules out; the items a click-only news ranker must learn to rank *below* the
+    click are the ones being read right now, and these draws are exactly those.
+    """
+    clicks = space.past.item_clicks
+    order = np.argsort(clicks.times, kind="stable")
+    times, items = clicks.times[order], clicks.keys[order]
+    hi = np.searchsorted(times, ts_us, side="left")  # strictly before t
+    lo = np.searchsorted(times, ts_us - int(window_h * 3_600_000_000), side="left")
+    span = hi - lo
+    draws = lo[:, None] + (rng.random((ts_us.size, k)) * np.maximum(span, 1)[:, None]).astype(np.int64)
+    picked = items[np.minimum(draws, max(times.size - 1, 0))]
+    return np.where(span[:, None] > 0, picked, -1)
+
+
 def _shown_not_clicked(space: FeatureSpace, imp: pl.DataFrame, pos: pl.DataFrame, k: int) -> np.ndarray:
     """(P, w) catalog rows of up to k unclicked items of each positive's request; -1 pads.
 
@@ -251,6 +272,8 @@ def ranker_examples(
     counters: Sequence[str] = RANKER_FEATURES,
     catalog_negatives: int = 0,
     live_window_h: float = 48.0,
+    popular_negatives: int = 0,
+    popular_window_h: float = 1.0,
 ) -> tuple[Arrays, Arrays]:
     """(rows, requests): one example per impression (negatives kept with probability
     `negative_rate`), and the user-tower inputs of each request the rows point to.
@@ -266,6 +289,8 @@ def ranker_examples(
     P(click | shown): what the logging policy chose not to show, e.g. yesterday's story, never
     appears as a negative, so the ranker cannot learn that popularity and freshness decide which
     of all live items gets the next click; the drawn items teach exactly that.
+    `popular_negatives` > 0 adds that many more per click, drawn in proportion to the items'
+    clicks in the `popular_window_h` hours before it (`recent_click_sample`).
     """
     labels = label_arrays(impressions)
     engaged = (labels["y_click"] + labels["y_share"] + labels["y_hide"]) > 0
@@ -283,10 +308,16 @@ def ranker_examples(
     out["position"] = imp.get_column("position").fill_null(0).to_numpy().astype(np.int64)
     out["request_index"] = request_index
     out["sample_rate"] = np.where(engaged[keep], 1.0, negative_rate).astype(np.float32)
-    if catalog_negatives > 0:
-        out = _with_catalog_negatives(
-            space, out, user_rows, ts, counters, catalog_negatives, live_window_h, rng
+    if catalog_negatives > 0 or popular_negatives > 0:
+        clicks = np.flatnonzero(out["y_click"] > 0)
+        drawn = np.concatenate(
+            [
+                live_catalog_sample(space, ts[clicks], catalog_negatives, live_window_h, rng),
+                recent_click_sample(space, ts[clicks], popular_negatives, popular_window_h, rng),
+            ],
+            axis=1,
         )
+        out = with_unshown_negatives(space, out, user_rows, ts, counters, clicks, drawn)
     first = np.full(int(request_index.max(initial=-1)) + 1, -1, dtype=np.int64)
     first[request_index[::-1]] = np.arange(request_index.size)[::-1]  # first row of each request
     requests = space.user_arrays(imp.get_column("user_id").gather(first), ts[first])
@@ -294,22 +325,6 @@ def ranker_examples(
     requests["request_user_row"] = user_rows[first]
     requests["request_ts_us"] = ts[first]
     return out, requests
-
-
-def _with_catalog_negatives(
-    space: FeatureSpace,
-    rows: Arrays,
-    user_rows: np.ndarray,
-    ts: np.ndarray,
-    counters: Sequence[str],
-    k: int,
-    window_h: float,
-    rng: np.random.Generator,
-) -> Arrays:
-    """`rows` followed by k live-catalog items per click row, as unengaged rows of its request."""
-    clicks = np.flatnonzero(rows["y_click"] > 0)
-    drawn = live_catalog_sample(space, ts[clicks], k, window_h, rng)  # (C, k)
-    return with_unshown_negatives(space, rows, user_rows, ts, counters, clicks, drawn)
 
 
 def with_unshown_negatives(

@@ -20,6 +20,16 @@ exactly those while newer ones also get recency, co-visitation and session featu
     session_clicks             log(1 + clicks of the current session before t)
     since_session_click_log_s  log(1 + seconds since the session's previous click); 0 when none
     no_session_click           1 when the session has no click before t
+
+Columns for click-only news logs (`NEWS_NAMES`; not in the default list, a run names them), where
+the next click is mostly decided by the click before it and by what is being read right now:
+
+    covis_last_2h              log(1 + co-visits after the user's latest click, last 2 hours only)
+    covis_back_last            log(1 + co-visits the other way: the user's latest click after the candidate)
+    covis_last_out             log(1 + every co-visit out of the user's latest click): how much
+                               evidence covis_last rests on
+    covis_last_share           co-visits after the latest click / (1 + all co-visits out of it)
+    item_in_last5              1 when the candidate is one of the user's latest 5 clicks (re-reads are rare)
 """
 
 from __future__ import annotations
@@ -61,7 +71,9 @@ RECENCY_NAMES = (
     "no_session_click",
 )
 RANKER_FEATURES = COUNTER_NAMES + RECENCY_NAMES
-FEATURE_NAMES = frozenset(RANKER_FEATURES)
+NEWS_NAMES = ("covis_last_2h", "covis_back_last", "covis_last_out", "covis_last_share", "item_in_last5")
+NEWS_FEATURES = RANKER_FEATURES + NEWS_NAMES
+FEATURE_NAMES = frozenset(NEWS_FEATURES)
 SESSION_COLUMNS = ("session_activities", "session_clicks", "since_session_click_log_s", "no_session_click")
 
 

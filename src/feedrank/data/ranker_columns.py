@@ -27,6 +27,7 @@ CLICK_WINDOWS_US = {  # the item click counters, by window: online clicks top th
 }
 CTR_PRIOR_VIEWS = 20.0  # pseudo-views that pull a new item's CTR towards the global rate
 COVIS_CLICKS = 5  # the user's latest clicks that co-visitation looks back on
+COVIS_RECENT_US = 2 * US_PER_HOUR  # window of the recent co-visitation column
 
 
 @dataclass(frozen=True)
@@ -141,19 +142,49 @@ class FeatureColumns:
     def _item_age_known(self) -> np.ndarray:
         return f64((~np.isnan(self.age_h())).astype(np.float64))
 
+    def last_clicks(self) -> np.ndarray:
+        """(N, COVIS_CLICKS) item rows + 1 of the user's latest clicks before t, oldest first; 0 pads."""
+        if "raw_last" not in self._cache:
+            if self.recent is not None:
+                self._cache["raw_last"] = self.recent.last_clicks
+            else:
+                self._cache["raw_last"] = self.past.user_clicks.last_n(self.u, self.t, COVIS_CLICKS, pad=0)
+        return self._cache["raw_last"]
+
     def covis(self) -> np.ndarray:
         """(N, COVIS_CLICKS) co-visits of each row's item after each of the user's latest clicks."""
         if "raw_covis" not in self._cache:
-            if self.recent is not None:
-                last = self.recent.last_clicks
-            else:
-                last = self.past.user_clicks.last_n(self.u, self.t, COVIS_CLICKS, pad=0)
+            last = self.last_clicks()
             k = last.shape[1]
             counts = self.past.covisits.count_before(
                 (last - 1).reshape(-1), np.repeat(self.i, k), np.repeat(self.t, k)
             )
             self._cache["raw_covis"] = counts.reshape(-1, k).astype(np.float64)
         return self._cache["raw_covis"]
+
+    def previous(self) -> np.ndarray:
+        """(N,) catalog row of the user's latest click before t; -1 when none."""
+        last = self.last_clicks()
+        return last[:, -1] - 1 if last.shape[1] else np.full(self.t.size, -1, dtype=np.int64)
+
+    def _covis_last_2h(self) -> np.ndarray:
+        recent = self.past.covisits.count_before(self.previous(), self.i, self.t, COVIS_RECENT_US)
+        return f64(np.log1p(recent))
+
+    def _covis_back_last(self) -> np.ndarray:
+        return f64(np.log1p(self.past.covisits.count_before(self.i, self.previous(), self.t)))
+
+    def _covis_last_out(self) -> np.ndarray:
+        return f64(np.log1p(self.past.covisits.count_from(self.previous(), self.t)))
+
+    def _covis_last_share(self) -> np.ndarray:
+        out = self.past.covisits.count_from(self.previous(), self.t)
+        last = self.covis()[:, -1] if self.covis().shape[1] else np.zeros(self.t.size)
+        return f64(last / (out + 1.0))
+
+    def _item_in_last5(self) -> np.ndarray:
+        last = self.last_clicks()
+        return f64((last == (self.i + 1)[:, None]).any(axis=1) & (self.i >= 0))
 
     def _covis_last(self) -> np.ndarray:
         return np.log1p(self.covis()[:, -1]) if self.covis().shape[1] else np.zeros(self.t.size)

@@ -100,12 +100,20 @@ class PairIndex:
         self.num_items = num_items
         self._codes, keys = np.unique(codes, return_inverse=True)
         self._index = EventIndex(keys.reshape(-1), ts[1:][follows])
+        self._from = EventIndex(items[:-1][follows], ts[1:][follows])  # pairs by their first item
 
     def __len__(self) -> int:
         return len(self._index)
 
-    def count_before(self, first_rows: np.ndarray, second_rows: np.ndarray, ts_us: np.ndarray) -> np.ndarray:
-        """(Q,) pairs (first → second) completed before t; rows < 0 (padding, unknown) count 0."""
+    def count_before(
+        self,
+        first_rows: np.ndarray,
+        second_rows: np.ndarray,
+        ts_us: np.ndarray,
+        window_us: int | None = None,
+    ) -> np.ndarray:
+        """(Q,) pairs (first → second) completed before t (within `window_us` before t when given);
+        rows < 0 (padding, unknown) count 0."""
         first = np.asarray(first_rows, dtype=np.int64)
         second = np.asarray(second_rows, dtype=np.int64)
         out = np.zeros(first.shape, dtype=np.int64)
@@ -115,5 +123,13 @@ class PairIndex:
         at = np.searchsorted(self._codes, code)
         hit = (first >= 0) & (second >= 0) & (at < self._codes.size)
         hit &= self._codes[np.minimum(at, self._codes.size - 1)] == code
-        out[hit] = self._index.count_before(at[hit], np.asarray(ts_us, dtype=np.int64)[hit])
+        out[hit] = self._index.count_before(at[hit], np.asarray(ts_us, dtype=np.int64)[hit], window_us)
+        return out
+
+    def count_from(self, first_rows: np.ndarray, ts_us: np.ndarray) -> np.ndarray:
+        """(Q,) pairs starting at `first` (to any item) completed before t; rows < 0 count 0."""
+        first = np.asarray(first_rows, dtype=np.int64)
+        out = np.zeros(first.shape, dtype=np.int64)
+        known = first >= 0
+        out[known] = self._from.count_before(first[known], np.asarray(ts_us, dtype=np.int64)[known])
         return out

@@ -37,6 +37,10 @@ class RankerConfig:
     deep_hidden: tuple[int, ...] = (128, 64)
     dropout: float = 0.1
     sparse: bool = True
+    # Read the two-tower's user and item vectors. Off when the towers were trained on the same
+    # clicks the ranker learns from: their dot product is then near-perfect on the training rows
+    # and worthless on new items, and the ranker learns to trust it (docs/real_news.md).
+    tower_inputs: bool = True
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ class Ranker(nn.Module):
         self.content_type = nn.Embedding(features.content_type_buckets, e, padding_idx=0, sparse=sparse)
         self.freshness = nn.Embedding(features.num_freshness_buckets, e, padding_idx=0, sparse=sparse)
         self.counter_norm = nn.LayerNorm(num_counters)
-        in_dim = 3 * tower_dim + 4 * e + num_counters + num_sources
+        in_dim = 3 * tower_dim * cfg.tower_inputs + 4 * e + num_counters + num_sources
         self.cross = CrossNetwork(in_dim, cfg.cross_layers, cfg.cross_rank)
         deep: list[nn.Module] = []
         width = in_dim
@@ -131,9 +135,7 @@ class Ranker(nn.Module):
             raise ValueError(f"this ranker reads {self.num_sources} source columns; got {got}")
         x0 = torch.cat(
             [
-                x.user_emb,
-                x.item_emb,
-                x.user_emb * x.item_emb,
+                *((x.user_emb, x.item_emb, x.user_emb * x.item_emb) if self.cfg.tower_inputs else ()),
                 self.publisher(x.publisher),
                 self.category(x.category),
                 self.content_type(x.content_type),

@@ -54,6 +54,11 @@ class TwoTowerConfig:
     # Let the user tower's history lookups train the shared item-id table. Off, the table learns
     # from the item side only and each step's sparse gradient has B rows instead of B x (L + 1).
     history_updates_items: bool = True
+    # Initial rows of the hashed embedding tables. "zero": a row no training example touched (an
+    # item published after training, a user never seen) stays equal to the padding row, the
+    # "unknown" input that id dropout trains, instead of a random N(0, 1) vector that can outweigh
+    # everything learned (docs/real_news.md). "normal": torch's N(0, 1), as runs before it had.
+    embedding_init: Literal["zero", "normal"] = "zero"
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
@@ -65,7 +70,10 @@ def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
 def table(rows: int, cfg: TwoTowerConfig) -> nn.Embedding:
     """An embedding table of `rows` x embed_dim; row 0 is padding; sparse gradients when large."""
     sparse = cfg.sparse and rows > cfg.dense_table_max_rows
-    return nn.Embedding(rows, cfg.embed_dim, padding_idx=0, sparse=sparse)
+    emb = nn.Embedding(rows, cfg.embed_dim, padding_idx=0, sparse=sparse)
+    if cfg.embedding_init == "zero":
+        nn.init.zeros_(emb.weight)
+    return emb
 
 
 def drop_ids(ids: Tensor, rate: float, training: bool) -> Tensor:

@@ -116,7 +116,7 @@ def train_ranker(
     towers, retrieval_cfg = load_retrieval(retrieval_run)
     space = space or build_space(split_dir, retrieval_cfg.features)
     parts = open_split(split_dir)
-    if parts["train"].click_only and cfg.loss.catalog_negatives <= 0:
+    if parts["train"].click_only and cfg.loss.catalog_negatives + cfg.loss.popular_negatives <= 0:
         # Every logged row is a click: without unshown items as negatives every label is positive.
         raise ConfigError(
             f"{split_dir} is a click-only log and loss.catalog_negatives is "
@@ -126,11 +126,13 @@ def train_ranker(
     log.info("ranker examples from %d training impressions (features as of each request)", impressions.height)
     arrays, requests = ranker_examples(
         space,
-        impressions,
+        recent_part(impressions, cfg.loss.train_window_h),
         cfg.loss.negative_rate,
         seed=cfg.train.seed,
         counters=cfg.counters,
         catalog_negatives=cfg.loss.catalog_negatives,
+        popular_negatives=cfg.loss.popular_negatives,
+        popular_window_h=cfg.loss.popular_window_h,
     )
     torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
     ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
@@ -186,6 +188,14 @@ def retrieval_streams(
     )
     log.info("retrieval examples: %d rows in %d streams under %s", counted[0], streams, out_dir)
     return paths, counted[0]
+
+
+def recent_part(impressions: pl.DataFrame, window_h: float) -> pl.DataFrame:
+    """The impressions of the last `window_h` hours before the latest one (all when window_h <= 0)."""
+    if window_h <= 0 or impressions.height == 0:
+        return impressions
+    latest = impressions.get_column("ts").max()
+    return impressions.filter(pl.col("ts") > pl.lit(latest) - pl.duration(microseconds=int(window_h * 3.6e9)))
 
 
 class SourceReplay:
