@@ -172,6 +172,7 @@ def plot(out: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -185,16 +186,22 @@ def plot(out: Path) -> Path:
             if not pts:
                 continue
             label = f"{step} ({'simulated' if case == 'sim' else 'real slice'})"
-            ax_t.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=label)
-            ax_m.plot([p[0] for p in pts], [p[2] / 1024 for p in pts], marker=marker, label=label)
-            for p in pts:
+            done = [p for p in pts if p[3] == "ok"]
+            line = ax_t.plot([p[0] for p in done], [p[1] for p in done], marker=marker, label=label)[0]
+            ax_m.plot(
+                [p[0] for p in done], [p[2] / 1024 for p in done], marker=marker, color=line.get_color()
+            )
+            for p in pts:  # a step that did not finish: a cross at where it was stopped, not a point
                 if p[3] != "ok":
-                    ax_m.annotate(p[3], (p[0], p[2] / 1024), fontsize=7)
+                    for ax, y in ((ax_t, p[1]), (ax_m, p[2] / 1024)):
+                        ax.plot([p[0]], [y], marker="x", markersize=9, color=line.get_color())
+                        ax.annotate(f"{step}: stopped", (p[0], y), fontsize=7)
     for ax, title in ((ax_t, "wall time (s)"), (ax_m, "peak RSS (GB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("impressions (rows)")
         ax.set_title(title)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.grid(alpha=0.3)
     ax_m.axhline(3.0, color="grey", linestyle="--", linewidth=0.8)
     ax_t.legend(fontsize=7)
