@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from feedrank import threads
 from feedrank.threads import auto_threads, available_cpus
 
 
@@ -26,6 +27,7 @@ def test_importing_feedrank_chooses_passive_waits_unless_the_environment_did() -
 
 
 def test_auto_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "_load_average", lambda: 0.0)
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert auto_threads(3) == 3  # a configured count wins
@@ -35,3 +37,6 @@ def test_auto_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_WAIT_POLICY", "active")
     monkeypatch.delenv("LOCAL_WORLD_SIZE")
     assert auto_threads() == 1  # spinning waits: one thread cannot collapse on a busy box
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setattr(threads, "_load_average", lambda: available_cpus() + 1.0)
+    assert auto_threads() == 1  # the machine is already busy

@@ -32,12 +32,24 @@ def auto_threads(configured: int = 0) -> int:
     """Torch intra-op threads: `configured` when > 0, else this process's share of the CPUs.
 
     Ranks started on one machine (torchrun's LOCAL_WORLD_SIZE) split its CPUs between them; with
-    spinning waits (a policy other than PASSIVE chosen explicitly) one thread is the only count
-    that cannot collapse on a shared box.
+    spinning waits (a policy other than PASSIVE chosen explicitly), or when the 1-minute load
+    average already exceeds the CPUs, one thread: on this project's 2-core box under load a
+    ranker ran 17x faster on one thread than on two (BENCHMARKS.md).
     """
     if configured > 0:
         return configured
     if os.environ.get(WAIT_POLICY, "").upper() != "PASSIVE":
         return 1
+    cpus = available_cpus()
+    if _load_average() > cpus:  # more runnable processes than cores: a second thread only waits
+        return 1
     local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-    return max(1, available_cpus() // local_ranks)
+    return max(1, cpus // local_ranks)
+
+
+def _load_average() -> float:
+    """The 1-minute load average (0 where the OS does not report one)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0

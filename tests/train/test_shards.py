@@ -122,7 +122,7 @@ def kill_at_7(info):
         os.kill(os.getpid(), signal.SIGKILL)
 train(task, source(toy_streams(run / "streams"), 8), CONFIG, run, on_step=kill_at_7)
 """
-CONFIG = fast_config(epochs=2, checkpoint_every=3)
+CONFIG = fast_config(epochs=2, checkpoint_every=3, num_threads=1)  # bitwise: no load-dependent threads
 
 
 def shard_run_task() -> object:
