@@ -1,0 +1,26 @@
+import numpy as np, polars as pl
+from feedrank.data.features import FeatureConfig, hash_column
+d = pl.read_parquet("runs/globo-src/impressions.parquet")
+cfg = FeatureConfig()
+items = d.get_column("item_id").unique()
+users = d.get_column("user_id").unique()
+ib = hash_column(items, cfg.item_buckets, "item"); ub = hash_column(users, cfg.user_buckets, "user")
+def shared(b):
+    _, inv, cnt = np.unique(b, return_inverse=True, return_counts=True)
+    return float((cnt[inv] > 1).mean())
+print("items", items.len(), "share of items sharing a bucket", shared(ib))
+print("users", users.len(), "share of users sharing a bucket", shared(ub))
+train = d.filter(pl.col("ts") < pl.datetime(2017,10,7, time_zone="UTC"))
+valid = d.filter((pl.col("ts") >= pl.datetime(2017,10,7, time_zone="UTC")) & (pl.col("ts") < pl.datetime(2017,10,8, time_zone="UTC")))
+tb = set(hash_column(train.get_column("item_id").unique(), cfg.item_buckets, "item").tolist())
+vi = valid.get_column("item_id")
+cold = ~vi.is_in(train.get_column("item_id").unique().implode())
+vb = hash_column(vi, cfg.item_buckets, "item")
+coldb = vb[cold.to_numpy()]
+print("valid clicks on cold items", float(cold.mean()), "cold clicks whose bucket a train item holds", float(np.isin(coldb, list(tb)).mean()))
+# history available before each valid click (earlier clicks of the same user, any day)
+dd = d.sort("user_id", "ts").with_columns(pl.int_range(pl.len()).over("user_id").alias("k"))
+v = dd.filter((pl.col("ts") >= pl.datetime(2017,10,7, time_zone="UTC")) & (pl.col("ts") < pl.datetime(2017,10,8, time_zone="UTC")))
+print("valid clicks with >=1 earlier click of the user", float((v["k"] > 0).mean()), "median earlier clicks", float(v["k"].median()))
+tu = set(train.get_column("user_id").unique().to_list())
+print("valid clicks by users seen in train", float(v.get_column("user_id").is_in(list(tu)).mean()))
