@@ -110,6 +110,28 @@ def test_non_finite_numbers_and_invalid_unicode_get_an_encodable_422(
     json.dumps(detail, allow_nan=False).encode("utf-8")  # strict JSON, valid UTF-8
 
 
+# Pydantic's lax mode would read a JSON number as Unix seconds; the schema documents a date-time string.
+UNDOCUMENTED_SPELLINGS = [
+    ("/v1/feed", {"user_id": "u1", "now": 1_700_000_000}),
+    ("/v1/feed", {"user_id": "u1", "now": 1.7e9}),
+    ("/v1/events", {"events": [{"user_id": "u1", "item_id": "i1", "type": "click", "ts": 1_700_000_000}]}),
+    ("/v1/items", {"items": [{"item_id": "i9", "published_ts": 0}]}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), UNDOCUMENTED_SPELLINGS)
+def test_values_the_schema_does_not_document_get_a_422(
+    client: TestClient, path: str, body: dict[str, object]
+) -> None:
+    response = client.post(path, json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+
+
+def test_a_time_string_is_still_a_time_and_an_integral_float_an_integer(client: TestClient) -> None:
+    response = client.post("/v1/feed", json={"user_id": "u1", "now": "2024-05-01T08:00:00+02:00", "k": 5.0})
+    assert response.status_code != 422, response.text
+
+
 def test_k_over_max_k_is_a_schema_shaped_422_and_the_schema_says_so() -> None:
     with TestClient(create_app(ServeSettings(max_k=50), server=server())) as c:
         response = c.post("/v1/feed", json={"user_id": "u1", "k": 51})

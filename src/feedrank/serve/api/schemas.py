@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 def _valid_unicode(value: str) -> str:
@@ -30,12 +30,20 @@ def _utc(value: datetime) -> datetime:
     return value
 
 
+def _time_text(value: object) -> object:
+    """A time arrives as an ISO 8601 string, as the schema says. Pydantic's lax mode would also read
+    a JSON number as Unix seconds, which the schema does not document, so numbers are refused."""
+    if isinstance(value, bool | int | float):
+        raise ValueError("a time must be an ISO 8601 string, not a number")
+    return value
+
+
 def epoch_us(when: datetime | None) -> int | None:
     return None if when is None else int(when.timestamp() * 1e6)
 
 
 Text = Annotated[str, AfterValidator(_valid_unicode)]
-UtcTime = Annotated[datetime, AfterValidator(_utc)]
+UtcTime = Annotated[datetime, BeforeValidator(_time_text), AfterValidator(_utc)]
 
 
 class Body(BaseModel):
