@@ -110,10 +110,13 @@ def test_non_finite_numbers_and_invalid_unicode_get_an_encodable_422(
     json.dumps(detail, allow_nan=False).encode("utf-8")  # strict JSON, valid UTF-8
 
 
-# Pydantic's lax mode would read a JSON number as Unix seconds; the schema documents a date-time string.
+# Pydantic's lax mode would read these: a JSON number as Unix seconds where the schema documents a
+# date-time string, a numeric string where it documents a number.
 UNDOCUMENTED_SPELLINGS = [
     ("/v1/feed", {"user_id": "u1", "now": 1_700_000_000}),
     ("/v1/feed", {"user_id": "u1", "now": 1.7e9}),
+    ("/v1/feed", {"user_id": "u1", "k": "5"}),
+    ("/v1/events", {"events": [{"user_id": "u1", "item_id": "i1", "type": "dwell", "dwell_s": "12"}]}),
     ("/v1/events", {"events": [{"user_id": "u1", "item_id": "i1", "type": "click", "ts": 1_700_000_000}]}),
     ("/v1/items", {"items": [{"item_id": "i9", "published_ts": 0}]}),
 ]

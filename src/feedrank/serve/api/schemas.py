@@ -6,10 +6,11 @@ numbers finite: JSON's NaN, Infinity and 1e400 all get a 422 like any other inva
 
 from __future__ import annotations
 
+import types
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 def _valid_unicode(value: str) -> str:
@@ -46,8 +47,27 @@ Text = Annotated[str, AfterValidator(_valid_unicode)]
 UtcTime = Annotated[datetime, BeforeValidator(_time_text), AfterValidator(_utc)]
 
 
+def _is_number(annotation: Any) -> bool:
+    """int, float or an optional one (what the schema documents as a JSON number)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(args) and all(a in (int, float) for a in args)
+    return annotation in (int, float)
+
+
 class Body(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_json_numbers(cls, data: Any) -> Any:
+        # Lax mode would parse "12" for a number field; the schema documents a JSON number. A
+        # field constraint (strict=True) would also refuse 10.0, which JSON Schema calls an integer.
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if isinstance(data.get(name), str) and _is_number(field.annotation):
+                    raise ValueError(f"{name} must be a JSON number, not a string")
+        return data
 
 
 class ErrorOut(BaseModel):
