@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,30 @@ def test_a_replica_started_later_sees_the_same_trending_and_histories(bundle_pat
     assert later.record_event("reader-0", str(rec_a.catalog.item_ids[8]), "click", now - 1_000_000, None)
     rec_a.recommend(FeedRequest("reader-0", k=5, now_us=now))  # syncs before serving
     np.testing.assert_array_equal(trending(rec_a, now), trending(later, now))
+
+
+def test_a_newer_bundle_does_not_count_the_events_its_snapshot_holds(bundle_path: Path) -> None:
+    state = MemoryStateStore()
+    service = serving(bundle_path, state)
+    old = service.recommender
+    now = service.settings.now_us(old.bundle)
+    hot = str(old.catalog.item_ids[7])
+    for i in range(5):  # taken before the newer bundle is cut: that bundle holds them
+        assert old.record_event(f"early-{i}", hot, "click", now - 30_000_000, None)
+    cut = service.settings.now_us(old.bundle)
+    while service.settings.now_us(old.bundle) <= cut:  # the service clock moves past the cut
+        pass
+    for i in range(3):
+        assert old.record_event(f"late-{i}", hot, "click", now - 20_000_000, None)
+    assert old.record_event("early-0", str(old.catalog.item_ids[9]), "click", now - 10_000_000, None)
+    window = 24 * HOUR_US
+    assert old.online.item_clicks(np.array([7]), now, window)[0] == 8  # its own bundle holds none
+
+    newer = Recommender(replace(old.bundle, snapshot_us=cut), service.settings, old.reranker, state=state)
+    assert newer.online.item_clicks(np.array([7]), now, window)[0] == 3  # not 8: no double count
+    assert newer.online.bundle_clicks == 5
+    assert newer.online.user("early-0").history(now) == [9]  # the click on 7 is the bundle's
+    assert newer.online.user("late-0").history(now) == [7]
+    assert newer.online.user("early-0").seen == {7, 9}  # still not shown again
+    feed = newer.recommend(FeedRequest("early-0", k=50, now_us=now))
+    assert not {hot, str(old.catalog.item_ids[9])} & {i.item_id for i in feed.items}

@@ -115,3 +115,22 @@ def test_a_click_on_replica_a_reaches_replica_b(
         metrics = httpx.get(f"{a}/metrics", timeout=60).text
         assert counter(metrics, 'feedrank_requests_total{endpoint="/v1/feed",status="200"}') == sent
         assert counter(metrics, 'feedrank_events_total{accepted="true",type="click"}') == 61
+
+        # An item posted to A: B takes clicks on it at once, and both serve it.
+        item = {"item_id": "fresh-on-a", "publisher_id": "p1", "category": "news", "published_ts": click_time}
+        response = httpx.post(f"{a}/v1/items", json={"items": [item]}, headers=AUTH, timeout=60)
+        assert response.json() == {"added": 1, "known": 0}
+        response = httpx.post(f"{b}/v1/items", json={"items": [item]}, headers=AUTH, timeout=60)
+        assert response.json() == {"added": 0, "known": 1}  # B knows it through Redis
+        crowd = [
+            {"user_id": f"fresh-crowd-{i}", "item_id": "fresh-on-a", "type": "click", "ts": click_time}
+            for i in range(120)
+        ]
+        response = httpx.post(f"{b}/v1/events", json={"events": crowd}, headers=AUTH, timeout=60)
+        assert response.json() == {"accepted": 120, "ignored": 0}
+        for _ in range(POLLS):
+            on_a, on_b = feed(a, "fresh-reader-a"), feed(b, "fresh-reader-b")
+            if "fresh-on-a" in on_a and "fresh-on-a" in on_b:
+                break
+            time.sleep(0.1)
+        assert "fresh-on-a" in on_b and "fresh-on-a" in on_a

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from feedrank.serve.state import MemoryStateStore, StateSettings, StateStore, StoredEvent, make_state_store
+from feedrank.serve.state import (
+    FreshItem,
+    MemoryStateStore,
+    StateSettings,
+    StateStore,
+    StoredEvent,
+    make_state_store,
+)
 from feedrank.serve.state_redis import RedisStateStore
 
 
@@ -44,14 +51,14 @@ def test_events_generations_seen_and_hidden(store: StateStore) -> None:
     assert store.record(click("u2", "c", 13)) == 1
     state = store.user("u1")
     assert state.generation == store.generation("u1") == 3
-    assert state.events == [(10, "a", "click"), (11, "a", "dwell")]
+    assert state.events == [(10, "a", "click", 10), (11, "a", "dwell", 11)]
     assert state.seen == frozenset({"a"}) and state.hidden == frozenset({"b"})
 
 
 def test_per_user_history_keeps_the_newest_events_only(store: StateStore) -> None:
     for i in range(10):
         store.record(click("u1", f"i{i}", 100 + i))
-    assert [item for _, item, _ in store.user("u1").events] == ["i7", "i8", "i9"]
+    assert [item for _, item, _, _ in store.user("u1").events] == ["i7", "i8", "i9"]
     assert store.generation("u1") == 10
 
 
@@ -62,6 +69,7 @@ def test_the_click_log_is_read_from_a_cursor_in_arrival_order(store: StateStore)
     first, cursor = store.clicks_after("")
     assert [(c.user_id, c.item_id, c.ts_us) for c in first] == [("u1", "a", 30), ("u2", "c", 20)]
     assert store.clicks_after(cursor) == ([], cursor)
+    assert [c.logged_us for c in first] == [30, 20]  # no receiving time: the event's own
     store.record(click("u3", "d", 40))
     more, cursor2 = store.clicks_after(cursor)
     assert [c.item_id for c in more] == ["d"] and cursor2 != cursor
@@ -103,3 +111,37 @@ def test_redis_keys_expire_and_the_stream_is_capped(redis_url: str) -> None:
     assert raw.xlen("feedrank:state:clicks") < 2000  # trimmed to about click_log_len
     raw.close()
     store.close()
+
+
+def test_events_keep_when_the_service_took_them(store: StateStore) -> None:
+    store.record(StoredEvent("u1", "a", "click", 100, received_us=250))
+    store.record(StoredEvent("u1", "b", "click", 300, received_us=200))  # a client clock ahead
+    assert store.user("u1").events == [(100, "a", "click", 250), (300, "b", "click", 300)]
+    clicks, _ = store.clicks_after("")
+    assert [(c.ts_us, c.logged_us) for c in clicks] == [(100, 250), (300, 300)]
+
+
+def test_the_item_log_is_read_from_a_cursor_in_arrival_order(store: StateStore) -> None:
+    assert store.items_after("") == ([], "")
+    first = [
+        FreshItem("n1", 10, publisher_id="p", category="c", published_us=5, title="Tëst | x"),
+        FreshItem("n2", 11),
+    ]
+    store.add_items(first)
+    found, cursor = store.items_after("")
+    assert found == first  # every field comes back as it went in
+    assert store.items_after(cursor) == ([], cursor)
+    store.add_items([FreshItem("n3", 12, content_type="video")])
+    more, cursor2 = store.items_after(cursor)
+    assert [i.item_id for i in more] == ["n3"] and cursor2 != cursor
+    page, at = store.items_after("", limit=2)
+    rest, _ = store.items_after(at, limit=2)
+    assert [i.item_id for i in page + rest] == ["n1", "n2", "n3"]
+
+
+def test_memory_item_log_is_bounded() -> None:
+    store = MemoryStateStore(StateSettings(item_log_len=4))
+    store.add_items([FreshItem(f"n{i}", i) for i in range(10)])
+    items, _ = store.items_after("")
+    assert [i.item_id for i in items] == ["n6", "n7", "n8", "n9"]
+    assert store.stats()["items_logged"] == 10

@@ -34,6 +34,7 @@ from feedrank.config import load_config
 from feedrank.serve.api import errors
 from feedrank.serve.api.middleware import BodyLimit, RequestMetrics
 from feedrank.serve.api.routes import admin, feed, ops, writes
+from feedrank.serve.metrics import fold_dead_worker_files
 from feedrank.serve.service import FeedService
 from feedrank.serve.settings import ServerSettings, ServeSettings
 
@@ -65,6 +66,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        fold_dead_worker_files()  # a worker restarted by uvicorn: its predecessor's metric files
         if bundle is not None and not service.ready:
             await run_in_threadpool(service.load, Path(bundle), startup=True)
         yield

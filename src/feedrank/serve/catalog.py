@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -64,9 +64,10 @@ class ServingCatalog:
             clock=time.monotonic,
         )
 
-    def add_items(self, items: pl.DataFrame, now_us: int) -> int:
+    def add_items(self, items: pl.DataFrame, now_us: int, added_us: Mapping[str, int] | None = None) -> int:
         """Add fresh items (canonical `items` rows) to the catalog and the index; returns how many
-        were new. Item ids already known are skipped.
+        were new. Item ids already known are skipped. An item exists from its publication time,
+        or from when it was added (`added_us` by id, default now) if that is earlier or unknown.
 
         Arrays only grow and are replaced before the index learns the new rows, so a request that
         gets a new row from the index always finds it in the arrays it reads afterwards.
@@ -94,7 +95,9 @@ class ServingCatalog:
                 published_us=np.concatenate([old.published_us, fresh.published_us]),
                 index=old.index,
             )
-            exists = np.where(fresh.published_us == NO_TIME, now_us, np.minimum(fresh.published_us, now_us))
+            ids = fresh.item_ids.tolist()
+            added = np.array([now_us if added_us is None else added_us.get(i, now_us) for i in ids])
+            exists = np.where(fresh.published_us == NO_TIME, added, np.minimum(fresh.published_us, added))
             unknown = np.full(items.height, np.nan)
             # Replace every array first, then extend the id map, then the index.
             self.content = np.concatenate([self.content, content])

@@ -4,7 +4,8 @@ One process: a private `CollectorRegistry` per `Registry`. Several uvicorn worke
 serve --workers N`): the CLI sets PROMETHEUS_MULTIPROC_DIR before the workers start, each worker's
 values go to files there (prometheus_client's multiprocess mode), and /metrics on any worker sums
 every worker's series. Values kept elsewhere and mirrored here (`set_counter`, e.g. the cache's
-own counters) are per-process gauges summed over the workers.
+own counters) are per-process gauges summed over the workers. The files of workers that died are
+folded into archive files on every render (serve/metrics_files.py), so restarts do not pile them up.
 
 The text keeps one layout in both modes: labels sorted by name (`le` last), values in %g.
 """
@@ -14,11 +15,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.samples import Sample
+
+from feedrank.serve.metrics_files import fold_dead_workers
 
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -29,6 +33,11 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 def multiprocess() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def fold_dead_worker_files() -> int:
+    """Multiprocess mode: fold the metric files of dead workers (serve/metrics_files.py)."""
+    return fold_dead_workers(Path(os.environ[MULTIPROC_ENV])) if multiprocess() else 0
 
 
 def _render(labels: Iterable[tuple[str, str]]) -> str:
@@ -101,6 +110,7 @@ class Registry:
 
     def render(self) -> str:
         if multiprocess():
+            fold_dead_worker_files()
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             families: list[Metric] = list(registry.collect())

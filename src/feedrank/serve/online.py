@@ -5,10 +5,17 @@ A bundle carries every event up to its snapshot; what happens afterwards lives i
 of it for one loaded bundle: each user's recent engagements (they extend the history the user
 tower reads), clicked and hidden items (not shown again), and the click log, replayed into this
 replica's trending and co-visitation counters and per-item click counts (the ranker's counters).
-Replaying is incremental (`sync`: the clicks after this replica's cursor), runs before every feed,
-and starts from the oldest logged click when a bundle is loaded, so a reload or a replica started
-later counts the same clicks as the others. Memory is bounded by the store's settings (per user
-and in the log) and here by the item window (per item, the clicks of the last day).
+Replaying is incremental (`sync`: the items and clicks after this replica's cursors), runs before
+every feed, and starts from the oldest logged entry when a bundle is loaded, so a reload or a
+replica started later counts the same clicks and knows the same fresh items as the others.
+
+The bundle already counts every event logged up to its snapshot: events logged at or before it
+(`StoredEvent.logged_us`: when the service took them) are left out of this view — of the counters
+and of the users' histories — so a reload onto a newer bundle does not count them twice. Seen and
+hidden items are sets, not counts, and are kept whatever their time.
+
+Memory is bounded by the store's settings (per user and in the logs) and here by the item window
+(per item, the clicks of the last day).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from feedrank.serve.state import StateStore, StoredEvent
+from feedrank.serve.state import FreshItem, StateStore, StoredEvent
 
 US_PER_HOUR = 3_600_000_000
 
@@ -32,6 +39,7 @@ class Event:
     kind: str  # click | dwell | share | hide
     ts_us: int
     dwell_s: float | None = None
+    received_us: int | None = None  # when the service took it (its clock)
 
 
 def time_refusal(ts_us: int, now_us: int, max_age_s: float, skew_s: float) -> str | None:
@@ -63,6 +71,7 @@ class UserView:
 
 
 ClickSink = Callable[[str, int, int], None]  # (user id, catalog row, µs): trending and co-visitation
+ItemSink = Callable[[list[FreshItem]], object]  # logged fresh items into the catalog and index
 
 
 class OnlineEvents:
@@ -72,6 +81,8 @@ class OnlineEvents:
         store: the state shared by every replica (and kept across reloads).
         rows: catalog rows of item ids (-1 for an unknown id).
         on_click: where each logged click goes once (the candidate sources' counters).
+        on_items: where logged fresh items go (the catalog); None: items are not replayed.
+        snapshot_us: the bundle's snapshot; events logged at or before it are the bundle's own.
     """
 
     def __init__(
@@ -80,41 +91,58 @@ class OnlineEvents:
         rows: Callable[[Sequence[str]], np.ndarray],
         on_click: ClickSink | None = None,
         item_window_h: float = 24.0,
+        *,
+        on_items: ItemSink | None = None,
+        snapshot_us: int | None = None,
     ) -> None:
         self.store = store
         self._rows = rows
         self._on_click = on_click
+        self._on_items = on_items
+        self.snapshot_us = snapshot_us if snapshot_us is not None else -(2**63)
         self.item_window_us = int(item_window_h * US_PER_HOUR)
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._cursor = ""
+        self._item_cursor = ""
         self._item_clicks: dict[int, deque[int]] = defaultdict(deque)
         self.counts: dict[str, int] = defaultdict(int)  # events recorded through this view, by kind
         self.replayed = 0  # clicks of the log applied to this replica's counters
         self.unknown_clicks = 0  # logged clicks on items this bundle does not know (not counted)
+        self.bundle_clicks = 0  # logged clicks the bundle's snapshot already holds (not counted)
+        self.items_replayed = 0  # logged fresh items handed to the catalog
 
     def add(self, event: Event, item_id: str) -> int:
         """Record an event in the shared store and apply it here; returns the user's generation."""
-        generation = self.store.record(StoredEvent(event.user_id, item_id, event.kind, event.ts_us))
+        stored = StoredEvent(event.user_id, item_id, event.kind, event.ts_us, event.received_us)
+        generation = self.store.record(stored)
         with self._lock:
             self.counts[event.kind] += 1
         self.sync()
         return generation
 
     def sync(self, *, wait: bool = True) -> int:
-        """Apply the clicks logged since this replica's cursor (by any replica); returns how many.
+        """Apply the fresh items, then the clicks, logged since this replica's cursors (by any
+        replica); returns how many clicks were counted.
 
         wait=False: if another thread is applying them, return at once (its pass is as fresh)."""
         if not self._sync_lock.acquire(blocking=wait):
             return 0
         try:
+            self._sync_items()
             applied = 0
             while True:
                 clicks, cursor = self.store.clicks_after(self._cursor)
                 if not clicks:
                     return applied
-                rows = self._rows([c.item_id for c in clicks]).tolist()
-                for click, row in zip(clicks, rows, strict=True):
+                ids = [c.item_id for c in clicks]
+                found = self._rows(ids)
+                if (found < 0).any() and self._sync_items():  # items logged after the pass above
+                    found = self._rows(ids)
+                for click, row in zip(clicks, found.tolist(), strict=True):
+                    if click.logged_us <= self.snapshot_us:
+                        self.bundle_clicks += 1
+                        continue
                     if row < 0:
                         self.unknown_clicks += 1
                         continue
@@ -127,10 +155,28 @@ class OnlineEvents:
         finally:
             self._sync_lock.release()
 
+    def sync_items(self) -> int:
+        """Apply the fresh items logged since this replica's cursor; returns how many were handed on."""
+        with self._sync_lock:
+            return self._sync_items()
+
+    def _sync_items(self) -> int:
+        if self._on_items is None:
+            return 0
+        handed = 0
+        while True:
+            items, cursor = self.store.items_after(self._item_cursor)
+            if not items:
+                return handed
+            self._on_items(items)
+            handed += len(items)
+            self.items_replayed += len(items)
+            self._item_cursor = cursor
+
     def user(self, user_id: str) -> UserView:
-        """The user's state now, in this bundle's rows."""
+        """The user's state now, in this bundle's rows; events the bundle holds are left out."""
         state = self.store.user(user_id)
-        ids = [item for _, item, _ in state.events]
+        ids = [item for _, item, _, _ in state.events]
         seen, hidden = sorted(state.seen), sorted(state.hidden)
         rows = self._rows([*ids, *seen, *hidden]).tolist()
         event_rows, seen_rows, hidden_rows = (
@@ -139,7 +185,9 @@ class OnlineEvents:
             rows[len(ids) + len(seen) :],
         )
         timed: list[tuple[int, int]] = []
-        for (ts, _, kind), row in zip(state.events, event_rows, strict=True):
+        for (ts, _, kind, logged), row in zip(state.events, event_rows, strict=True):
+            if logged <= self.snapshot_us:
+                continue
             # dwell and share events follow the click on the same item: one history entry each
             if row >= 0 and (kind == "click" or not timed or timed[-1][1] != row):
                 timed.append((ts, row))

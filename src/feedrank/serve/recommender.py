@@ -39,6 +39,7 @@ from feedrank.serve.catalog import ServingCatalog
 from feedrank.serve.feeds import Feed as Feed
 from feedrank.serve.feeds import FeedItem as FeedItem
 from feedrank.serve.feeds import FeedRequest as FeedRequest
+from feedrank.serve.fresh import apply_items
 from feedrank.serve.online import Event, OnlineEvents, UserView
 from feedrank.serve.rerank import RequestContext, Reranker
 from feedrank.serve.settings import ServeSettings
@@ -81,7 +82,13 @@ class Recommender:
         self.candidate_stage = CandidateStage(bundle, self.catalog, settings)
         self.stages = FeedStages(bundle, self.catalog, self.candidate_stage, chunk_rows)
         store = state if state is not None else make_state_store(settings.state)
-        self.online = OnlineEvents(store, self.catalog.rows, self.candidate_stage.record_click)
+        self.online = OnlineEvents(
+            store,
+            self.catalog.rows,
+            self.candidate_stage.record_click,
+            on_items=lambda items: apply_items(self.catalog, items, settings.now_us(bundle)),
+            snapshot_us=bundle.snapshot_us,
+        )
         self.online.sync()
         self.weights = dict(bundle.ranker_cfg.weights.as_dict() if weights is None else weights)
         self._weights = np.array([self.weights.get(h, 0.0) for h in HEADS], dtype=np.float64)
@@ -195,12 +202,15 @@ class Recommender:
     ) -> bool:
         """Take an engagement event; False (counted, ignored) when the item is unknown."""
         row = int(self.catalog.rows([item_id])[0])
+        if row < 0 and self.online.sync_items():  # posted to another replica a moment ago?
+            row = int(self.catalog.rows([item_id])[0])
         if row < 0:
             self.unknown_item_events += 1
             return False
-        now = ts_us if ts_us is not None else self.settings.now_us(self.bundle)
+        received = self.settings.now_us(self.bundle)
+        now = ts_us if ts_us is not None else received
         # In the shared state, and (a click) replayed into trending and co-visitation at once.
-        event = Event(user_id=user_id, item_row=row, kind=kind, ts_us=now, dwell_s=dwell_s)
+        event = Event(user_id, row, kind, now, dwell_s, received_us=received)
         generation = self.online.add(event, item_id)
         if self.cache is not None:  # the entry of the generation this event ended is dead
             self.cache.invalidate(user_id, generation - 1)

@@ -19,6 +19,7 @@ from feedrank.bundle import load_bundle
 from feedrank.bundle.signing import Trust
 from feedrank.errors import BundleError, FeedrankError
 from feedrank.serve.cache import make_cache
+from feedrank.serve.fresh import post_items
 from feedrank.serve.metrics import Registry
 from feedrank.serve.online import time_refusal
 from feedrank.serve.recommender import Feed, FeedRequest, Recommender
@@ -148,9 +149,11 @@ class FeedService:
         return accepted
 
     def add_items(self, items: pl.DataFrame) -> int:
-        """Fresh items into the current bundle's catalog and index (a reload starts from the bundle)."""
+        """Fresh items into the shared state, and from there into every replica's catalog and index
+        (a reload replays them); returns how many were new."""
         recommender = self.recommender
-        added = recommender.catalog.add_items(items, self.settings.now_us(recommender.bundle))
+        now = self.settings.now_us(recommender.bundle)
+        added = post_items(recommender.online, recommender.catalog, items, now)
         self.metrics.inc("feedrank_items_added_total", value=float(added))
         return added
 

@@ -8,6 +8,12 @@ replicas (or `--workers N`) agree and a reload keeps it:
                every event of the user increments (the embedding cache keys on it: serve/cache.py)
     global     the click log, in arrival order with a cursor, bounded to `click_log_len` clicks;
                each replica replays it into its trending, co-visitation and item click counters
+    global     the fresh-item log (POST /v1/items), in arrival order with a cursor, bounded to
+               `item_log_len` items; each replica adds them to its catalog and index
+
+Every event carries the time the service received it (`received_us`, the service clock) beside
+the client's time: a bundle whose snapshot was cut after an event was received already holds it,
+so that bundle's view leaves the event out instead of counting it twice (serve/online.py).
 
 Items are named by id, not by catalog row, so a bundle with another catalog reads the same state.
 `MemoryStateStore` (here, the default) serves one process; `RedisStateStore` (state_redis.py) is
@@ -20,15 +26,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Literal, Protocol
+from typing import Generic, Literal, Protocol, TypeVar
 
 from feedrank.errors import ConfigError, FeedrankError
 
 ENGAGEMENTS = frozenset({"click", "dwell", "share"})
 KINDS = ENGAGEMENTS | {"hide"}
+T = TypeVar("T")
 
 
 class StateBackendError(FeedrankError):
@@ -46,12 +53,20 @@ class StateSettings:
     user_ttl_s: float = 7 * 86_400.0  # a user's state expires this long after their last event
     max_users: int = 200_000  # memory backend: least recently active users beyond this are dropped
     click_log_len: int = 1_000_000  # clicks kept in the shared log (trending, co-visitation, counts)
+    item_log_len: int = 100_000  # fresh items (POST /v1/items) kept in the shared log
     timeout_s: float = 0.5  # redis connect and read timeout
 
     def __post_init__(self) -> None:
         if self.backend not in ("memory", "redis"):
             raise ConfigError(f"state backend must be 'memory' or 'redis', got {self.backend!r}")
-        for name in ("events_per_user", "user_ttl_s", "max_users", "click_log_len", "timeout_s"):
+        for name in (
+            "events_per_user",
+            "user_ttl_s",
+            "max_users",
+            "click_log_len",
+            "item_log_len",
+            "timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"state setting {name} must be > 0, got {getattr(self, name)!r}")
 
@@ -61,7 +76,13 @@ class StoredEvent:
     user_id: str
     item_id: str
     kind: str  # click | dwell | share | hide
-    ts_us: int
+    ts_us: int  # when it happened (the client's time)
+    received_us: int | None = None  # when the service took it (its clock); None: ts_us
+
+    @property
+    def logged_us(self) -> int:
+        """From when on a log (and a bundle cut from it) can hold the event: never before it happened."""
+        return self.ts_us if self.received_us is None else max(self.ts_us, self.received_us)
 
 
 @dataclass(frozen=True)
@@ -69,7 +90,8 @@ class UserState:
     """One user's online state, read at one instant (consistent with its generation)."""
 
     generation: int = 0
-    events: list[tuple[int, str, str]] = field(default_factory=list)  # (µs, item id, kind), oldest first
+    # (µs, item id, kind, logged µs: StoredEvent.logged_us), oldest first
+    events: list[tuple[int, str, str, int]] = field(default_factory=list)
     seen: frozenset[str] = frozenset()  # items the user clicked
     hidden: frozenset[str] = frozenset()
 
@@ -79,6 +101,21 @@ class Click:
     user_id: str
     item_id: str
     ts_us: int
+    logged_us: int  # StoredEvent.logged_us
+
+
+@dataclass(frozen=True, slots=True)
+class FreshItem:
+    """An item posted while serving (a canonical `items` row) and when the service took it."""
+
+    item_id: str
+    added_us: int
+    publisher_id: str | None = None
+    category: str | None = None
+    subcategory: str | None = None
+    content_type: str | None = None
+    published_us: int | None = None
+    title: str | None = None
 
 
 class StateStore(Protocol):
@@ -96,6 +133,14 @@ class StateStore(Protocol):
         """Up to `limit` clicks logged after `cursor` ("" = from the oldest kept), and the new cursor."""
         ...
 
+    def add_items(self, items: Sequence[FreshItem]) -> None:
+        """Append fresh items to the shared item log (replicas skip ids they already know)."""
+        ...
+
+    def items_after(self, cursor: str, limit: int = 10_000) -> tuple[list[FreshItem], str]:
+        """Up to `limit` items logged after `cursor` ("" = from the oldest kept), and the new cursor."""
+        ...
+
     def stats(self) -> dict[str, int]: ...
 
 
@@ -105,7 +150,7 @@ class _User:
 
     expires_at: float
     generation: int = 0
-    events: list[tuple[int, str, str]] = field(default_factory=list)
+    events: list[tuple[int, str, str, int]] = field(default_factory=list)
     seen: set[str] | None = None
     hidden: set[str] | None = None
 
@@ -114,7 +159,7 @@ class MemoryStateStore:
     """Online state of one process: an LRU of users (each bounded, expiring) and a bounded click log.
 
     Memory is bounded by `max_users` x (`events_per_user` events + their seen and hidden items)
-    plus `click_log_len` clicks; thread-safe.
+    plus `click_log_len` clicks and `item_log_len` items; thread-safe.
     """
 
     def __init__(
@@ -124,8 +169,8 @@ class MemoryStateStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._users: OrderedDict[str, _User] = OrderedDict()
-        self._log: deque[tuple[int, Click]] = deque(maxlen=settings.click_log_len)
-        self._next_seq = 1
+        self._log: _Log[Click] = _Log(settings.click_log_len)
+        self._items: _Log[FreshItem] = _Log(settings.item_log_len)
         self._evicted = 0
         self._expired = 0
 
@@ -144,14 +189,13 @@ class MemoryStateStore:
                 user.hidden = user.hidden if user.hidden is not None else set()
                 user.hidden.add(event.item_id)
             else:
-                user.events.append((event.ts_us, event.item_id, event.kind))
+                user.events.append((event.ts_us, event.item_id, event.kind, event.logged_us))
                 if len(user.events) > self.settings.events_per_user:
                     del user.events[0]
             if event.kind == "click":
                 user.seen = user.seen if user.seen is not None else set()
                 user.seen.add(event.item_id)
-                self._log.append((self._next_seq, Click(event.user_id, event.item_id, event.ts_us)))
-                self._next_seq += 1
+                self._log.append(Click(event.user_id, event.item_id, event.ts_us, event.logged_us))
             user.generation += 1
             return user.generation
 
@@ -170,18 +214,17 @@ class MemoryStateStore:
             return 0 if user is None else user.generation
 
     def clicks_after(self, cursor: str, limit: int = 10_000) -> tuple[list[Click], str]:
-        after = int(cursor) if cursor else 0
         with self._lock:
-            if not self._log or self._log[-1][0] <= after:
-                return [], cursor
-            size = len(self._log)
-            start = max(0, after - self._log[0][0] + 1)  # sequence numbers are consecutive
-            stop = min(size, start + limit)
-            if start < size - stop:  # a deque is cheap to walk from the nearer end only
-                taken = list(islice(self._log, start, stop))
-            else:
-                taken = [self._log[i - size] for i in range(start, stop)]
-        return [click for _, click in taken], str(taken[-1][0])
+            return self._log.after(cursor, limit)
+
+    def add_items(self, items: Sequence[FreshItem]) -> None:
+        with self._lock:
+            for item in items:
+                self._items.append(item)
+
+    def items_after(self, cursor: str, limit: int = 10_000) -> tuple[list[FreshItem], str]:
+        with self._lock:
+            return self._items.after(cursor, limit)
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -189,7 +232,8 @@ class MemoryStateStore:
                 "users": len(self._users),
                 "users_evicted": self._evicted,
                 "users_expired": self._expired,
-                "clicks_logged": self._next_seq - 1,
+                "clicks_logged": self._log.next_seq - 1,
+                "items_logged": self._items.next_seq - 1,
             }
 
     def _live(self, user_id: str, now: float) -> _User | None:
@@ -199,6 +243,33 @@ class MemoryStateStore:
             self._expired += 1
             return None
         return user
+
+
+class _Log(Generic[T]):
+    """An append-only log bounded to its newest `maxlen` entries, read from a cursor (a sequence
+    number as text); not thread-safe (the store's lock guards it)."""
+
+    def __init__(self, maxlen: int) -> None:
+        self._entries: deque[tuple[int, T]] = deque(maxlen=maxlen)
+        self.next_seq = 1
+
+    def append(self, entry: T) -> None:
+        self._entries.append((self.next_seq, entry))
+        self.next_seq += 1
+
+    def after(self, cursor: str, limit: int) -> tuple[list[T], str]:
+        after = int(cursor) if cursor else 0
+        log = self._entries
+        if not log or log[-1][0] <= after:
+            return [], cursor
+        size = len(log)
+        start = max(0, after - log[0][0] + 1)  # sequence numbers are consecutive
+        stop = min(size, start + limit)
+        if start < size - stop:  # a deque is cheap to walk from the nearer end only
+            taken = list(islice(log, start, stop))
+        else:
+            taken = [log[i - size] for i in range(start, stop)]
+        return [entry for _, entry in taken], str(taken[-1][0])
 
 
 def make_state_store(settings: StateSettings) -> StateStore:

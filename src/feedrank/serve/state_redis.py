@@ -2,12 +2,15 @@
 
 Keys (prefix `feedrank:state:` by default), each chosen for what is asked of it:
 
-    u:{user}:events   list of "µs|kind|item", RPUSH + LTRIM to the newest `events_per_user`
+    u:{user}:events   list of "µs|logged µs|kind|item", RPUSH + LTRIM to the newest `events_per_user`
     u:{user}:seen     set of clicked item ids
     u:{user}:hidden   set of hidden item ids
     u:{user}:gen      integer, INCR per event of the user
-    clicks            stream of {u, i, t}, XADD with MAXLEN ~ `click_log_len`; replicas read it
-                      with XRANGE from their cursor (the stream id of the last click they applied)
+    clicks            stream of {u, i, t, l (logged µs)}, XADD with MAXLEN ~ `click_log_len`;
+                      replicas read it with XRANGE from their cursor (the stream id of the last
+                      click they applied)
+    items             stream of {j: the item as JSON}, XADD with MAXLEN ~ `item_log_len`; read
+                      like the clicks, so an item posted to one replica reaches every catalog
 
 Every per-user key expires `user_ttl_s` after the user's last event (PEXPIRE on each write), so a
 stream of new users costs Redis memory for the users of the last TTL only. An event is one
@@ -21,13 +24,23 @@ those counters, and replicas that replayed the same log answer alike.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from feedrank.serve.state import Click, StateBackendError, StateSettings, StoredEvent, UserState
+from feedrank.serve.state import (
+    Click,
+    FreshItem,
+    StateBackendError,
+    StateSettings,
+    StoredEvent,
+    UserState,
+)
 
 
 class RedisStateStore:
@@ -58,13 +71,18 @@ class RedisStateStore:
             pipe.pexpire(self._key(user, "hidden"), ttl)
         else:
             events = self._key(user, "events")
-            pipe.rpush(events, f"{event.ts_us}|{event.kind}|{event.item_id}")
+            pipe.rpush(events, f"{event.ts_us}|{event.logged_us}|{event.kind}|{event.item_id}")
             pipe.ltrim(events, -self.settings.events_per_user, -1)
             pipe.pexpire(events, ttl)
         if event.kind == "click":
             pipe.sadd(self._key(user, "seen"), event.item_id)
             pipe.pexpire(self._key(user, "seen"), ttl)
-            fields: dict[Any, Any] = {"u": user, "i": event.item_id, "t": str(event.ts_us)}
+            fields: dict[Any, Any] = {
+                "u": user,
+                "i": event.item_id,
+                "t": str(event.ts_us),
+                "l": str(event.logged_us),
+            }
             pipe.xadd(f"{self.prefix}clicks", fields, maxlen=self.settings.click_log_len, approximate=True)
         pipe.incr(self._key(user, "gen"))
         pipe.pexpire(self._key(user, "gen"), ttl)
@@ -80,8 +98,8 @@ class RedisStateStore:
         gen, raw_events, seen, hidden = self._run(pipe)
         events = []
         for raw in raw_events:
-            ts, kind, item = raw.decode().split("|", 2)
-            events.append((int(ts), item, kind))
+            ts, logged, kind, item = raw.decode().split("|", 3)
+            events.append((int(ts), item, kind, int(logged)))
         return UserState(
             generation=int(gen or 0),
             events=events,
@@ -105,8 +123,26 @@ class RedisStateStore:
         entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", found)
         if not entries:
             return [], cursor
-        clicks = [Click(f[b"u"].decode(), f[b"i"].decode(), int(f[b"t"])) for _, f in entries]
+        clicks = [Click(f[b"u"].decode(), f[b"i"].decode(), int(f[b"t"]), int(f[b"l"])) for _, f in entries]
         return clicks, entries[-1][0].decode()
+
+    def add_items(self, items: Sequence[FreshItem]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for item in items:
+            fields: dict[Any, Any] = {"j": json.dumps(asdict(item))}
+            pipe.xadd(f"{self.prefix}items", fields, maxlen=self.settings.item_log_len, approximate=True)
+        self._run(pipe)
+
+    def items_after(self, cursor: str, limit: int = 10_000) -> tuple[list[FreshItem], str]:
+        start = f"({cursor}" if cursor else "-"
+        try:
+            found = self.client.xrange(f"{self.prefix}items", min=start, max="+", count=limit)
+        except (redis.RedisError, OSError) as exc:
+            raise StateBackendError(f"redis state failed: {type(exc).__name__}: {exc}") from exc
+        entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", found)
+        if not entries:
+            return [], cursor
+        return [FreshItem(**json.loads(f[b"j"])) for _, f in entries], entries[-1][0].decode()
 
     def stats(self) -> dict[str, int]:
         return {}
