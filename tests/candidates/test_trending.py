@@ -37,3 +37,27 @@ def test_one_by_one_equals_bulk(clicks: ClickLog) -> None:
     t = int(clicks.ts[-1]) + 1
     assert np.allclose(bulk.scores(t, NUM_ITEMS), online.scores(t, NUM_ITEMS))
     assert bulk.scores(t, NUM_ITEMS).max() > 0
+
+
+@pytest.mark.parametrize("half_life_min", [None, 120.0, 7.0])
+def test_walk_equals_scores_at_every_query(clicks: ClickLog, half_life_min: float | None) -> None:
+    trending = Trending(TrendingConfig(windows_min=(10.0, 60.0, 1440.0), half_life_min=half_life_min))
+    trending.extend(clicks.items, clicks.ts)
+    walk = trending.walk(NUM_ITEMS)
+    # Queries in time order, some at equal times, some at click times, some between them.
+    between = clicks.ts[::29] + 1
+    queries = np.sort(np.r_[clicks.ts[::13], between, between, clicks.ts[-1] + 10**12])
+    for t in queries.tolist():
+        expected = trending.scores(t, NUM_ITEMS)
+        got = walk.scores(t)
+        assert np.allclose(got, expected, rtol=1e-9, atol=1e-12)
+        assert np.array_equal(got > 0, expected > 0)  # the same items are trending at all
+
+
+def test_walk_refuses_to_go_back(clicks: ClickLog) -> None:
+    trending = Trending()
+    trending.extend(clicks.items, clicks.ts)
+    walk = trending.walk(NUM_ITEMS)
+    walk.scores(int(clicks.ts[10]))
+    with pytest.raises(ValueError, match="must not go back"):
+        walk.scores(int(clicks.ts[5]))

@@ -229,7 +229,7 @@ def test_click_only_split_trains_with_catalog_negatives(tmp_path: Path) -> None:
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["catalog_negatives"] == AUTO_CATALOG_NEGATIVES
     # The ranker on the same split: without unshown negatives every label would be positive.
-    ranker_cfg = RankerRunConfig(loss=RankerLossConfig(catalog_negatives=0))
-    with pytest.raises(ConfigError, match=r"click-only.*catalog_negatives is 0"):
+    ranker_cfg = RankerRunConfig(loss=RankerLossConfig(catalog_negatives=0, pool_negatives=0))
+    with pytest.raises(ConfigError, match=r"click-only.*catalog_negatives is 0, loss.pool_negatives 0"):
         train_ranker(split_dir, tmp_path / "run", tmp_path / "ranker", ranker_cfg)
     assert not (tmp_path / "ranker").exists()

@@ -165,7 +165,7 @@ def test_pool_negatives_come_from_each_clicks_candidate_pool(
     # each negative is in its request's pool (the same lists the source columns read) ...
     pools = {
         r: merge(lists, replay.logged.sources.config.quotas(), 30).item_rows
-        for r, lists in replay.logged._walk(replay.requests, np.unique(rows["request_index"][clicks]))
+        for r, lists in replay.logged.walk(replay.requests, np.unique(rows["request_index"][clicks]))
     }
     for request, item in zip(
         out["request_index"][added].tolist(), out["item_row"][added].tolist(), strict=True

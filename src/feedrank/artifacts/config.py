@@ -7,7 +7,7 @@ serving read them back to rebuild the same networks, without importing the train
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from feedrank.artifacts.labels import EngagementWeights
@@ -31,6 +31,11 @@ class RetrievalLossConfig:
     catalog_negatives: int = -1
 
 
+AUTO_IMPRESSION_CATALOG_NEGATIVES = 50
+AUTO_CLICK_ONLY_CATALOG_NEGATIVES = 5
+AUTO_CLICK_ONLY_POOL_NEGATIVES = 10
+
+
 @dataclass(frozen=True)
 class RankerLossConfig:
     # How much each head's loss counts in the total; the feed score's weights are separate.
@@ -38,14 +43,17 @@ class RankerLossConfig:
     negative_rate: float = 1.0  # keep-probability of rows without engagement (1 = no downsampling)
     # Unshown items drawn per click from the catalog live at its time (data/examples.py says why):
     # the ranker then learns to tell a click from everything live, as next-click ranking asks.
-    # 0 turns them off: the ranker fits the logged impressions only. docs/evaluation.md compares
-    # the counts that were tried.
-    catalog_negatives: int = 50
-    # Items drawn per click from its request's merged candidate pool (what serving would rank: the
+    # 0 turns them off: the ranker fits the logged impressions only. -1 = auto: 50 on a log with
+    # impressions (docs/evaluation.md compares the counts that were tried), 5 on a click-only log,
+    # where the pool negatives below are the ones that teach (docs/real_news.md).
+    catalog_negatives: int = -1
+    # Items drawn per click from its own merged candidate pool (what serving would rank: the
     # ANN's, trending, co-visitation and fresh lists at its time, `pool_size` of them), not shown,
-    # labels 0: the hard negatives the ranker must tell apart from the click when it serves. Off
-    # by default (docs/evaluation.md: their effect on next-click ranking).
-    pool_negatives: int = 0
+    # labels 0: the hard negatives the ranker must tell apart from the click when it serves.
+    # -1 = auto: 10 on a click-only log (they brought the Globo ranker's cold items back,
+    # docs/real_news.md), 0 on a log with impressions (the simulated world's results are measured
+    # without them).
+    pool_negatives: int = -1
     pool_size: int = 500
     # Items drawn per click in proportion to their clicks in the `popular_window_h` hours before it
     # (data/examples.recent_click_sample): the items being read right now, the hard negatives of a
@@ -56,6 +64,16 @@ class RankerLossConfig:
     # Train on the last `train_window_h` hours of the train part only (0 = all of it): on a
     # click-only log every click brings its negatives, which bounds the rows held in memory.
     train_window_h: float = 0.0
+
+    def resolved(self, click_only: bool) -> RankerLossConfig:
+        """This config with the auto (-1) negative counts decided for a click-only log or not."""
+        catalog = self.catalog_negatives
+        if catalog < 0:
+            catalog = AUTO_CLICK_ONLY_CATALOG_NEGATIVES if click_only else AUTO_IMPRESSION_CATALOG_NEGATIVES
+        pool = self.pool_negatives
+        if pool < 0:
+            pool = AUTO_CLICK_ONLY_POOL_NEGATIVES if click_only else 0
+        return replace(self, catalog_negatives=catalog, pool_negatives=pool)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from feedrank.data.history import PastEvents
 from feedrank.data.timeline import NO_TIME
 
 LIST_SIZE = 500  # each source's list: serving merges 500 candidates (ServeSettings.candidates)
+ANN_BLOCK = 256  # requests whose ANN scores one matrix product computes
 
 
 class LiveItems:
@@ -114,7 +115,7 @@ class LoggedSources:
         by_request = np.argsort(row_request, kind="stable")
         bounds = np.searchsorted(row_request[by_request], np.arange(requests.ts_us.size + 1))
         wanted = np.flatnonzero(bounds[1:] > bounds[:-1])
-        for r, lists in self._walk(requests, wanted):
+        for r, lists in self.walk(requests, wanted):
             rows = by_request[bounds[r] : bounds[r + 1]]
             out[rows] = source_features(lists, row_items[rows])
         return out
@@ -138,23 +139,39 @@ class LoggedSources:
         slots: dict[int, list[int]] = {}
         for i, r in enumerate(which.tolist()):
             slots.setdefault(r, []).append(i)
-        for r, lists in self._walk(requests, np.unique(which)):
+        for r, lists in self.walk(requests, np.unique(which)):
             pool = merge(lists, quotas, pool_size).item_rows
             for i in slots[r]:
                 drawn = rng.choice(pool, size=min(k, pool.size), replace=False) if pool.size else pool
                 out[i, : drawn.size] = drawn
         return out
 
-    def _walk(self, requests: Requests, wanted: I64) -> Iterator[tuple[int, dict[str, SourceList]]]:
-        """(request, every source's list at its time) for the `wanted` requests, in time order."""
+    def walk(self, requests: Requests, wanted: I64) -> Iterator[tuple[int, dict[str, SourceList]]]:
+        """(request, every source's list at its time) for the `wanted` requests, in time order.
+
+        One pass forward in time: the live catalog and the trending counts are kept up to date
+        as t moves (`LiveItems`, `TrendingWalk`) instead of recounted per request, and the ANN
+        scores a block of requests of one hour with one matrix product.
+        """
         live_items = LiveItems(*self.events, self.published_us.size, self.live_window_us)
+        trending = self.sources.trending.walk(self.published_us.size)
+        order = wanted[np.argsort(requests.ts_us[wanted], kind="stable")]
+        hours = requests.ts_us[order] // US_PER_HOUR
         hour, vectors = None, np.zeros((0, 0), dtype=np.float32)
-        for r in wanted[np.argsort(requests.ts_us[wanted], kind="stable")].tolist():
+        block_start, block = 0, np.zeros((0, 0), dtype=np.float32)
+        for i, r in enumerate(order.tolist()):
             t = int(requests.ts_us[r])
             live = live_items.at(t)
-            if hour != t // US_PER_HOUR:
-                hour = t // US_PER_HOUR
+            if hour != hours[i]:
+                hour = int(hours[i])
                 vectors = requests.item_vectors(hour)
+            if i >= block_start + block.shape[0]:  # the next block: requests of this hour
+                end = min(i + ANN_BLOCK, order.size)
+                end = i + int(np.searchsorted(hours[i:end], hour, side="right"))
+                block_start, block = i, requests.vectors[order[i:end]] @ vectors.T
             user = self.user_ids[requests.users[r]] if requests.users[r] >= 0 else None
-            scores = vectors[live] @ requests.vectors[r]
-            yield r, self.sources.lists_over_live(live, scores, user, t, self.list_size, self.published_us)
+            scores = block[i - block_start][live]
+            lists = self.sources.lists_over_live(
+                live, scores, user, t, self.list_size, self.published_us, trending.scores(t)
+            )
+            yield r, lists

@@ -16,8 +16,8 @@ import numpy.typing as npt
 
 from feedrank.candidates.covisitation import CoVisitation, CoVisitationConfig
 from feedrank.candidates.fresh import FreshConfig, fresh_scores
-from feedrank.candidates.merge import SourceList, top_n
-from feedrank.candidates.postings import I64
+from feedrank.candidates.merge import SourceList, top_n, top_order
+from feedrank.candidates.postings import F64, I64
 from feedrank.candidates.trending import Trending, TrendingConfig
 
 
@@ -67,8 +67,11 @@ class CandidateSources:
         """Forget clicks no query at or after `before_us` + the horizon can see."""
         return self.trending.prune(before_us) + self.covis.prune(before_us)
 
-    def trending_list(self, t_us: int, n: int, eligible: npt.NDArray[np.bool_]) -> SourceList:
-        return top_n(self.trending.scores(t_us, eligible.size), n, eligible)
+    def trending_list(
+        self, t_us: int, n: int, eligible: npt.NDArray[np.bool_], scores: F64 | None = None
+    ) -> SourceList:
+        """`scores`: the trending scores at t when the caller keeps them (a `TrendingWalk`)."""
+        return top_n(self.trending.scores(t_us, eligible.size) if scores is None else scores, n, eligible)
 
     def covis_list(self, user: Hashable, t_us: int, n: int, eligible: npt.NDArray[np.bool_]) -> SourceList:
         return top_n(self.covis.scores(user, t_us, eligible.size), n, eligible)
@@ -84,14 +87,16 @@ class CandidateSources:
         t_us: int,
         n: int,
         published_us: I64,
+        trending: F64 | None = None,
     ) -> dict[str, SourceList]:
         """`lists` over the live catalog, the ANN being an exact search: the top n of `ann_scores`
-        (the two-tower's score of each live row). Offline evaluation and training replay ask this."""
-        top = np.argsort(-ann_scores, kind="stable")[:n]
+        (the two-tower's score of each live row). Offline evaluation and training replay ask this;
+        when they walk forward in time they pass `trending`, a `TrendingWalk`'s scores at t."""
+        top = top_order(ann_scores, n)
         ann = SourceList(live_rows[top], ann_scores[top].astype(np.float64))
         eligible = np.zeros(published_us.size, dtype=bool)
         eligible[live_rows] = True
-        return self.lists(ann, user, t_us, n, eligible, published_us)
+        return self.lists(ann, user, t_us, n, eligible, published_us, trending)
 
     def lists(
         self,
@@ -101,8 +106,10 @@ class CandidateSources:
         n: int,
         eligible: npt.NDArray[np.bool_],
         published_us: I64,
+        trending: F64 | None = None,
     ) -> dict[str, SourceList]:
-        """Every enabled source's top n over the eligible items at t; the ANN's list comes in.
+        """Every enabled source's top n over the eligible items at t; the ANN's list comes in
+        (and the trending scores at t, when the caller keeps them).
 
         Offline callers (evaluation, training rows) ask this; serving asks each source on its own
         under a deadline (serve/candidate_stage.py) and gets the same lists when none is skipped.
@@ -110,7 +117,7 @@ class CandidateSources:
         quotas = self.config.quotas()
         lists = {"ann": ann}
         if quotas["trending"] > 0:
-            lists["trending"] = self.trending_list(t_us, n, eligible)
+            lists["trending"] = self.trending_list(t_us, n, eligible, trending)
         if quotas["covis"] > 0:
             lists["covis"] = self.covis_list(user, t_us, n, eligible)
         if quotas["fresh"] > 0:

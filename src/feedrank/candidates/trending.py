@@ -68,6 +68,71 @@ class Trending:
     def horizon_us(self) -> int:
         return int(self._windows_us.max())
 
+    def walk(self, num_items: int) -> TrendingWalk:
+        """`scores` for queries in increasing time, kept up to date click by click (`TrendingWalk`)."""
+        log = self._clicks.between(_ALL, None, np.iinfo(np.int64).max)
+        return TrendingWalk(self.config, log.ts, log.values, num_items)
+
+
+class TrendingWalk:
+    """`Trending.scores` for queries at non-decreasing times over a fixed click log.
+
+    A query at t reads the clicks in the largest window before t, O(clicks in 24 hours) each: a
+    replay of every training click's candidate sources cannot afford that per click. The walk
+    keeps each window's decayed counts as t moves forward instead, each click added once and
+    removed once. A decayed weight 0.5 ** ((t - s) / h) is kept as 2 ** ((s - base) / h) and scaled
+    by 2 ** ((base - t) / h) when read, the base moving with t so that no term overflows; an item
+    whose window holds no click reads exactly 0 (integer counts are kept beside the sums), so the
+    set of items with a positive score is the same as `Trending.scores`'s.
+    """
+
+    def __init__(self, config: TrendingConfig, ts_us: I64, items: I64, num_items: int) -> None:
+        known = items < num_items
+        self.ts, self.items = ts_us[known], items[known]  # time-sorted (the postings keep them so)
+        self.num_items = num_items
+        self.windows_us = [int(w * US_PER_MIN) for w in config.windows_min]
+        self.half_life_us = None if config.half_life_min is None else config.half_life_min * US_PER_MIN
+        self.sums = np.zeros((len(self.windows_us), num_items))
+        self.counts = np.zeros((len(self.windows_us), num_items), dtype=np.int64)
+        self.heads = np.zeros(len(self.windows_us), dtype=np.int64)  # first click not yet added
+        self.tails = np.zeros(len(self.windows_us), dtype=np.int64)  # first click not yet removed
+        self.base: int = np.iinfo(np.int64).min
+        self._t = np.iinfo(np.int64).min
+
+    def _weights(self, lo: int, hi: int) -> F64:
+        if self.half_life_us is None:
+            return np.ones(hi - lo)
+        out: F64 = np.exp2((self.ts[lo:hi] - self.base) / self.half_life_us)
+        return out
+
+    def scores(self, t_us: int) -> F64:
+        """(num_items,) what `Trending.scores(t_us, num_items)` returns; t must not go back."""
+        if t_us < self._t:
+            raise ValueError(f"TrendingWalk queried at {t_us} after {self._t}: time must not go back")
+        self._t = t_us
+        if self.half_life_us is not None and t_us - self.base > self.half_life_us:
+            if self.base > np.iinfo(np.int64).min:  # re-express every sum relative to the new base
+                self.sums *= np.exp2((self.base - t_us) / self.half_life_us)
+            self.base = t_us
+        head = int(np.searchsorted(self.ts, t_us, side="left"))  # clicks strictly before t
+        total = np.zeros(self.num_items)
+        scale = 1.0 if self.half_life_us is None else float(np.exp2((self.base - t_us) / self.half_life_us))
+        for k, window in enumerate(self.windows_us):
+            tail = int(np.searchsorted(self.ts, t_us - window, side="left"))  # age <= window
+            start = max(int(self.heads[k]), tail)  # clicks that enter and stay
+            if head > start:
+                np.add.at(self.sums[k], self.items[start:head], self._weights(start, head))
+                np.add.at(self.counts[k], self.items[start:head], 1)
+            stop = min(tail, int(self.heads[k]))  # clicks added earlier that left the window
+            if stop > self.tails[k]:
+                lo = int(self.tails[k])
+                np.subtract.at(self.sums[k], self.items[lo:stop], self._weights(lo, stop))
+                np.subtract.at(self.counts[k], self.items[lo:stop], 1)
+            self.heads[k], self.tails[k] = max(head, int(self.heads[k])), max(tail, int(self.tails[k]))
+            counts = np.where(self.counts[k] > 0, np.maximum(self.sums[k], 0.0) * scale, 0.0)
+            total += np.log1p(counts)
+        return total
+
 
 def _decay(age_us: F64, half_life_min: float | None) -> F64:
     if half_life_min is None:

@@ -228,6 +228,7 @@ def evaluate_clicks(
     outside_ranks: list[float] = []
     sources = stream.sources(CandidateSources(options.sources))
     published = stream.space.catalog.published_us
+    trending = sources.trending.walk(published.size)  # the walk visits clicks in time order
     recall: dict[str, dict[str, list[float]]] = {"ANN": defaultdict(list), "union": defaultdict(list)}
     stream.reset()
     # `test` is in time order (sample_clicks sorts it), the order walk() visits, so positions align.
@@ -249,7 +250,8 @@ def evaluate_clicks(
         tt = hourly.scores(e)[state.live_rows]
         for name, value in rank_metrics(tt, state.target).items():
             metrics["two-tower"][name].append(value)
-        lists = _source_lists(sources, options, state, str(users[e]), int(ts_us[e]), tt, published)
+        t = int(ts_us[e])
+        lists = _source_lists(sources, options, state, str(users[e]), t, tt, published, trending.scores(t))
         target_row = int(state.live_rows[state.target]) if state.live_click else -1
         for n in options.candidate_ns:
             ann_top = lists["ann"].rows[:n]
@@ -318,6 +320,7 @@ def _source_lists(
     t: int,
     two_tower: np.ndarray,
     published_us: np.ndarray,
+    trending: np.ndarray,
 ) -> dict[str, SourceList]:
     """Every enabled source's ranked list over the live catalog at t, as serving would ask.
 
@@ -325,7 +328,7 @@ def _source_lists(
     loss is measured elsewhere); the other sources list live items only, as the ANN does.
     """
     most = max(*options.candidate_ns, options.ranker_candidates)
-    return sources.lists_over_live(state.live_rows, two_tower, user, t, most, published_us)
+    return sources.lists_over_live(state.live_rows, two_tower, user, t, most, published_us, trending)
 
 
 def _rank_after_pool(two_tower: np.ndarray, state: TargetState, pool_rows: np.ndarray) -> float:

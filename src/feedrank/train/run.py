@@ -41,11 +41,13 @@ from feedrank.data.split import open_split
 from feedrank.errors import ConfigError, DatasetError
 from feedrank.models.two_tower import TwoTower
 from feedrank.train.batches import TensorBatchSource
+from feedrank.train.click_ranker import click_ranker_data
 from feedrank.train.loop import Evaluate, train
 from feedrank.train.ranker_task import RankerTask, TowerTables, tower_tables
 from feedrank.train.report import TrainResult
 from feedrank.train.retrieval_task import RetrievalTask
 from feedrank.train.shards import ShardBatchSource, write_streams
+from feedrank.train.task import BatchSource
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +118,42 @@ def train_ranker(
     towers, retrieval_cfg = load_retrieval(retrieval_run)
     space = space or build_space(split_dir, retrieval_cfg.features)
     parts = open_split(split_dir)
-    if parts["train"].click_only and cfg.loss.catalog_negatives + cfg.loss.popular_negatives <= 0:
+    click_only = parts["train"].click_only
+    loss = cfg.loss.resolved(click_only)
+    if click_only and loss.catalog_negatives + loss.popular_negatives + loss.pool_negatives <= 0:
         # Every logged row is a click: without unshown items as negatives every label is positive.
         raise ConfigError(
-            f"{split_dir} is a click-only log and loss.catalog_negatives is "
-            f"{cfg.loss.catalog_negatives}: the ranker would see no negatives; set loss.catalog_negatives > 0"
+            f"{split_dir} is a click-only log and loss.catalog_negatives is {loss.catalog_negatives}, "
+            f"loss.pool_negatives {loss.pool_negatives}: the ranker would see no negatives; "
+            "set either > 0"
         )
-    impressions = parts["train"].read("impressions")
+    cfg = dataclasses.replace(cfg, loss=loss)
+    impressions = recent_part(parts["train"].read("impressions"), loss.train_window_h)
+    torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
+    ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
+    data: BatchSource[Any]
+    if click_only:
+        data, tables, clicks = click_ranker_data(space, towers, impressions, cfg)
+        examples = len(clicks)
+    else:
+        data, tables, examples = _impression_data(space, towers, impressions, cfg)
+    task = RankerTask(ranker, tables, cfg.loss)
+    evaluate = make_evaluate(space) if make_evaluate else None
+    result = train(task, data, cfg.train, out_dir, evaluate, resume=resume)
+    extra = {"examples": examples, "retrieval_run": str(Path(retrieval_run).resolve())}
+    _finish(out_dir, "ranker", cfg, split_dir, ranker, result, extra)
+    return result
+
+
+def _impression_data(
+    space: FeatureSpace, towers: TwoTower, impressions: pl.DataFrame, cfg: RankerRunConfig
+) -> tuple[TensorBatchSource, TowerTables, int]:
+    """The ranker's rows of a log with impressions, in memory: every impression (and the unshown
+    negatives of each click), its features as of its request; the tower tables per request."""
     log.info("ranker examples from %d training impressions (features as of each request)", impressions.height)
     arrays, requests = ranker_examples(
         space,
-        recent_part(impressions, cfg.loss.train_window_h),
+        impressions,
         cfg.loss.negative_rate,
         seed=cfg.train.seed,
         counters=cfg.counters,
@@ -134,8 +161,6 @@ def train_ranker(
         popular_negatives=cfg.loss.popular_negatives,
         popular_window_h=cfg.loss.popular_window_h,
     )
-    torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
-    ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
     log.info(
         "frozen towers over %d requests and %d catalog items",
         len(requests["request_ts_us"]),
@@ -148,13 +173,8 @@ def train_ranker(
             arrays = replay.with_pool_negatives(arrays, cfg, np.random.default_rng(cfg.train.seed + 1))
         if cfg.sources:
             arrays["sources"] = replay.columns(arrays)
-    task = RankerTask(ranker, tables, cfg.loss)
     data = TensorBatchSource(to_tensors(arrays), cfg.batch_size, seed=cfg.train.seed)
-    evaluate = make_evaluate(space) if make_evaluate else None
-    result = train(task, data, cfg.train, out_dir, evaluate, resume=resume)
-    extra = {"examples": len(arrays["y_click"]), "retrieval_run": str(Path(retrieval_run).resolve())}
-    _finish(out_dir, "ranker", cfg, split_dir, ranker, result, extra)
-    return result
+    return data, tables, len(arrays["y_click"])
 
 
 def retrieval_streams(
