@@ -92,8 +92,8 @@ class CoVisitation:
         if not items:
             return np.zeros(num_items)
         # One count over every recent click's votes (one pass over the catalog, not one per click).
-        out: F64 = np.bincount(np.concatenate(items), weights=np.concatenate(weights), minlength=num_items)
-        return out
+        out = np.bincount(np.concatenate(items), weights=np.concatenate(weights), minlength=num_items)
+        return np.asarray(out, dtype=np.float64)
 
     def prune(self, before_us: int) -> int:
         return self._votes.prune(before_us) + self._clicks.prune(before_us)

@@ -157,7 +157,7 @@ class LoggedSources:
         trending = self.sources.trending.walk(self.published_us.size)
         order = wanted[np.argsort(requests.ts_us[wanted], kind="stable")]
         hours = requests.ts_us[order] // US_PER_HOUR
-        hour, vectors = None, np.zeros((0, 0), dtype=np.float32)
+        hour, vectors = -1, np.zeros((0, 0), dtype=np.float32)
         block_start, block = 0, np.zeros((0, 0), dtype=np.float32)
         for i, r in enumerate(order.tolist()):
             t = int(requests.ts_us[r])
