@@ -29,7 +29,7 @@ def test_runs_are_written_and_reload(runs: tuple[Path, Path]) -> None:
 
 
 def test_evaluation_reports_every_system_beside_the_oracle(runs: tuple[Path, Path], tmp_path: Path) -> None:
-    report = evaluate_run(runs[1], options=EvalOptions(max_queries=200))
+    report = evaluate_run(runs[1], options=EvalOptions(max_queries=200, served_requests=80))
     systems = {"random", "popularity", "recent popularity (24 h)", "co-visitation", "two-tower", "oracle"}
     assert systems <= set(report.retrieval)
     assert systems | {"ranker"} <= set(report.impressions)
@@ -56,3 +56,11 @@ def test_evaluation_reports_every_system_beside_the_oracle(runs: tuple[Path, Pat
     text = paths["markdown"].read_text()
     assert "| auc |" in text and "oracle" in text and "Engagement-weight sweep" in text
     assert "Re-ranking: effect on the feed" in text
+    # the served feed sits right after the within-impression rows, in the Markdown and the JSON
+    served = report.served
+    assert served is not None and served.requests == 80
+    assert set(served.systems) == {"served (ranker)", "oracle"}
+    assert 0 < served.systems["served (ranker)"]["utility_share@20"] <= 1.0
+    assert text.index("## Ranking within impressions") < text.index("## Ranking logged slates vs serving")
+    assert text.index("## Ranking logged slates vs serving") < text.index("## The served feed")
+    assert json.loads(paths["json"].read_text())["served"]["requests"] == 80

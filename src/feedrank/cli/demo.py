@@ -38,7 +38,7 @@ def demo_command(
 
     Example: feedrank demo --out runs/demo --preset tiny --set ranker.train.epochs=1
     """
-    from feedrank.cli.render import feeds_table, side_by_side, summary_table
+    from feedrank.cli.render import feeds_table, served_table, side_by_side, summary_table
     from feedrank.pipeline import STEPS, DemoConfig, run_demo
 
     cfg = load_config(DemoConfig, config, set_, base=DemoConfig.for_preset(preset))
@@ -63,6 +63,9 @@ def demo_command(
     console.rule("[bold]summary")
     console.print(side_by_side(result.stats, title="Data (simulated world, split by time)"))
     console.print(summary_table(result.report))
+    served = served_table(result.report)
+    if served is not None:
+        console.print(served)
     console.print(feeds_table(result.feeds, bundle=result.bundle))
     timings = ", ".join(f"{step} {sec:.0f} s" for step, sec in result.seconds.items())
     console.print(f"[green]done[/] in {sum(result.seconds.values()):.0f} s ({timings})")

@@ -25,6 +25,13 @@ def evaluate_command(
     ] = None,
     max_queries: Annotated[int, typer.Option(help="Test requests ranked against the full catalog.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the query sample.")] = 0,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(help="Bundle serving the served-feed rows (default: one written from the run)."),
+    ] = None,
+    served_requests: Annotated[
+        int, typer.Option(help="Test requests sent through the serving path (0: no served-feed rows).")
+    ] = 1000,
     protocol: Annotated[str, typer.Option(help="offline (default) or next-click.")] = "offline",
     max_events: Annotated[int, typer.Option(help="next-click: sampled test clicks.")] = 20_000,
     valid_events: Annotated[
@@ -43,6 +50,7 @@ def evaluate_command(
     """Evaluate a run beside the baselines (and the oracle in the simulator); write a report.
 
     Example: feedrank evaluate runs/ranker --out runs/ranker/eval
+    Example: feedrank evaluate runs/demo/ranker --bundle runs/demo/bundle --served-requests 2000
     Example: feedrank evaluate runs/ranker --protocol next-click --max-events 20000
     Example: feedrank evaluate runs/ranker --protocol next-click --quota covis=0 --out /tmp/nocovis
     """
@@ -69,7 +77,8 @@ def evaluate_command(
         console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, highlight=False)
         return
     with working(f"evaluating {run}"):
-        report = evaluate_run(run, data, EvalOptions(max_queries=max_queries, seed=seed))
+        offline = EvalOptions(max_queries=max_queries, seed=seed, served_requests=served_requests)
+        report = evaluate_run(run, data, offline, bundle=bundle)
         paths = write_report(report, out or run / "eval")
     console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, highlight=False)
     console.print(f"[green]report[/] {paths['markdown']} (JSON {paths['json'].name}, plots beside it)")

@@ -84,6 +84,39 @@ def summary_table(report: OfflineReport) -> Table:
     return table
 
 
+def served_table(report: OfflineReport) -> Table | None:
+    """The served feed beside the oracle's: the headline measures of the served-feed evaluation."""
+    served = report.served
+    if served is None:
+        return None
+    table = Table(
+        title=f"Served feed: {served.requests:,} test requests through the serving path",
+        show_header=True,
+        header_style="bold",
+    )
+    table.add_column("measure")
+    for name in served.systems:
+        table.add_column(name, justify="right")
+    rows = [("utility@20", "utility@20"), ("share of the oracle's utility@20", "utility_share@20")]
+    rows += [("HR@10 (next click)", "hr@10"), ("overlap with a new user's top 10", "new_user_overlap@10")]
+    for label, key in rows:
+        table.add_row(label, *[_pm(served.systems[n], key) for n in served.systems])
+    table.add_row(
+        "inter-user Jaccard (top 10)", *[_pm(served.panel.get(n, {}), "jaccard@10") for n in served.systems]
+    )
+    table.add_row(
+        "catalog coverage (top 10)", *[_fmt(served.systems[n].get("coverage@10")) for n in served.systems]
+    )
+    return table
+
+
+def _pm(row: dict[str, float], key: str) -> str:
+    value, se = row.get(key), row.get(f"{key}_se")
+    if value is None or value != value:
+        return "-"
+    return f"{value:.4g} ± {se:.2g}" if se is not None and se == se else f"{value:.4g}"
+
+
 def feeds_table(feeds: dict[str, dict[str, Any]], bundle: object) -> Table:
     """The feeds the live service returned, side by side: items, then how they were made."""
     table = Table(

@@ -6,12 +6,15 @@ Two views, every system in the same run on the same rows:
 - ranking within impressions (all of the above plus the ranker): AUC, GAUC, MRR, nDCG@5/10,
   precision, value-weighted nDCG, the ranker's calibration, and in the simulator the share of the
   oracle's slate value.
-A ranker run also gets the engagement-weight sweep on the validation part.
+A ranker run also gets the engagement-weight sweep on the validation part, and the served feed:
+sampled test requests through the service's own serving path (`eval/served.py`), on the bundle
+given or on one written from the run into a temporary directory.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from feedrank.artifacts.store import build_space, load_ranker, load_retrieval, read_run
+from feedrank.bundle import write_bundle
 from feedrank.data.split import open_split
 from feedrank.eval.baselines import GlobalPopularity, RandomScorer, RecentPopularity, Scorer
 from feedrank.eval.catalog import (
@@ -37,6 +41,7 @@ from feedrank.eval.metrics import group_metrics
 from feedrank.eval.model_scorer import RankerScorer, TwoTowerScorer
 from feedrank.eval.oracle import OracleScorer, world_of
 from feedrank.eval.rerank_effect import rerank_effect
+from feedrank.eval.served import ServedOptions, ServedReport, evaluate_served
 from feedrank.eval.utility import share_of_oracle
 from feedrank.models.ranker import HEADS
 
@@ -60,6 +65,7 @@ class EvalOptions:
     seed: int = 0
     live_window_h: float = 48.0  # an item is a candidate while published or shown this recently
     rerank_queries: int = 300  # test requests replayed through each re-ranking configuration
+    served_requests: int = 1000  # test requests sent through the serving path (0: none)
 
 
 @dataclass
@@ -74,6 +80,7 @@ class OfflineReport:
     oracle_share: dict[str, dict[str, float]] = field(default_factory=dict)
     sweep: list[dict[str, Any]] = field(default_factory=list)
     rerank: dict[str, dict[str, float]] = field(default_factory=dict)
+    served: ServedReport | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -87,9 +94,14 @@ def baselines() -> dict[str, Scorer]:
 
 
 def evaluate_run(
-    run_dir: Path, split_dir: Path | None = None, options: EvalOptions = EvalOptions()
+    run_dir: Path,
+    split_dir: Path | None = None,
+    options: EvalOptions = EvalOptions(),
+    bundle: Path | None = None,
 ) -> OfflineReport:
-    """Evaluate a retrieval or ranker run on a split (default: the split it was trained on)."""
+    """Evaluate a retrieval or ranker run on a split (default: the split it was trained on).
+
+    `bundle`: what serves the served-feed rows of a ranker run (default: one written from the run)."""
     info = read_run(run_dir)
     kind = info["kind"]
     ranker_bits = load_ranker(run_dir) if kind == "ranker" else None
@@ -142,6 +154,9 @@ def evaluate_run(
         report.rerank = rerank_effect(
             space, ranker_scorer, sample, live, clickbait=clickbait, events=events, ground_truth=oracle
         )
+    if ranker_bits is not None and options.served_requests > 0:
+        log.info("the served feed")
+        report.served = served_feed(run_dir, split_dir, options, bundle)
     if oracle is not None:
         groups = target.get_column("request_id").rank("dense").to_numpy()
         exam = world.examination(np.arange(64)) if world is not None else np.ones(64)
@@ -152,6 +167,24 @@ def evaluate_run(
         }
     else:
         report.notes.append("no simulated world behind this data: oracle values are not available")
+    return report
+
+
+def served_feed(run_dir: Path, split_dir: Path, options: EvalOptions, bundle: Path | None) -> ServedReport:
+    """The served-feed evaluation of a ranker run: on `bundle`, or on a bundle of the run and split
+    written to a temporary directory (the same files `feedrank bundle` writes, unsigned)."""
+    served = ServedOptions(
+        requests=options.served_requests,
+        part=options.part,
+        seed=options.seed,
+        live_window_h=options.live_window_h,
+    )
+    if bundle is not None:
+        return evaluate_served(bundle, split_dir, served)
+    with tempfile.TemporaryDirectory(prefix="feedrank-served-") as tmp:
+        path = write_bundle(run_dir, Path(tmp) / "bundle", split_dir=split_dir)
+        report = evaluate_served(path, split_dir, served)
+    report.bundle = f"a bundle of {run_dir} written for this evaluation"
     return report
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from feedrank.eval.next_click import NextClickReport
 from feedrank.eval.offline import OfflineReport
 from feedrank.eval.plots import plot_metric_at_k, plot_reliability, plot_system_comparison
+from feedrank.eval.served_report import gap_rows, served_json, served_markdown
 
 RETRIEVAL_ROWS = ("recall", "ndcg", "hit_rate", "utility", "coverage")
 IMPRESSION_ROWS = (
@@ -95,6 +96,7 @@ def to_json(report: OfflineReport) -> dict[str, Any]:
         "oracle_share": report.oracle_share,
         "weight_sweep": report.sweep,
         "rerank_effect": report.rerank,
+        "served": None if report.served is None else served_json(report.served),
         "notes": report.notes,
     }
 
@@ -123,6 +125,9 @@ def to_markdown(report: OfflineReport, files: dict[str, str]) -> str:
     lines += ["", "## Ranking within impressions", ""]
     lines += table(report.impressions, [m for m in IMPRESSION_ROWS if _everywhere(report, m)])
     lines += ["", f"![impressions]({files['impressions']})", ""]
+    if report.served is not None:  # the served feed right beside the within-impression rows
+        lines += gap_rows(report.impressions.get("ranker", {}), report.served, "served (ranker)")
+        lines += served_markdown(report.served)
     if report.calibration is not None:
         lines += ["## Calibration of the ranker's click probability", "", "| measure | value |", "|---|---:|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in report.calibration.items()]
@@ -175,15 +180,6 @@ def to_markdown(report: OfflineReport, files: dict[str, str]) -> str:
     for note in report.notes:
         lines.append(f"Note: {note}")
     return "\n".join(lines) + "\n"
-
-
-def _share_rows(shares: dict[str, dict[str, float]]) -> list[str]:
-    keys: list[str] = []
-    for metrics in shares.values():
-        keys += [
-            k for k in metrics if k not in keys and ("utility@" in k or k.endswith("ndcg@10") or "slate" in k)
-        ]
-    return keys
 
 
 def table(results: dict[str, dict[str, float]], metrics: list[str]) -> list[str]:
