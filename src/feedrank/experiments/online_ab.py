@@ -43,6 +43,7 @@ from feedrank.eval.oracle import world_of
 from feedrank.experiments.variants import VARIANTS
 from feedrank.index import AnnIndex
 from feedrank.serve.online import US_PER_HOUR
+from feedrank.serve.popularity import RecentPopularity
 from feedrank.serve.recommender import Recommender
 from feedrank.serve.rerank import RerankConfig, build_reranker
 from feedrank.serve.settings import ServeSettings
@@ -79,7 +80,9 @@ class BundlePolicy:
 
     Variants: `ranker` (the bundle's feed score), `clicks-only` (the click head alone),
     `two-tower` (ANN order, no ranker), `popularity` (most clicks over the last 24 h among items
-    published in the last 48 h, from the bundle's events plus this arm's), `random`. Every arm
+    published in the last 48 h, from the bundle's events plus this arm's), `popularity-served`
+    (the same clicks as the feed score, served through the Recommender: its candidate union and
+    re-ranker, serve/popularity.py), `random`. Every arm
     needs its own copy of the bundle (pass a path): adding items mutates the bundle's catalog.
     """
 
@@ -113,6 +116,8 @@ class BundlePolicy:
             rerank=rerank,
             weights=weights,
         )
+        if variant == "popularity-served":
+            self.recommender.score_by = RecentPopularity(bundle.space.past, self.recommender.online)
         self._rng = np.random.default_rng([seed, 7])
 
     def refresh(self, items: pl.DataFrame, now_us: int) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -58,6 +58,9 @@ class Recommender:
         rank: score candidates with the ranker; False serves the two-tower (retrieval) order.
         rerank: run the re-ranker; False keeps the top k by score.
         weights: head weights of the feed score (default: the bundle's).
+        score_by: another feed score in place of the ranker's, (B, N) candidate rows (-1 pads) and
+            the time → (B, N) scores; a baseline served through the same candidates and re-ranker
+            (serve/popularity.py). Settable after construction, as it may read `online`.
         chunk_rows: users per user-tower pass and pairs per ranker pass (serve/stages.py).
     """
 
@@ -72,6 +75,7 @@ class Recommender:
         rank: bool = True,
         rerank: bool = True,
         weights: Mapping[str, float] | None = None,
+        score_by: Callable[[np.ndarray, int], np.ndarray] | None = None,
         chunk_rows: int = 1024,
     ) -> None:
         self.bundle = bundle
@@ -93,6 +97,7 @@ class Recommender:
         self.weights = dict(bundle.ranker_cfg.weights.as_dict() if weights is None else weights)
         self._weights = np.array([self.weights.get(h, 0.0) for h in HEADS], dtype=np.float64)
         self.rank_enabled = rank
+        self.score_by = score_by
         self.rerank_enabled = rerank
         self.unknown_item_events = 0
         self.rows_ranked = 0  # (user, candidate) pairs scored so far, for throughput reports
@@ -309,6 +314,8 @@ class Recommender:
     ) -> np.ndarray:
         """(B, N) feed scores of the candidates: the ranker's head probabilities, weighted. A ranker
         trained with the candidate-source columns reads which sources proposed each candidate."""
+        if self.score_by is not None:
+            return self.score_by(pools.rows, now)
         online = [v.timed_history(now) if v is not None else [] for v in views]
         scores, pairs = self.stages.rank(
             users, user_rows, pools.rows, now, online, self.online.item_clicks, self._weights, pools.features
