@@ -52,3 +52,21 @@ def test_served_feed_report_on_a_bundle(bundle_path: Path) -> None:
         if s in report.segments
     )
     assert counted == 120  # every request is new or returning
+
+
+def test_next_click_served_rows_sit_beside_the_offline_ones(
+    runs: tuple[Path, Path], bundle_path: Path, split_dir: Path
+) -> None:
+    from feedrank.errors import ConfigError
+    from feedrank.eval.next_click import NextClickOptions
+    from feedrank.eval.served_next_click import evaluate_next_click_served
+
+    options = NextClickOptions(max_events=60, valid_events=30, ranker_candidates=100, candidate_ns=(50, 100))
+    report = evaluate_next_click_served(runs[1], bundle_path, split_dir, options)
+    served = report.overall["served (ranker)"]
+    assert {"ranker", "ranker (feed score)", "served (no re-ranking)"} <= set(report.overall)
+    assert served["events"] == report.num_events == 60
+    for row in (served, report.overall["served (no re-ranking)"]):
+        assert 0 <= row["ndcg@10"] <= row["hr@10"] <= row["hr@20"] <= 1 and row["mrr@20"] <= row["hr@20"]
+    with pytest.raises(ConfigError, match="skip-session-first"):
+        evaluate_next_click_served(runs[1], bundle_path, split_dir, NextClickOptions(skip_session_first=True))

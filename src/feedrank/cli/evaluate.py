@@ -51,6 +51,7 @@ def evaluate_command(
 
     Example: feedrank evaluate runs/ranker --out runs/ranker/eval
     Example: feedrank evaluate runs/demo/ranker --bundle runs/demo/bundle --served-requests 2000
+    Example: feedrank evaluate runs/globo/ranker --protocol next-click --bundle runs/globo/bundle
     Example: feedrank evaluate runs/ranker --protocol next-click --max-events 20000
     Example: feedrank evaluate runs/ranker --protocol next-click --quota covis=0 --out /tmp/nocovis
     """
@@ -70,9 +71,13 @@ def evaluate_command(
         )
         with stages(), progress_bar() as bar:
             task = bar.add_task("next-click: test clicks ranked", total=None)
-            result = evaluate_next_click(
-                run, data, options, on_click=lambda done, total: bar.update(task, completed=done, total=total)
-            )
+            progress = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
+            if bundle is not None:  # the same clicks through the bundle's serving path too
+                from feedrank.eval.served_next_click import evaluate_next_click_served
+
+                result = evaluate_next_click_served(run, bundle, data, options, on_click=progress)
+            else:
+                result = evaluate_next_click(run, data, options, on_click=progress)
             paths = write_next_click_report(result, out or run / "eval")
         console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, highlight=False)
         return

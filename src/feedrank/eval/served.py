@@ -134,7 +134,7 @@ def measure(
         target = requests.next_click[q]
         for server in servers:
             known, new = server.feeds([user, NEW_USER.format(q)], int(now), k, [demo, demo])
-            values = _request_metrics(known, new, target)
+            values = request_metrics(known, new, target)
             if truth is not None:
                 values |= _utilities(truth, user, int(now), known)
             for name, value in values.items():
@@ -162,7 +162,7 @@ def measure(
     )
 
 
-def _request_metrics(known: list[str], new: list[str], target: str | None) -> dict[str, float]:
+def request_metrics(known: list[str], new: list[str], target: str | None) -> dict[str, float]:
     rank = known.index(target) + 1 if target is not None and target in known else 0
     nan = float("nan")
     out = {
