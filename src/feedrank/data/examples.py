@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from feedrank.data.dataset import Dataset
+from feedrank.data.event_log import SplitEvents
 from feedrank.data.features import (
     FeatureConfig,
     ItemCatalog,
@@ -96,23 +97,25 @@ def fit_feature_space(parts: dict[str, Dataset], cfg: FeatureConfig) -> FeatureS
     """Fit on the train part; index the events of every part for strictly-before lookups.
 
     Indexing later parts is safe because each lookup at time t sees only events before t; what
-    must come from train alone (the CTR prior, item frequencies) is fitted on train alone.
+    must come from train alone (the CTR prior, item frequencies) is fitted on train alone. The
+    impressions are never collected whole: aggregates stream, the clicks are read shard by shard,
+    and the indexes over every impression are built only when something asks for them.
     """
     last = parts["test"] if "test" in parts else next(reversed(parts.values()))
-    # Only the columns the indexes read: the others (request ids, dwell, context) were most of
-    # the memory of holding every impression.
-    events = [ds.scan("impressions").select(EVENT_COLUMNS).collect() for ds in parts.values()]
-    train = events[list(parts).index("train")]
-    ctr_prior = float(train.get_column("clicked").cast(pl.Float64).mean() or 0.0)  # type: ignore[arg-type]
-    return build_feature_space(
-        cfg,
-        items=last.read("items"),
-        users=last.read("users"),
-        history=last.read("history"),
-        impressions=pl.concat(events),
-        ctr_prior=ctr_prior,
-        positives=train.filter(pl.col("clicked")).get_column("item_id"),
+    train = parts["train"].scan("impressions")
+    ctr = train.select(pl.col("clicked").cast(pl.Float64).mean()).collect(engine="streaming").item()
+    catalog = build_catalog(last.read("items"), cfg)
+    directory = build_users(last.read("users"), cfg)
+    events = SplitEvents(list(parts.values()), catalog, directory)
+    past = PastEvents(events, catalog, global_ctr=float(ctr or 0.0))
+    first = (
+        pl.concat([ds.scan("impressions").select("item_id", "ts") for ds in parts.values()])
+        .group_by("item_id")
+        .agg(pl.col("ts").min())
+        .collect(engine="streaming")
     )
+    positives = train.filter(pl.col("clicked")).select("item_id").collect(engine="streaming")
+    return _assemble(cfg, catalog, directory, past, first, positives.get_column("item_id"))
 
 
 def build_feature_space(
@@ -133,11 +136,23 @@ def build_feature_space(
     catalog = build_catalog(items, cfg)
     directory = build_users(users, cfg)
     past = build_past_events(history, impressions, catalog, directory, ctr_prior=ctr_prior)
+    first = impressions.group_by("item_id").agg(pl.col("ts").min())
+    return _assemble(cfg, catalog, directory, past, first, positives)
+
+
+def _assemble(
+    cfg: FeatureConfig,
+    catalog: ItemCatalog,
+    directory: UserDirectory,
+    past: PastEvents,
+    first: pl.DataFrame,
+    positives: pl.Series | None,
+) -> FeatureSpace:
+    """The space around built parts: `first` (item_id, ts) is each item's first impression."""
     counts = np.ones(len(catalog), dtype=np.float64)
     if positives is not None:
         rows = catalog.rows(positives)
         counts += np.bincount(rows[rows >= 0], minlength=len(catalog))
-    first = impressions.group_by("item_id").agg(pl.col("ts").min())
     first_rows = catalog.rows(first.get_column("item_id"))
     first_us = np.full(len(catalog), np.iinfo(np.int64).max, dtype=np.int64)
     first_us[first_rows[first_rows >= 0]] = to_us(first.get_column("ts"))[first_rows >= 0]
@@ -147,7 +162,7 @@ def build_feature_space(
         catalog=catalog,
         users=directory,
         past=past,
-        ctr_prior=ctr_prior,
+        ctr_prior=past.global_ctr,
         item_logq=np.log(counts / counts.sum()),
         item_exists_us=np.where(published != NO_TIME, np.minimum(published, first_us), first_us),
     )

@@ -129,18 +129,32 @@ class ItemCatalog:
 
 @dataclass(frozen=True)
 class UserDirectory:
-    """Id bucket and demographic buckets of every known user, row-aligned."""
+    """Id bucket and demographic buckets of every known user, row-aligned.
 
-    user_ids: np.ndarray  # (U,) object (str)
+    Ids stay an Arrow string column: a Python dict (and a Python string per user) took about
+    100 bytes a user, the largest part of the directory for a log with millions of users.
+    """
+
+    ids: pl.Series  # (U,) String, distinct
     id_bucket: np.ndarray  # (U,) int64
     demographics: np.ndarray  # (U, len(DEMOGRAPHICS)) int64
-    index: dict[str, int]
 
     def __len__(self) -> int:
-        return int(self.user_ids.size)
+        return int(self.ids.len())
+
+    @functools.cached_property
+    def user_ids(self) -> np.ndarray:
+        """(U,) object (str): the ids as Python strings, made on first use (serving's candidate lists)."""
+        return self.ids.to_numpy().astype(object)
+
+    @functools.cached_property
+    def codes(self) -> pl.DataFrame:
+        """user_id → row, for `rows` (a hash join)."""
+        return pl.DataFrame({"user_id": self.ids, "row": np.arange(len(self), dtype=np.int64)})
 
     def rows(self, user_ids: pl.Series) -> np.ndarray:
-        return _rows(self.index, user_ids)
+        """(N,) directory rows of the given ids; -1 for unknown ids."""
+        return id_rows(self.codes, "user_id", user_ids)
 
 
 def build_catalog(items: pl.DataFrame, cfg: FeatureConfig) -> ItemCatalog:
@@ -165,11 +179,18 @@ def build_users(users: pl.DataFrame, cfg: FeatureConfig) -> UserDirectory:
         [hash_column(users.get_column(d), cfg.demographic_buckets, d) for d in DEMOGRAPHICS], axis=1
     ).reshape(users.height, len(DEMOGRAPHICS))
     return UserDirectory(
-        user_ids=ids.to_numpy().astype(object),
+        ids=ids.cast(pl.String).rename("user_id"),
         id_bucket=hash_column(ids, cfg.user_buckets, "user"),
         demographics=demo,
-        index={v: i for i, v in enumerate(ids.to_list())},
     )
+
+
+def id_rows(codes: pl.DataFrame, column: str, ids: pl.Series) -> np.ndarray:
+    """(N,) the `row` of each id in `codes` (columns `column`, row), -1 where absent: a hash join,
+    so no Python object is made per id."""
+    frame = pl.DataFrame({column: ids.cast(pl.String)})
+    joined = frame.join(codes, on=column, how="left", maintain_order="left")
+    return joined.get_column("row").fill_null(-1).to_numpy().astype(np.int64)
 
 
 def _rows(index: dict[str, int], ids: pl.Series) -> np.ndarray:

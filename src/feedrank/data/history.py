@@ -34,13 +34,15 @@ the next click is mostly decided by the click before it and by what is being rea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import functools
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import polars as pl
 
-from feedrank.data.features import ItemCatalog, UserDirectory, to_us
+from feedrank.data.event_log import Clicks, EventLog, FrameEvents, Shown
+from feedrank.data.event_log import shown as all_shown
+from feedrank.data.features import US_PER_HOUR, ItemCatalog, UserDirectory
 from feedrank.data.ranker_columns import COUNTER_WINDOWS_H as COUNTER_WINDOWS_H
 from feedrank.data.ranker_columns import CTR_PRIOR_VIEWS as CTR_PRIOR_VIEWS
 from feedrank.data.ranker_columns import FeatureColumns, f64
@@ -74,23 +76,101 @@ RANKER_FEATURES = COUNTER_NAMES + RECENCY_NAMES
 NEWS_NAMES = ("covis_last_2h", "covis_back_last", "covis_last_out", "covis_last_share", "item_in_last5")
 NEWS_FEATURES = RANKER_FEATURES + NEWS_NAMES
 FEATURE_NAMES = frozenset(NEWS_FEATURES)
+INDEXES = (
+    "user_clicks",
+    "item_clicks",
+    "item_views",
+    "user_category_clicks",
+    "user_publisher_clicks",
+    "sessions",
+    "covisits",
+)
 SESSION_COLUMNS = ("session_activities", "session_clicks", "since_session_click_log_s", "no_session_click")
 
 
-@dataclass(frozen=True)
 class PastEvents:
-    """Indexes of engagements and views, keyed by user row or item row, for strictly-before lookups."""
+    """Indexes of engagements and views, keyed by user row or item row, for strictly-before lookups.
 
-    user_clicks: EventIndex  # key user row → value item row + 1 (0 is padding)
-    item_clicks: EventIndex  # key item row
-    item_views: EventIndex  # key item row
-    user_category_clicks: EventIndex  # key user row * num_categories + category bucket
-    user_publisher_clicks: EventIndex  # key user row * num_publishers + publisher bucket
-    sessions: SessionIndex  # every user's requests and clicks
-    covisits: PairIndex  # consecutive in-session click pairs
-    num_categories: int
-    num_publishers: int
-    global_ctr: float
+    Each index is built from `events` (data/event_log.py) the first time it is asked for: the
+    click indexes from the clicks the log holds, the view and session indexes by reading every
+    impression then. A two-tower reads histories alone, so it never holds the impressions.
+    """
+
+    def __init__(self, events: EventLog, catalog: ItemCatalog, *, global_ctr: float) -> None:
+        self._events: EventLog | None = events
+        self.num_items = len(catalog)
+        self.category, self.publisher = catalog.category, catalog.publisher
+        self.num_categories = int(catalog.category.max(initial=0)) + 1
+        self.num_publishers = int(catalog.publisher.max(initial=0)) + 1
+        self.global_ctr = global_ctr
+
+    @property
+    def events(self) -> EventLog:
+        if self._events is None:
+            raise RuntimeError("PastEvents.preload() built every index and let go of its events")
+        return self._events
+
+    @functools.cached_property
+    def clicks(self) -> Clicks:
+        return self.events.clicks()
+
+    @functools.cached_property
+    def user_clicks(self) -> EventIndex:
+        """key user row → value item row + 1 (0 is padding)."""
+        c = self.clicks
+        return EventIndex(c.user, c.ts, c.item + 1)
+
+    @functools.cached_property
+    def item_clicks(self) -> EventIndex:
+        return EventIndex(self.clicks.item, self.clicks.ts)
+
+    @functools.cached_property
+    def item_views(self) -> EventIndex:
+        shown = all_shown(self.events, "item")
+        known = shown.rows >= 0
+        return EventIndex(shown.rows[known], shown.ts[known])
+
+    @functools.cached_property
+    def user_category_clicks(self) -> EventIndex:
+        """key user row * num_categories + category bucket."""
+        c = self.clicks
+        return EventIndex(c.user * self.num_categories + self.category[c.item], c.ts)
+
+    @functools.cached_property
+    def user_publisher_clicks(self) -> EventIndex:
+        """key user row * num_publishers + publisher bucket."""
+        c = self.clicks
+        return EventIndex(c.user * self.num_publishers + self.publisher[c.item], c.ts)
+
+    @functools.cached_property
+    def sessions(self) -> SessionIndex:
+        """Every user's requests and clicks (history included)."""
+        shown, c = all_shown(self.events, "user"), self.clicks
+        users = np.concatenate([shown.rows, c.user])
+        times = np.concatenate([shown.ts, c.ts])
+        return SessionIndex(users[users >= 0], times[users >= 0])
+
+    @functools.cached_property
+    def covisits(self) -> PairIndex:
+        """Consecutive in-session click pairs."""
+        return PairIndex(self.clicks.user, self.clicks.item, self.clicks.ts, num_items=self.num_items)
+
+    def latest_views(self, lo_us: int, hi_us: int) -> tuple[np.ndarray, np.ndarray]:
+        """(item rows, µs): each known item's latest view in each clock hour, of the views with
+        lo <= time < hi; from the index when it is built, else read from the log for that stretch
+        of time alone, a shard at a time (a few rows per live item and hour are ever held)."""
+        if "item_views" in self.__dict__:
+            views = self.item_views
+            inside = (views.times >= lo_us) & (views.times < hi_us)
+            return _latest_per_hour([Shown(views.keys[inside], views.times[inside])])
+        return _latest_per_hour(self.events.shown_chunks("item", between=(lo_us, hi_us)))
+
+    def preload(self) -> PastEvents:
+        """Build every index now (a service must not pay for one on its first request)."""
+        for name in INDEXES:
+            getattr(self, name)
+        self._events = None  # nothing reads them again: let the tables go
+        return self
 
     def history(self, user_rows: np.ndarray, ts_us: np.ndarray, n: int) -> np.ndarray:
         """(N, n) item rows + 1 of each user's last n engagements before t, oldest first; 0 pads."""
@@ -171,6 +251,20 @@ class PastEvents:
         return f64(values[0])
 
 
+def _latest_per_hour(chunks: Iterable[Shown]) -> tuple[np.ndarray, np.ndarray]:
+    """(item rows, µs) of the latest view of each known item in each clock hour of `chunks`."""
+    parts = []
+    for chunk in chunks:
+        known = chunk.rows >= 0
+        frame = pl.DataFrame({"item": chunk.rows[known], "ts": chunk.ts[known]})
+        hours = frame.with_columns(hour=pl.col("ts") // US_PER_HOUR)
+        parts.append(hours.group_by("item", "hour").agg(pl.col("ts").max()))
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    latest = pl.concat(parts).group_by("item", "hour").agg(pl.col("ts").max())
+    return latest.get_column("item").to_numpy(), latest.get_column("ts").to_numpy()
+
+
 def session_values(
     activities: np.ndarray, clicks: np.ndarray, has_click: np.ndarray, since_us: np.ndarray
 ) -> np.ndarray:
@@ -189,43 +283,11 @@ def build_past_events(
     *,
     ctr_prior: float,
 ) -> PastEvents:
-    """Index the pre-window history and the impressions' clicks and views.
+    """Every index over the pre-window history and the impressions' clicks and views, built now.
 
     History rows without a time count as "before everything"; within a user they keep their
     `seq` order. `ctr_prior` (the base click rate that smooths a new item's CTR) is fitted on the
     training window by the caller: computing it here from all impressions would leak the future.
     """
-    hist = history.sort("user_id", "seq")
-    h_user = users.rows(hist.get_column("user_id"))
-    h_item = catalog.rows(hist.get_column("item_id"))
-    h_ts = to_us(hist.get_column("ts"))
-
-    imp = impressions.select("user_id", "item_id", "ts", "clicked")
-    i_user = users.rows(imp.get_column("user_id"))
-    i_item = catalog.rows(imp.get_column("item_id"))
-    i_ts = to_us(imp.get_column("ts"))
-    clicked = imp.get_column("clicked").to_numpy().astype(bool)
-
-    c_user = np.concatenate([h_user, i_user[clicked]])
-    c_item = np.concatenate([h_item, i_item[clicked]])
-    c_ts = np.concatenate([h_ts, i_ts[clicked]])
-    known = (c_user >= 0) & (c_item >= 0)
-    c_user, c_item, c_ts = c_user[known], c_item[known], c_ts[known]
-
-    activity_user = np.concatenate([i_user, c_user])  # requests and clicks (history included)
-    activity_ts = np.concatenate([i_ts, c_ts])
-    num_categories = int(catalog.category.max(initial=0)) + 1
-    num_publishers = int(catalog.publisher.max(initial=0)) + 1
-    views_known = i_item >= 0
-    return PastEvents(
-        user_clicks=EventIndex(c_user, c_ts, c_item + 1),
-        item_clicks=EventIndex(c_item, c_ts),
-        item_views=EventIndex(i_item[views_known], i_ts[views_known]),
-        user_category_clicks=EventIndex(c_user * num_categories + catalog.category[c_item], c_ts),
-        user_publisher_clicks=EventIndex(c_user * num_publishers + catalog.publisher[c_item], c_ts),
-        sessions=SessionIndex(activity_user[activity_user >= 0], activity_ts[activity_user >= 0]),
-        covisits=PairIndex(c_user, c_item, c_ts, num_items=len(catalog)),
-        num_categories=num_categories,
-        num_publishers=num_publishers,
-        global_ctr=ctr_prior,
-    )
+    events = FrameEvents(history, impressions, catalog, users)
+    return PastEvents(events, catalog, global_ctr=ctr_prior).preload()

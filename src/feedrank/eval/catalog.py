@@ -20,7 +20,7 @@ import torch
 
 from feedrank.data.examples import FeatureSpace
 from feedrank.data.features import US_PER_HOUR, to_us
-from feedrank.data.timeline import NO_TIME
+from feedrank.data.timeline import NO_TIME, EventIndex
 from feedrank.eval.baselines import Scorer
 from feedrank.eval.model_scorer import TwoTowerScorer
 from feedrank.eval.retrieval import RelevantItems, retrieval_metrics
@@ -40,6 +40,12 @@ class Queries:
 
     def __len__(self) -> int:
         return int(self.user_ids.size)
+
+    def span_us(self) -> tuple[int, int] | None:
+        """(first, last) query time in µs; None without queries."""
+        if not self.ts_us.size:
+            return None
+        return int(self.ts_us.min()), int(self.ts_us.max())
 
 
 def click_queries(space: FeatureSpace, impressions: pl.DataFrame, max_queries: int, seed: int) -> Queries:
@@ -66,10 +72,25 @@ def click_queries(space: FeatureSpace, impressions: pl.DataFrame, max_queries: i
 
 
 class LiveCatalog:
-    """Which catalog items are live at each query time (see the module docstring)."""
+    """Which catalog items are live at each query time (see the module docstring).
 
-    def __init__(self, space: FeatureSpace, events: pl.DataFrame, window_h: float = 48.0) -> None:
-        first = events.group_by("item_id").agg(pl.col("ts").min())
+    Args:
+        events: impressions known to the system (at least item_id and ts; a lazy frame is
+            aggregated by the streaming engine): each item's first show.
+        span_us: (first, last) query time the catalog will be asked about. With it, "shown in the
+            window" is answered from the views between first - window - 1 h and last alone, as
+            the latest view per item and hour (a few rows per live item); without it, or for a
+            query outside it, from the feature space's index of every view.
+    """
+
+    def __init__(
+        self,
+        space: FeatureSpace,
+        events: pl.DataFrame | pl.LazyFrame,
+        window_h: float = 48.0,
+        span_us: tuple[int, int] | None = None,
+    ) -> None:
+        first = events.lazy().group_by("item_id").agg(pl.col("ts").min()).collect(engine="streaming")
         rows = space.catalog.rows(first.get_column("item_id"))
         first_us = np.full(len(space.catalog), NEVER, dtype=np.int64)
         ok = rows >= 0
@@ -78,8 +99,14 @@ class LiveCatalog:
         self.exists_us = np.where(published != NO_TIME, np.minimum(published, first_us), first_us)
         self.published_us = published
         self.window_us = int(window_h * US_PER_HOUR)
-        self.views = space.past.item_views
+        self.past = space.past
         self._shown: dict[int, np.ndarray] = {}
+        self._hours: tuple[int, int] | None = None  # query hours the hourly views answer
+        self._hourly: EventIndex | None = None
+        if span_us is not None:
+            lo, hi = span_us[0] - self.window_us - US_PER_HOUR, span_us[1] + 1
+            self._hourly = EventIndex(*space.past.latest_views(lo, hi))
+            self._hours = (span_us[0] // US_PER_HOUR, span_us[1] // US_PER_HOUR)
 
     def __len__(self) -> int:
         return int(self.exists_us.size)
@@ -89,7 +116,10 @@ class LiveCatalog:
         if hour not in self._shown:
             items = np.arange(len(self))
             start = np.full(items.size, hour * US_PER_HOUR, dtype=np.int64)
-            self._shown[hour] = self.views.count_before(items, start, self.window_us) > 0
+            covered = self._hours is not None and self._hours[0] <= hour <= self._hours[1]
+            # A view in [start - window, start) exists iff the latest view of its hour is in it.
+            views = self._hourly if covered and self._hourly is not None else self.past.item_views
+            self._shown[hour] = views.count_before(items, start, self.window_us) > 0
         return self._shown[hour]
 
     def mask(self, ts_us: np.ndarray) -> np.ndarray:

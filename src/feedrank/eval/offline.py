@@ -25,6 +25,7 @@ import polars as pl
 
 from feedrank.artifacts.store import build_space, load_ranker, load_retrieval, read_run
 from feedrank.bundle import write_bundle
+from feedrank.data.features import to_us
 from feedrank.data.split import open_split
 from feedrank.eval.baselines import GlobalPopularity, RandomScorer, RecentPopularity, Scorer
 from feedrank.eval.catalog import (
@@ -46,6 +47,10 @@ from feedrank.eval.utility import share_of_oracle
 from feedrank.models.ranker import HEADS
 
 log = logging.getLogger(__name__)
+
+EVENT_COLUMNS = ("request_id", "user_id", "item_id", "ts", "clicked")
+# What the test window's own metrics read (scores, labels, engagement value, groups).
+TARGET_COLUMNS = ("request_id", "user_id", "item_id", "ts", "clicked", "dwell_s", "shared", "hidden")
 
 WEIGHT_SWEEP: dict[str, dict[str, float]] = {
     "clicks only": {"click": 1.0},
@@ -110,12 +115,15 @@ def evaluate_run(
     split_dir = Path(split_dir or info["data"])
     parts = open_split(split_dir)
     space = build_space(split_dir, retrieval_cfg.features)
-    events = pl.concat([ds.read("impressions") for ds in parts.values()])
-    target = parts[options.part].read("impressions")
+    # Never every impression at once: the baselines read clicks alone, the live catalog each
+    # item's first show and the views near the queries, the re-ranking check a day of views.
+    scans = [ds.scan("impressions") for ds in parts.values()]
+    clicks = pl.concat([s.filter(pl.col("clicked")).select(EVENT_COLUMNS) for s in scans]).collect()
+    target = parts[options.part].scan("impressions").select(TARGET_COLUMNS).collect()
     world = world_of(parts[options.part])
 
     weights = (ranker_bits[1] if ranker_bits else retrieval_cfg).weights.as_dict()
-    scorers: dict[str, Scorer] = {name: s.fit(events) for name, s in baselines().items()}
+    scorers: dict[str, Scorer] = {name: s.fit(clicks) for name, s in baselines().items()}
     two_tower = TwoTowerScorer(space, towers)
     scorers["two-tower"] = two_tower
     ranker_scorer = None
@@ -128,7 +136,10 @@ def evaluate_run(
 
     log.info("retrieval over the full catalog")
     queries = click_queries(space, target, options.max_queries, options.seed)
-    live = LiveCatalog(space, events, options.live_window_h)
+    shown = pl.concat([s.select("item_id", "ts") for s in scans])
+    target_us = to_us(target.get_column("ts"))  # every query below is a target request
+    span = (int(target_us.min()), int(target_us.max())) if target_us.size else None
+    live = LiveCatalog(space, shown, options.live_window_h, span_us=span)
     rankers: list[CatalogRanker] = [
         ScorerRanker(name, s, space) for name, s in scorers.items() if name not in ("two-tower", "ranker")
     ]
@@ -143,7 +154,8 @@ def evaluate_run(
     if ranker_scorer is not None:
         probs = ranker_scorer.probabilities(*_rows(target))
         report.calibration, report.reliability = calibration_of(probs[:, HEADS.index("click")], target)
-        report.sweep = weight_sweep(ranker_scorer, parts["valid"].read("impressions"), world)
+        valid = parts["valid"].scan("impressions").select(TARGET_COLUMNS).collect()
+        report.sweep = weight_sweep(ranker_scorer, valid, world)
         log.info("re-ranking effect")
         sample = click_queries(space, target, options.rerank_queries, options.seed)
         clickbait = None
@@ -151,6 +163,7 @@ def evaluate_run(
             clickbait = world.items.clickbait[
                 world.item_index(pl.Series(space.catalog.item_ids, dtype=pl.String))
             ]
+        events = _day_before(scans, sample.span_us())
         report.rerank = rerank_effect(
             space, ranker_scorer, sample, live, clickbait=clickbait, events=events, ground_truth=oracle
         )
@@ -186,6 +199,16 @@ def served_feed(run_dir: Path, split_dir: Path, options: EvalOptions, bundle: Pa
         report = evaluate_served(path, split_dir, served)
     report.bundle = f"a bundle of {run_dir} written for this evaluation"
     return report
+
+
+def _day_before(scans: list[pl.LazyFrame], span_us: tuple[int, int] | None) -> pl.DataFrame:
+    """The impressions (item_id, ts, clicked, dwell_s) of the 24 hours before the first query
+    up to the last: all that `rerank_effect`'s day-long click rates read."""
+    lo, hi = span_us or (0, 0)
+    us = pl.col("ts").dt.epoch("us")
+    window = (us >= lo - 24 * 3_600_000_000) & (us < hi)
+    columns = ("item_id", "ts", "clicked", "dwell_s")
+    return pl.concat([s.filter(window).select(columns) for s in scans]).collect()
 
 
 def _rows(impressions: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

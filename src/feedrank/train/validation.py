@@ -80,10 +80,11 @@ def retrieval_validator(
     with_next_click = parts["train"].click_only if next_click is None else next_click
 
     def make(space: FeatureSpace) -> Evaluate:
-        valid = parts["valid"].read("impressions")
-        events = pl.concat([parts["train"].read("impressions"), valid])
-        queries = click_queries(space, valid, max_queries, seed)
-        live = LiveCatalog(space, events)
+        # The valid clicks and each item's first show: never the whole train part in memory.
+        valid_clicks = parts["valid"].scan("impressions").filter(pl.col("clicked")).collect()
+        queries = click_queries(space, valid_clicks, max_queries, seed)
+        shown = pl.concat([parts[p].scan("impressions").select("item_id", "ts") for p in ("train", "valid")])
+        live = LiveCatalog(space, shown, span_us=queries.span_us())
         clicks = NextClickValidation(parts, space, max_queries, seed) if with_next_click else None
 
         def evaluate(model: nn.Module) -> dict[str, float]:
