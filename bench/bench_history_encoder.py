@@ -55,8 +55,8 @@ from feedrank.artifacts.config import RetrievalRunConfig
 from feedrank.artifacts.store import build_space, build_two_tower, load_retrieval
 from feedrank.data.split import open_split
 from feedrank.eval.catalog import click_queries
-from feedrank.models.inputs import UserInputs
 from feedrank.train import TensorBatchSource
+from feedrank.train.batches import take
 from feedrank.train.retrieval_task import RetrievalTask
 from feedrank.train.run import train_retrieval
 from feedrank.train.validation import retrieval_validator
@@ -168,8 +168,8 @@ def latency(threads: int, rounds: int, calls_single: int, calls_batch: int) -> d
         towers[encoder] = build_two_tower(run_config(encoder, 0, threads, 1024)).eval()
     data = synthetic_retrieval_examples(1000, features, seed=1)
     batches = {
-        1: UserInputs.from_batch({k: v[:1] for k, v in data.items()}),
-        1000: UserInputs.from_batch(data),
+        1: take(data.user, torch.arange(1)),
+        1000: data.user,
     }
     calls = {1: calls_single, 1000: calls_batch}
     samples: dict[tuple[str, int], list[float]] = {(e, b): [] for e in ENCODERS for b in batches}

@@ -39,29 +39,26 @@ def latency_inputs(bundle: Any, n: int) -> tuple[UserInputs, RankerInputs]:
     rng = np.random.default_rng(0)
     rows = rng.choice(len(space.catalog), size=min(n, len(space.catalog)), replace=False)
     now = np.full(rows.size, bundle.snapshot_us, dtype=np.int64)
-    items = {k: torch.from_numpy(v) for k, v in space.item_arrays(rows, now).items()}
+    items = ItemInputs.from_arrays(space.item_arrays(rows, now))
     user_ids = space.users.user_ids[:1]
     import polars as pl
 
-    users = {
-        k: torch.from_numpy(np.ascontiguousarray(v))
-        for k, v in space.user_arrays(pl.Series(user_ids.tolist()), now[:1]).items()
-    }
+    users = UserInputs.from_arrays(space.user_arrays(pl.Series(user_ids.tolist()), now[:1]))
     with torch.no_grad():
-        user = bundle.towers.user(UserInputs.from_batch(users))
-        item = bundle.towers.item(ItemInputs.from_batch(items))
+        user = bundle.towers.user(users)
+        item = bundle.towers.item(items)
     names = bundle.ranker_cfg.counters  # the columns this bundle's ranker was trained on
     counters = space.past.features(names, np.full(rows.size, 0), rows, now, space.catalog)
     ranker_inputs = RankerInputs(
         user_emb=user.expand(rows.size, -1),
         item_emb=item,
-        publisher=items["item_pub"],
-        category=items["item_cat"],
-        content_type=items["item_type"],
-        freshness=items["item_fresh"],
+        publisher=items.publisher,
+        category=items.category,
+        content_type=items.content_type,
+        freshness=items.freshness,
         counters=torch.from_numpy(counters),
     )
-    return UserInputs.from_batch(users), ranker_inputs
+    return users, ranker_inputs
 
 
 @torch.no_grad()

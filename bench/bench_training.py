@@ -64,6 +64,7 @@ from torch import Tensor, nn
 
 from common import (
     REPO,
+    SyntheticRequests,
     build_world,
     current_rss_mib,
     describe_examples,
@@ -81,6 +82,8 @@ from feedrank.data.features import DEMOGRAPHICS, FeatureConfig
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.two_tower import ItemTower, TwoTower, TwoTowerConfig, UserTower, drop_ids, mlp
 from feedrank.train import TensorBatchSource, TrainConfig, train
+from feedrank.train.batch_types import RankerBatch, RetrievalBatch
+from feedrank.train.batches import take
 from feedrank.train.ranker_task import RankerTask, tower_tables
 from feedrank.train.retrieval_task import RetrievalTask
 
@@ -387,7 +390,7 @@ def torchrec_status(python: str) -> str:
 
 def build_case(
     variant: str, n: int, batch: int, seed: int, catalog_items: int = 0
-) -> tuple[Any, TensorBatchSource, TrainConfig]:
+) -> tuple[Any, TensorBatchSource[Any], TrainConfig]:
     """(task, data, train config) of a variant, built like train_retrieval / train_ranker do."""
     torch.manual_seed(seed)
     retrieval = RetrievalRunConfig()
@@ -397,10 +400,9 @@ def build_case(
         ranker_cfg = RankerRunConfig()
         towers = build_two_tower(retrieval).eval()  # untrained weights cost the same
         rows, requests, catalog = synthetic_ranker_examples(n, retrieval.features, seed)
-        num_requests = len(requests["user_id"])
         user_batches = [
-            {k: v[lo : lo + 8192] for k, v in requests.items() if not k.startswith("request_")}
-            for lo in range(0, num_requests, 8192)
+            take(requests.user, torch.arange(lo, min(lo + 8192, len(requests))))
+            for lo in range(0, len(requests), 8192)
         ]
         tables = tower_tables(towers, user_batches, catalog)
         ranker = build_ranker(ranker_cfg, retrieval.features, retrieval.model.dim)
@@ -539,19 +541,21 @@ def verify_synthetic_examples() -> None:
         real_retrieval = retrieval_examples(
             space, impressions, hard_negatives=cfg.loss.hard_negatives, catalog_negatives=catalog_negatives
         )
-        real_retrieval["weight"] = np.ones(1, dtype=np.float32)  # added by train_retrieval
+        # the weight is added by train_retrieval
+        weights = np.ones(len(real_retrieval), dtype=np.float32)
+        real_batch = RetrievalBatch.from_arrays(dataclasses.replace(real_retrieval, weight=weights))
         real_rows, real_requests = ranker_examples(space, impressions)
         # added by train_ranker (SourceReplay.columns: LoggedSources.features, float32 (N, 8))
-        real_rows["sources"] = np.zeros((1, len(SOURCE_FEATURES)), dtype=np.float32)
+        real_rows["sources"] = np.zeros((real_rows["item_row"].size, len(SOURCE_FEATURES)), dtype=np.float32)
         everything = np.arange(len(space.catalog))
         real_catalog = space.item_arrays(everything, np.zeros(everything.size, dtype=np.int64))
-    width = real_retrieval["neg_item_id"].shape[1] if "neg_item_id" in real_retrieval else 0
+    width = 0 if real_batch.shown is None else int(real_batch.shown.item_id.shape[1])
     rows, requests, catalog = synthetic_ranker_examples(40, cfg.features)
     for name, real, synthetic in (
-        ("retrieval", real_retrieval, synthetic_retrieval_examples(4, cfg.features, hard_negatives=width)),
-        ("ranker rows", real_rows, rows),
-        ("ranker requests", real_requests, requests),
-        ("ranker catalog", real_catalog, catalog),
+        ("retrieval", real_batch, synthetic_retrieval_examples(4, cfg.features, hard_negatives=width)),
+        ("ranker rows", RankerBatch.from_arrays(real_rows), rows),
+        ("ranker requests", SyntheticRequests.from_arrays(real_requests), requests),
+        ("ranker catalog", ItemInputs.from_arrays(real_catalog), catalog),
     ):
         want, got = describe_examples(real), describe_examples(synthetic)
         if want != got:

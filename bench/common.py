@@ -32,8 +32,11 @@ import numpy as np
 import torch
 
 from feedrank.candidates import SOURCE_FEATURES
+from feedrank.data.example_arrays import RequestArrays
 from feedrank.data.features import DEMOGRAPHICS, FeatureConfig
 from feedrank.data.history import RANKER_FEATURES
+from feedrank.models.inputs import ItemInputs, UserInputs, as_tensor
+from feedrank.train.batch_types import RankerBatch, RetrievalBatch
 
 REPO = Path(__file__).resolve().parents[1]
 START_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z, the simulator's default start
@@ -120,7 +123,6 @@ def _items(
     features: FeatureConfig,
     rng: np.random.Generator,
     width: int = 0,
-    prefix: str = "",
     catalog: Catalog | None = None,
 ) -> dict[str, torch.Tensor]:
     """Item-tower inputs seen at times ts (N,), as `FeatureSpace.item_arrays`: (N,) fields, or
@@ -140,9 +142,9 @@ def _items(
             "item_type": _ids(rng, f.content_type_buckets, shape),
         }
     return {
-        **{f"{prefix}{k}": v for k, v in content.items()},
-        f"{prefix}item_fresh": _ids(rng, f.num_freshness_buckets, shape),
-        f"{prefix}item_published_us": torch.from_numpy(published),
+        **content,
+        "item_fresh": _ids(rng, f.num_freshness_buckets, shape),
+        "item_published_us": torch.from_numpy(published),
     }
 
 
@@ -161,27 +163,51 @@ def _times(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def synthetic_retrieval_examples(
     n: int, features: FeatureConfig, seed: int = 0, hard_negatives: int = 9, catalog_items: int = 0
-) -> dict[str, torch.Tensor]:
-    """n clicks keyed like train_retrieval's examples: `retrieval_examples(...)` with the default
-    hard negatives (the other items of a 10-item slate: 9 `neg_*` columns, all real) plus `weight`.
+) -> RetrievalBatch:
+    """n clicks shaped like train_retrieval's batches: `retrieval_examples(...)` with the default
+    hard negatives (the other items of a 10-item slate: 9 `shown` items, all real) plus `weight`.
     Ids uniform over the tables, or drawn from a `Catalog` of `catalog_items` items when > 0."""
     rng = np.random.default_rng(seed)
     catalog = Catalog.make(features, catalog_items, rng) if catalog_items > 0 else None
     ts = _times(n, rng)
-    out = {**_users(n, features, rng, catalog), **_items(ts, features, rng, catalog=catalog)}
-    out.update(_labels(n, rng, click_rate=1.0))  # every retrieval example is a click
-    out["ts_us"] = torch.from_numpy(ts)
-    out["logq"] = torch.from_numpy(np.log(rng.uniform(1e-5, 1e-2, size=n)).astype(np.float32))
-    if hard_negatives > 0:
-        out.update(_items(ts, features, rng, width=hard_negatives, prefix="neg_", catalog=catalog))
-    out["weight"] = torch.ones(n, dtype=torch.float32)
-    return out
+    users, items = _users(n, features, rng, catalog), _items(ts, features, rng, catalog=catalog)
+    _labels(n, rng, click_rate=1.0)  # drawn, not kept: the draws that follow stay as they were measured
+    logq = torch.from_numpy(np.log(rng.uniform(1e-5, 1e-2, size=n)).astype(np.float32))
+    shown = _items(ts, features, rng, width=hard_negatives, catalog=catalog) if hard_negatives > 0 else None
+    return RetrievalBatch(
+        user=UserInputs.from_arrays(users),
+        item=ItemInputs.from_arrays(items),
+        ts_us=torch.from_numpy(ts),
+        logq=logq,
+        weight=torch.ones(n, dtype=torch.float32),
+        shown=None if shown is None else ItemInputs.from_arrays(shown),
+    )
+
+
+@dataclass(frozen=True)
+class SyntheticRequests:
+    """What train_ranker holds per request: the user-tower inputs, and (for the source replay) the
+    user's row and the request's time."""
+
+    user: UserInputs  # (R,) / (R, L)
+    user_row: torch.Tensor  # (R,) int64
+    ts_us: torch.Tensor  # (R,) int64
+
+    @classmethod
+    def from_arrays(cls, requests: RequestArrays) -> SyntheticRequests:
+        """The real requests of `ranker_examples`, as tensors."""
+        return cls(
+            UserInputs.from_arrays(requests.user), as_tensor(requests.user_row), as_tensor(requests.ts_us)
+        )
+
+    def __len__(self) -> int:
+        return int(self.ts_us.shape[0])
 
 
 def synthetic_ranker_examples(
     n: int, features: FeatureConfig, seed: int = 0, num_items: int = 10_000
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(rows, requests, catalog) keyed like `ranker_examples(...)` and train_ranker's catalog:
+) -> tuple[RankerBatch, SyntheticRequests, ItemInputs]:
+    """(rows, requests, catalog) shaped like `ranker_examples(...)` and train_ranker's catalog:
     n impressions in 10-item slates (~10% clicked) pointing at n / 10 requests (users with full
     histories) and at a catalog of `num_items` items."""
     rng = np.random.default_rng(seed)
@@ -201,16 +227,29 @@ def synthetic_ranker_examples(
     scores = rng.random(listed.shape) * listed
     rows["sources"] = torch.from_numpy(np.concatenate([listed, scores], axis=1).astype(np.float32))
     catalog = _items(np.zeros(num_items, dtype=np.int64), features, rng)
-    requests = _users(num_requests, features, rng)
-    # what train_ranker's source replay reads per request: its user's row and its time
-    requests["request_user_row"] = torch.arange(num_requests, dtype=torch.int64)
-    requests["request_ts_us"] = torch.from_numpy(ts[::10].copy())
-    return rows, requests, catalog
+    requests = SyntheticRequests(
+        user=UserInputs.from_arrays(_users(num_requests, features, rng)),
+        user_row=torch.arange(num_requests, dtype=torch.int64),
+        ts_us=torch.from_numpy(ts[::10].copy()),
+    )
+    return RankerBatch.from_arrays(rows), requests, ItemInputs.from_arrays(catalog)
 
 
-def describe_examples(examples: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """key → (dtype, shape without the example axis): what must agree between real and synthetic."""
-    return {k: (str(v.dtype).removeprefix("torch."), tuple(v.shape[1:])) for k, v in examples.items()}
+def describe_examples(examples: Any, name: str = "") -> dict[str, tuple[str, tuple[int, ...]]]:
+    """path → (dtype, shape without the example axis) of every array or tensor in `examples` (a
+    typed batch, a dataclass or a dict of them): what must agree between real and synthetic."""
+    if isinstance(examples, (np.ndarray, torch.Tensor)):
+        return {name: (str(examples.dtype).removeprefix("torch."), tuple(examples.shape[1:]))}
+    if isinstance(examples, dict):
+        parts = list(examples.items())
+    elif dataclasses.is_dataclass(examples) and not isinstance(examples, type):
+        parts = [(f.name, getattr(examples, f.name)) for f in dataclasses.fields(examples)]
+    else:
+        return {}  # None: a part the examples do not have
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for key, value in parts:
+        out.update(describe_examples(value, f"{name}.{key}" if name else key))
+    return out
 
 
 class _BudgetSpentError(Exception):

@@ -23,8 +23,9 @@ from feedrank.artifacts.config import RetrievalRunConfig
 from feedrank.artifacts.store import build_space, build_two_tower
 from feedrank.data.retrieval_stream import RetrievalBatches
 from feedrank.data.split import open_split
+from feedrank.train.batch_types import RetrievalBatch
 from feedrank.train.retrieval_task import RetrievalTask
-from feedrank.train.run import AUTO_CATALOG_NEGATIVES, retrieval_streams, to_tensors
+from feedrank.train.run import AUTO_CATALOG_NEGATIVES, retrieval_streams
 from feedrank.train.shards import ShardBatchSource
 
 
@@ -43,7 +44,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="stream-overhead-") as tmp:
         paths, rows = retrieval_streams(space, train_part, cfg, Path(tmp))
         make = RetrievalBatches(space, negatives, seed=0)
-        source = ShardBatchSource(paths, cfg.batch_size, lambda r, e: to_tensors(make.arrays(r, e)))
+        source = ShardBatchSource(
+            paths, cfg.batch_size, lambda r, e: RetrievalBatch.from_arrays(make.arrays(r, e))
+        )
         batches, data_s = [], []
         it = source.batches(0, 0, 1)
         for _ in range(opts.batches):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +36,8 @@ from feedrank.errors import ConfigError
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.two_tower import TwoTower, TwoTowerConfig
 from feedrank.sim import SimConfig, simulate
+from feedrank.train.batch_types import RankerBatch, RetrievalBatch
+from feedrank.train.batches import take
 from feedrank.train.ranker_task import tower_tables
 from feedrank.train.retrieval_task import RetrievalTask
 from feedrank.train.run import AUTO_CATALOG_NEGATIVES, recent_part, train_ranker, train_retrieval
@@ -57,23 +60,22 @@ def test_retrieval_examples_and_their_negatives(world: tuple[dict[str, Dataset],
     train = parts["train"].read("impressions")
     arrays = retrieval_examples(space, train, hard_negatives=4, catalog_negatives=6, seed=1)
     clicks = train.filter(pl.col("clicked"))
-    assert arrays["item_id"].shape == (clicks.height,)
-    assert arrays["neg_item_id"].shape == (clicks.height, 4) and arrays["cat_item_id"].shape == (
-        clicks.height,
-        6,
-    )
+    assert arrays.shown is not None and arrays.catalog is not None
+    assert arrays.item["item_id"].shape == (clicks.height,) and len(arrays) == clicks.height
+    assert arrays.shown["item_id"].shape == (clicks.height, 4)
+    assert arrays.catalog["item_id"].shape == (clicks.height, 6)
     # shown-not-clicked negatives come from the positive's own request and were not clicked
     bucket_of = dict(zip(space.catalog.id_bucket.tolist(), space.catalog.item_ids.tolist(), strict=False))
     first = clicks.row(0, named=True)
     unclicked = set(
         train.filter((pl.col("request_id") == first["request_id"]) & ~pl.col("clicked")).get_column("item_id")
     )
-    shown = {bucket_of[b] for b in arrays["neg_item_id"][0].tolist() if b > 0}
+    shown = {bucket_of[b] for b in arrays.shown["item_id"][0].tolist() if b > 0}
     assert shown and shown <= unclicked
     # live-catalog negatives existed at the example's time, and not longer than the window before it
     ts = to_us(clicks.get_column("ts"))
-    published = arrays["cat_item_published_us"]
-    valid = arrays["cat_item_id"] > 0
+    published = arrays.catalog["item_published_us"]
+    valid = arrays.catalog["item_id"] > 0
     assert valid.mean() > 0.9
     assert (published[valid] <= np.repeat(ts[:, None], 6, axis=1)[valid]).all()
     assert (published[valid] >= np.repeat(ts[:, None], 6, axis=1)[valid] - 48 * H_US).all()
@@ -84,11 +86,14 @@ def test_the_loss_uses_every_kind_of_negative(world: tuple[dict[str, Dataset], F
     arrays = retrieval_examples(
         space, parts["train"].read("impressions"), hard_negatives=3, catalog_negatives=5
     )
-    arrays["weight"] = np.ones(arrays["item_id"].shape[0], dtype=np.float32)
-    batch = {k: torch.from_numpy(np.ascontiguousarray(v[:64])) for k, v in arrays.items()}
+    whole = RetrievalBatch.from_arrays(
+        dataclasses.replace(arrays, weight=np.ones(len(arrays), dtype=np.float32))
+    )
+    batch = take(whole, torch.arange(64))
+    assert batch.shown is not None and batch.catalog is not None and len(batch) == 64
     torch.manual_seed(0)
     model = TwoTower(FEATURES, TwoTowerConfig(dim=16, embed_dim=8, hidden=16), num_demographics=4)
-    in_batch_only = {k: v for k, v in batch.items() if not k.startswith(("neg_", "cat_"))}
+    in_batch_only = dataclasses.replace(batch, shown=None, catalog=None)
     model.eval()  # no id dropout: the two losses see the same embeddings
     with_all, _ = RetrievalTask(model, RetrievalLossConfig()).loss(batch)
     base, _ = RetrievalTask(model, RetrievalLossConfig()).loss(in_batch_only)
@@ -111,10 +116,11 @@ def test_ranker_rows_keep_every_engagement_when_downsampling(
     assert np.isfinite(full["counters"]).all()
     # one set of user-tower inputs per request; every row points at its own request's user
     num_requests = train.get_column("request_id").n_unique()
-    assert requests["user_id"].shape == (num_requests,) and requests["hist_item"].shape[0] == num_requests
+    assert len(requests) == num_requests and requests.user["user_id"].shape == (num_requests,)
+    assert requests.user["hist_item"].shape[0] == num_requests
     assert full["request_index"].max() == num_requests - 1
     buckets = hash_column(train.get_column("user_id"), FEATURES.user_buckets, "user")
-    assert (requests["user_id"][full["request_index"]] == buckets).all()
+    assert (requests.user["user_id"][full["request_index"]] == buckets).all()
 
 
 def test_ranker_catalog_negatives_are_live_unshown_rows_of_the_clicks_request(
@@ -196,17 +202,12 @@ def test_precomputed_tower_tables_equal_running_the_towers(
     towers = TwoTower(FEATURES, TwoTowerConfig(dim=16, embed_dim=8, hidden=16), num_demographics=4).eval()
     everything = np.arange(len(space.catalog))
     catalog = space.item_arrays(everything, np.zeros(everything.size, dtype=np.int64))
-    tables = tower_tables(towers, [_tensors(requests)], _tensors(catalog))
-    batch = _tensors(rows)
-    got = tables.inputs(batch, with_position=False)
-    per_row_users = _tensors(space.user_arrays(train.get_column("user_id"), to_us(train.get_column("ts"))))
+    tables = tower_tables(towers, [UserInputs.from_arrays(requests.user)], ItemInputs.from_arrays(catalog))
+    got = tables.inputs(RankerBatch.from_arrays(rows), with_position=False)
+    per_row_users = space.user_arrays(train.get_column("user_id"), to_us(train.get_column("ts")))
     with torch.no_grad():
-        assert torch.allclose(got.user_emb, towers.user(UserInputs.from_batch(per_row_users)), atol=1e-5)
-        assert torch.allclose(got.item_emb, towers.item(ItemInputs.from_batch(batch)), atol=1e-5)
-
-
-def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        assert torch.allclose(got.user_emb, towers.user(UserInputs.from_arrays(per_row_users)), atol=1e-5)
+        assert torch.allclose(got.item_emb, towers.item(ItemInputs.from_arrays(rows)), atol=1e-5)
 
 
 @pytest.mark.slow

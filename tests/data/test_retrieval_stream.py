@@ -44,16 +44,23 @@ def test_streamed_rows_give_the_in_memory_examples(world: tuple[dict[str, Datase
     assert np.array_equal(rows["example"], np.arange(rows["example"].size))
 
     expected = retrieval_examples(space, parts["train"].read("impressions"), hard_negatives=4)
-    expected["weight"] = weights.example_weight(expected)
-    expected = {k: v[expected["weight"] > 0] for k, v in expected.items()}
+    weight = weights.example_weight(expected.labels)
+    keep = weight > 0
     got = RetrievalBatches(space).arrays(rows, epoch=0)
-    assert set(got) == set(expected) | {"weight"}
-    for name, value in expected.items():
-        if name.startswith("neg_"):  # the same shown items; the stream pads to the widest slate
-            assert np.array_equal(got[name][:, : value.shape[1]], value), name
-            assert (got[name][:, value.shape[1] :] == 0).all() or name == "neg_item_published_us"
-        else:
-            assert np.array_equal(got[name], value), name
+    assert got.catalog is None and expected.catalog is None
+    assert got.weight is not None and np.array_equal(got.weight, weight[keep])
+    for part in ("user", "item", "labels"):
+        assert set(getattr(got, part)) == set(getattr(expected, part)), part
+        for name, value in getattr(expected, part).items():
+            assert np.array_equal(getattr(got, part)[name], value[keep]), (part, name)
+    for name in ("ts_us", "logq"):
+        assert np.array_equal(getattr(got, name), getattr(expected, name)[keep]), name
+    assert got.shown is not None and expected.shown is not None
+    assert set(got.shown) == set(expected.shown)
+    for name, value in expected.shown.items():  # the same shown items; the stream pads to the widest slate
+        width = value.shape[1]
+        assert np.array_equal(got.shown[name][:, :width], value[keep]), name
+        assert (got.shown[name][:, width:] == 0).all() or name == "item_published_us"
 
 
 def test_catalog_negatives_depend_on_the_example_and_epoch_only(
@@ -64,13 +71,14 @@ def test_catalog_negatives_depend_on_the_example_and_epoch_only(
     batches = RetrievalBatches(space, catalog_negatives=6, seed=3)
     whole = batches.arrays(chunk, epoch=0)
     half = batches.arrays({k: v[10:30] for k, v in chunk.items()}, epoch=0)
-    assert np.array_equal(whole["cat_item_id"][10:30], half["cat_item_id"])  # however it is batched
     other = batches.arrays(chunk, epoch=1)
-    assert not np.array_equal(whole["cat_item_id"], other["cat_item_id"])  # new draws each epoch
+    assert whole.catalog is not None and half.catalog is not None and other.catalog is not None
+    assert np.array_equal(whole.catalog["item_id"][10:30], half.catalog["item_id"])  # however it is batched
+    assert not np.array_equal(whole.catalog["item_id"], other.catalog["item_id"])  # new draws each epoch
     # live at the example's time: came into existence within the 48 hours before it
     ts = np.repeat(chunk["ts_us"][:, None], 6, axis=1)
-    valid = whole["cat_item_id"] > 0
-    published = whole["cat_item_published_us"]
+    valid = whole.catalog["item_id"] > 0
+    published = whole.catalog["item_published_us"]
     assert valid.mean() > 0.9
     assert (published[valid] <= ts[valid]).all() and (published[valid] >= ts[valid] - 48 * H_US).all()
 

@@ -14,7 +14,8 @@ from feedrank.data.features import US_PER_HOUR, to_us
 from feedrank.train.batches import TensorBatchSource
 from feedrank.train.retrieval_task import RetrievalTask
 from feedrank.train.loop import train
-from feedrank.train.run import RetrievalRunConfig, build_space, build_two_tower, to_tensors
+from feedrank.train.batch_types import RetrievalBatch
+from feedrank.train.run import RetrievalRunConfig, build_space, build_two_tower
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 name, overrides = sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
@@ -28,12 +29,12 @@ space = build_space(split, cfg.features)
 print("space", time.time() - t0, flush=True)
 imp = parts["train"].read("impressions").filter(pl.col("ts") >= pl.lit(train_from).str.to_datetime(time_zone="UTC"))
 arrays = retrieval_examples(space, imp, catalog_negatives=cfg.loss.catalog_negatives if cfg.loss.catalog_negatives >= 0 else 20, seed=0)
-arrays["weight"] = cfg.weights.example_weight(arrays)
-print("examples", len(arrays["ts_us"]), time.time() - t0, flush=True)
+arrays = dataclasses.replace(arrays, weight=cfg.weights.example_weight(arrays.labels))
+print("examples", len(arrays), time.time() - t0, flush=True)
 torch.manual_seed(0)
 model = build_two_tower(cfg)
 task = RetrievalTask(model, cfg.loss)
-data = TensorBatchSource(to_tensors(arrays), cfg.batch_size, seed=0)
+data = TensorBatchSource(RetrievalBatch.from_arrays(arrays), cfg.batch_size, seed=0)
 out = Path(f"runs/tt-{name}"); out.mkdir(exist_ok=True)
 res = train(task, data, dataclasses.replace(cfg.train, progress=False, plot=False, early_stop_metric=""), out, None)
 print("trained", res.steps if hasattr(res, "steps") else res, time.time() - t0, flush=True)

@@ -19,7 +19,6 @@ def item_vectors_at_hour(towers: TwoTower, space: FeatureSpace, hour: int, batch
     out = []
     for lo in range(0, rows.size, batch):
         arrays = space.item_arrays(rows[lo : lo + batch], at[lo : lo + batch])
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-        out.append(towers.item(ItemInputs.from_batch(tensors)))
+        out.append(towers.item(ItemInputs.from_arrays(arrays)))
     vectors: np.ndarray = torch.cat(out).numpy() if out else np.zeros((0, towers.cfg.dim), dtype=np.float32)
     return vectors

@@ -31,6 +31,5 @@ def user_vectors(bundle: Bundle, num_users: int = 1000, seed: int = 0) -> np.nda
         users = users.sample(num_users, seed=seed)
     ts = np.full(users.len(), bundle.snapshot_us, dtype=np.int64)
     arrays = bundle.space.user_arrays(users, ts)
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-    out: np.ndarray = bundle.towers.user(UserInputs.from_batch(tensors)).numpy()
+    out: np.ndarray = bundle.towers.user(UserInputs.from_arrays(arrays)).numpy()
     return out.astype(np.float32)

@@ -26,7 +26,8 @@ import polars as pl
 
 from feedrank.candidates.logged import LoggedSources, Requests
 from feedrank.candidates.merge import SOURCE_FEATURES, merge, source_features
-from feedrank.data.examples import Arrays, FeatureSpace, label_arrays, live_catalog_sample
+from feedrank.data.example_arrays import Arrays
+from feedrank.data.examples import FeatureSpace, label_arrays, live_catalog_sample
 from feedrank.data.features import hash_column, to_us
 
 I32 = npt.NDArray[np.int32]

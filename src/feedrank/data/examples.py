@@ -8,7 +8,8 @@ part (CTR prior, item sampling probabilities for logQ correction). It is built o
 saved with every model, so training, evaluation and serving compute features the same way.
 
 Arrays come out as dicts of numpy arrays keyed like models/inputs.py expects (`user_id`,
-`hist_item`, `item_fresh`, ...); prefixes (`neg_`) mark extra item sets.
+`hist_item`, `item_fresh`, ...); examples made of several parts are the named dataclasses of
+data/example_arrays.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import polars as pl
 
 from feedrank.data.dataset import Dataset
 from feedrank.data.event_log import SplitEvents
+from feedrank.data.example_arrays import Arrays, RequestArrays, RetrievalArrays
 from feedrank.data.features import (
     FeatureConfig,
     ItemCatalog,
@@ -35,7 +37,6 @@ from feedrank.data.features import (
 from feedrank.data.history import RANKER_FEATURES, PastEvents, build_past_events
 from feedrank.data.timeline import NO_TIME
 
-Arrays = dict[str, np.ndarray]
 EVENT_COLUMNS = ("user_id", "item_id", "ts", "clicked")  # what the past-event indexes read
 LONG_DWELL_S = 10.0
 
@@ -70,20 +71,20 @@ class FeatureSpace:
             "hist_pub": cat.lookup("publisher", hist),
         }
 
-    def item_arrays(self, item_rows: np.ndarray, ts_us: np.ndarray, prefix: str = "") -> Arrays:
+    def item_arrays(self, item_rows: np.ndarray, ts_us: np.ndarray) -> Arrays:
         """Inputs of the item tower for catalog rows seen at times ts (any shape; -1 = no item)."""
         cat = self.catalog
         shifted = item_rows + 1
         published_raw = cat.published_us[np.maximum(item_rows, 0)]
         fresh = freshness_bucket(ts_us, published_raw, self.config.freshness_edges_h)
         return {
-            f"{prefix}item_id": cat.lookup("id_bucket", shifted),
-            f"{prefix}item_pub": cat.lookup("publisher", shifted),
-            f"{prefix}item_cat": cat.lookup("category", shifted),
-            f"{prefix}item_subcat": cat.lookup("subcategory", shifted),
-            f"{prefix}item_type": cat.lookup("content_type", shifted),
-            f"{prefix}item_fresh": np.where(item_rows >= 0, fresh, 0),
-            f"{prefix}item_published_us": np.where(item_rows >= 0, published_raw, NO_TIME),
+            "item_id": cat.lookup("id_bucket", shifted),
+            "item_pub": cat.lookup("publisher", shifted),
+            "item_cat": cat.lookup("category", shifted),
+            "item_subcat": cat.lookup("subcategory", shifted),
+            "item_type": cat.lookup("content_type", shifted),
+            "item_fresh": np.where(item_rows >= 0, fresh, 0),
+            "item_published_us": np.where(item_rows >= 0, published_raw, NO_TIME),
         }
 
     @functools.cached_property
@@ -187,28 +188,33 @@ def retrieval_examples(
     catalog_negatives: int = 0,
     seed: int = 0,
     live_window_h: float = 48.0,
-) -> Arrays:
+) -> RetrievalArrays:
     """One example per engaged impression: user at t, the engaged item, labels, logQ, and optionally
-    up to `hard_negatives` items shown but not clicked in the same request (`neg_*`, -1 padded →
-    masked) and `catalog_negatives` items drawn uniformly from the catalog live at t (`cat_*`)."""
+    up to `hard_negatives` items shown but not clicked in the same request (`shown`, -1 padded →
+    masked) and `catalog_negatives` items drawn uniformly from the catalog live at t (`catalog`)."""
     imp = impressions.with_row_index("_row")
     pos = imp.filter(pl.col("clicked"))
     ts = to_us(pos.get_column("ts"))
     rows = space.catalog.rows(pos.get_column("item_id"))
     keep = rows >= 0
     pos, ts, rows = pos.filter(pl.Series(keep)), ts[keep], rows[keep]
-    out: Arrays = {**space.user_arrays(pos.get_column("user_id"), ts), **space.item_arrays(rows, ts)}
-    out.update(label_arrays(pos))
-    out["ts_us"] = ts
-    out["logq"] = space.item_logq[rows].astype(np.float32)
+    shown = catalog = None
     if hard_negatives > 0:
         neg = _shown_not_clicked(space, imp, pos, hard_negatives)
-        out.update(space.item_arrays(neg, np.repeat(ts[:, None], neg.shape[1], axis=1), prefix="neg_"))
+        shown = space.item_arrays(neg, np.repeat(ts[:, None], neg.shape[1], axis=1))
     if catalog_negatives > 0:
         cat = live_catalog_sample(space, ts, catalog_negatives, live_window_h, np.random.default_rng(seed))
         cat = np.where(cat == rows[:, None], -1, cat)  # a draw of the positive itself is no negative
-        out.update(space.item_arrays(cat, np.repeat(ts[:, None], catalog_negatives, axis=1), prefix="cat_"))
-    return out
+        catalog = space.item_arrays(cat, np.repeat(ts[:, None], catalog_negatives, axis=1))
+    return RetrievalArrays(
+        user=space.user_arrays(pos.get_column("user_id"), ts),
+        item=space.item_arrays(rows, ts),
+        labels=label_arrays(pos),
+        ts_us=ts,
+        logq=space.item_logq[rows].astype(np.float32),
+        shown=shown,
+        catalog=catalog,
+    )
 
 
 def live_catalog_sample(
@@ -289,9 +295,9 @@ def ranker_examples(
     live_window_h: float = 48.0,
     popular_negatives: int = 0,
     popular_window_h: float = 1.0,
-) -> tuple[Arrays, Arrays]:
+) -> tuple[Arrays, RequestArrays]:
     """(rows, requests): one example per impression (negatives kept with probability
-    `negative_rate`), and the user-tower inputs of each request the rows point to.
+    `negative_rate`), and each request the rows point to (its user's tower inputs, row and time).
 
     A row with any engagement (click, share or hide) is always kept; `sample_rate` records the
     keep probability of each row so training can undo the downsampling in its predictions. Rows
@@ -335,11 +341,9 @@ def ranker_examples(
         out = with_unshown_negatives(space, out, user_rows, ts, counters, clicks, drawn)
     first = np.full(int(request_index.max(initial=-1)) + 1, -1, dtype=np.int64)
     first[request_index[::-1]] = np.arange(request_index.size)[::-1]  # first row of each request
-    requests = space.user_arrays(imp.get_column("user_id").gather(first), ts[first])
-    # Who and when, for what is computed per request outside the towers (the candidate sources).
-    requests["request_user_row"] = user_rows[first]
-    requests["request_ts_us"] = ts[first]
-    return out, requests
+    # Who and when, also for what is computed per request outside the towers (the candidate sources).
+    users = space.user_arrays(imp.get_column("user_id").gather(first), ts[first])
+    return out, RequestArrays(users, user_rows[first], ts[first])
 
 
 def with_unshown_negatives(

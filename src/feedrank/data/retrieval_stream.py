@@ -4,8 +4,8 @@
 impression, only what identifies it: hashed user bucket, user and item rows, time, labels and
 weight (about 60 bytes; 80 more per hard negative). `train/shards.write_streams` deals those rows
 into per-rank stream files; `RetrievalBatches` turns a batch of rows into the model's inputs
-(`retrieval_examples`' keys and values) when the batch is drawn: the user's last-N history, item
-features, logQ and the live-catalog negatives. The history and catalog tables are the feature
+(`RetrievalArrays`, as `retrieval_examples` gives) when the batch is drawn: the user's last-N
+history, item features, logQ and the live-catalog negatives. The history and catalog tables are the feature
 space's own, so nothing per example is ever materialised for the whole log.
 
 Catalog negatives come from a counter-based hash of (seed, epoch, example, draw), not a shared
@@ -22,7 +22,8 @@ import numpy as np
 import polars as pl
 
 from feedrank.data.dataset import Dataset
-from feedrank.data.examples import Arrays, FeatureSpace, label_arrays, live_catalog_draws
+from feedrank.data.example_arrays import LABELS, Arrays, RetrievalArrays
+from feedrank.data.examples import FeatureSpace, label_arrays, live_catalog_draws
 from feedrank.data.features import hash_column, to_us
 
 _COLUMNS = ("request_id", "user_id", "item_id", "ts", "clicked", "dwell_s", "shared", "hidden")
@@ -103,31 +104,34 @@ def uniforms(seed: int, epoch: int, keys: np.ndarray, k: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RetrievalBatches:
-    """Rows of `retrieval_rows` → the two-tower's batch arrays (`arrays(rows, epoch)`)."""
+    """Rows of `retrieval_rows` → the two-tower's examples (`arrays(rows, epoch)`)."""
 
     space: FeatureSpace
     catalog_negatives: int = 0
     live_window_h: float = 48.0
     seed: int = 0
 
-    def arrays(self, rows: Arrays, epoch: int) -> Arrays:
+    def arrays(self, rows: Arrays, epoch: int) -> RetrievalArrays:
         space = self.space
         ts, items = rows["ts_us"], rows["item_row"]
-        out = space.user_arrays_at(rows["user_bucket"], rows["user_row"], ts)
-        out.update(space.item_arrays(items, ts))
-        for name in ("y_click", "y_long_dwell", "y_share", "y_hide", "weight"):
-            out[name] = rows[name]
-        out["ts_us"] = ts
-        out["logq"] = space.item_logq[items].astype(np.float32)
+        shown = catalog = None
         if "neg_row" in rows:
             neg = rows["neg_row"]
             width = max(1, int((neg >= 0).sum(axis=1).max(initial=0)))  # a batch's widest slate
             neg = neg[:, :width]
-            out.update(space.item_arrays(neg, np.repeat(ts[:, None], width, axis=1), prefix="neg_"))
+            shown = space.item_arrays(neg, np.repeat(ts[:, None], width, axis=1))
         if self.catalog_negatives > 0:
             u = uniforms(self.seed, epoch, rows["example"], self.catalog_negatives)
             cat = live_catalog_draws(space, ts, u, self.live_window_h)
             cat = np.where(cat == items[:, None], -1, cat)  # a draw of the positive itself is no negative
-            ts_k = np.repeat(ts[:, None], self.catalog_negatives, axis=1)
-            out.update(space.item_arrays(cat, ts_k, prefix="cat_"))
-        return out
+            catalog = space.item_arrays(cat, np.repeat(ts[:, None], self.catalog_negatives, axis=1))
+        return RetrievalArrays(
+            user=space.user_arrays_at(rows["user_bucket"], rows["user_row"], ts),
+            item=space.item_arrays(items, ts),
+            labels={name: rows[name] for name in LABELS},
+            ts_us=ts,
+            logq=space.item_logq[items].astype(np.float32),
+            weight=rows["weight"],
+            shown=shown,
+            catalog=catalog,
+        )

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from feedrank.artifacts.towers import item_vectors_at_hour
 from feedrank.candidates.logged import LoggedSources, Requests
-from feedrank.data.examples import Arrays, FeatureSpace
+from feedrank.data.examples import FeatureSpace
 from feedrank.data.history import COUNTER_NAMES
 from feedrank.eval.baselines import F64, query_micros
 from feedrank.models.inputs import ItemInputs, UserInputs
@@ -23,10 +23,6 @@ from feedrank.models.ranker import HEADS, Ranker, RankerInputs
 from feedrank.models.two_tower import TwoTower
 
 BATCH = 8192
-
-
-def to_tensors(arrays: Arrays) -> dict[str, Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
 
 def requests_of(user_ids: np.ndarray, ts_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +57,7 @@ class TwoTowerScorer:
             arrays = self.space.user_arrays(
                 pl.Series(user_ids[lo : lo + BATCH], dtype=pl.String), ts_us[lo : lo + BATCH]
             )
-            out.append(self.model.user(UserInputs.from_batch(to_tensors(arrays))))
+            out.append(self.model.user(UserInputs.from_arrays(arrays)))
         return torch.cat(out) if out else torch.zeros(0, self.model.cfg.dim)
 
     @torch.no_grad()
@@ -70,7 +66,7 @@ class TwoTowerScorer:
         out = []
         for lo in range(0, len(item_rows), BATCH):
             arrays = self.space.item_arrays(item_rows[lo : lo + BATCH], ts_us[lo : lo + BATCH])
-            out.append(self.model.item(ItemInputs.from_batch(to_tensors(arrays))))
+            out.append(self.model.item(ItemInputs.from_arrays(arrays)))
         return torch.cat(out) if out else torch.zeros(0, self.model.cfg.dim)
 
     def item_vectors_at_hour(self, hour: int) -> np.ndarray:
@@ -166,16 +162,14 @@ class RankerScorer:
         out = []
         for lo in range(0, len(rows), BATCH):
             sl = slice(lo, lo + BATCH)
-            item_arrays = to_tensors(self.space.item_arrays(rows[sl], ts_us[sl]))
-            user_emb = user_emb_all[sl]
-            item_emb = self.towers.model.item(ItemInputs.from_batch(item_arrays))
+            items = ItemInputs.from_arrays(self.space.item_arrays(rows[sl], ts_us[sl]))
             inputs = RankerInputs(
-                user_emb=user_emb,
-                item_emb=item_emb,
-                publisher=item_arrays["item_pub"],
-                category=item_arrays["item_cat"],
-                content_type=item_arrays["item_type"],
-                freshness=item_arrays["item_fresh"],
+                user_emb=user_emb_all[sl],
+                item_emb=self.towers.model.item(items),
+                publisher=items.publisher,
+                category=items.category,
+                content_type=items.content_type,
+                freshness=items.freshness,
                 counters=torch.from_numpy(counters[sl]),
                 sources=source_block[sl] if source_block is not None else None,
             )

@@ -125,10 +125,8 @@ def engagement_at(
 @torch.no_grad()
 def _content(ranker: RankerScorer, space: FeatureSpace) -> np.ndarray:
     cat = space.catalog
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in space.item_arrays(
-        np.arange(len(cat)), np.zeros(len(cat), dtype=np.int64)
-    ).items()}  # fmt: skip
-    out: np.ndarray = ranker.towers.model.item_tower.content(ItemInputs.from_batch(tensors)).numpy()
+    items = ItemInputs.from_arrays(space.item_arrays(np.arange(len(cat)), np.zeros(len(cat), dtype=np.int64)))
+    out: np.ndarray = ranker.towers.model.item_tower.content(items).numpy()
     return out.astype(np.float32)
 
 

@@ -1,20 +1,25 @@
-"""Typed model inputs: what the towers and the ranker read, from loader to model.
+"""Typed model inputs: what the towers read, with names and shapes.
 
-Batches travel as flat dicts of tensors (easy to shard, shuffle, checkpoint and move to a device);
-these views give them names and shapes at the model boundary.
+Features are computed as numpy arrays keyed like `FeatureSpace.user_arrays` / `item_arrays`
+(data/examples.py); `from_arrays` names them at the model boundary. The training batches built
+from these are in feedrank.train.batch_types; the ranker's own inputs are `models.ranker.RankerInputs`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
-Batch = dict[str, Tensor]
+Columns = Mapping[str, np.ndarray | Tensor]
 
-USER_KEYS = ("user_id", "user_demo", "hist_item", "hist_cat", "hist_pub")
-ITEM_KEYS = ("item_id", "item_pub", "item_cat", "item_subcat", "item_type", "item_fresh", "item_published_us")
+
+def as_tensor(values: np.ndarray | Tensor) -> Tensor:
+    """A tensor sharing `values`' memory (numpy arrays made contiguous first)."""
+    return values if isinstance(values, Tensor) else torch.from_numpy(np.ascontiguousarray(values))
 
 
 @dataclass(frozen=True)
@@ -28,13 +33,14 @@ class UserInputs:
     hist_pub: Tensor  # (B, L) int64 their publishers
 
     @classmethod
-    def from_batch(cls, batch: Batch, prefix: str = "") -> UserInputs:
+    def from_arrays(cls, arrays: Columns) -> UserInputs:
+        """From `FeatureSpace.user_arrays` (numpy arrays or tensors, keyed by it)."""
         return cls(
-            user_id=batch[f"{prefix}user_id"],
-            demographics=batch[f"{prefix}user_demo"],
-            hist_item=batch[f"{prefix}hist_item"],
-            hist_cat=batch[f"{prefix}hist_cat"],
-            hist_pub=batch[f"{prefix}hist_pub"],
+            user_id=as_tensor(arrays["user_id"]),
+            demographics=as_tensor(arrays["user_demo"]),
+            hist_item=as_tensor(arrays["hist_item"]),
+            hist_cat=as_tensor(arrays["hist_cat"]),
+            hist_pub=as_tensor(arrays["hist_pub"]),
         )
 
 
@@ -51,15 +57,17 @@ class ItemInputs:
     published_us: Tensor | None = None  # (...,) int64 publication time, to re-bucket at other times
 
     @classmethod
-    def from_batch(cls, batch: Batch, prefix: str = "") -> ItemInputs:
+    def from_arrays(cls, arrays: Columns) -> ItemInputs:
+        """From `FeatureSpace.item_arrays` (numpy arrays or tensors, keyed by it; any shape)."""
+        published = arrays.get("item_published_us")
         return cls(
-            item_id=batch[f"{prefix}item_id"],
-            publisher=batch[f"{prefix}item_pub"],
-            category=batch[f"{prefix}item_cat"],
-            subcategory=batch[f"{prefix}item_subcat"],
-            content_type=batch[f"{prefix}item_type"],
-            freshness=batch[f"{prefix}item_fresh"],
-            published_us=batch.get(f"{prefix}item_published_us"),
+            item_id=as_tensor(arrays["item_id"]),
+            publisher=as_tensor(arrays["item_pub"]),
+            category=as_tensor(arrays["item_cat"]),
+            subcategory=as_tensor(arrays["item_subcat"]),
+            content_type=as_tensor(arrays["item_type"]),
+            freshness=as_tensor(arrays["item_fresh"]),
+            published_us=None if published is None else as_tensor(published),
         )
 
     def flatten(self) -> ItemInputs:

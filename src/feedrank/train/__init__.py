@@ -6,8 +6,9 @@
                    Path("runs/ranker"), evaluate=lambda model: {"auc": auc_of(model)})
 
 Modules: task (Task and BatchSource protocols, parameter split), batches (TensorBatchSource and
-what a batch must support), config (TrainConfig), loop (train), optim, precision, distributed,
-checkpoint, early_stopping, curves, report (errors live in feedrank.errors).
+what a batch must support), batch_types (RetrievalBatch, RankerBatch), config (TrainConfig), loop
+(train), optim, precision, distributed, checkpoint, early_stopping, curves, report (errors live in
+feedrank.errors).
 """
 
 from feedrank.artifacts.train_config import TrainConfig

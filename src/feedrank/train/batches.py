@@ -10,8 +10,8 @@ Non-tensor leaves (ints, strings, None) are passed through unchanged.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import Tensor
@@ -21,23 +21,36 @@ from feedrank.errors import ConfigError
 B = TypeVar("B")
 
 
-def move_to(batch: B, device: torch.device) -> B:
-    """`batch` with every tensor on `device` (no copy for tensors already there)."""
+def map_tensors(batch: B, fn: Callable[[Tensor], Tensor], other: Callable[[Any], Any] | None = None) -> B:
+    """`batch` with `fn` applied to every tensor in it (the same structure, a new object), and
+    `other` (default: keep) to every other leaf."""
     result: Any
     if isinstance(batch, Tensor):
-        result = batch.to(device, non_blocking=True)
+        result = fn(batch)
     elif isinstance(batch, Mapping):
-        result = type(batch)({k: move_to(v, device) for k, v in batch.items()})  # type: ignore[call-arg]
+        result = type(batch)({k: map_tensors(v, fn, other) for k, v in batch.items()})  # type: ignore[call-arg]
     elif isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
-        result = type(batch)(move_to(v, device) for v in batch)
+        result = type(batch)(map_tensors(v, fn, other) for v in batch)
     elif dataclasses.is_dataclass(batch) and not isinstance(batch, type):
-        changes = {f.name: move_to(getattr(batch, f.name), device) for f in dataclasses.fields(batch)}
+        changes = {f.name: map_tensors(getattr(batch, f.name), fn, other) for f in dataclasses.fields(batch)}
         result = dataclasses.replace(batch, **changes)
-    elif hasattr(batch, "to"):
-        result = batch.to(device)
     else:
-        result = batch
+        result = batch if other is None else other(batch)
     return result  # type: ignore[no-any-return]
+
+
+def move_to(batch: B, device: torch.device) -> B:
+    """`batch` with every tensor on `device` (no copy for tensors already there)."""
+    return map_tensors(
+        batch,
+        lambda t: t.to(device, non_blocking=True),
+        lambda leaf: leaf.to(device) if hasattr(leaf, "to") else leaf,
+    )
+
+
+def take(batch: B, index: Tensor) -> B:
+    """The examples `index` (dim 0 of every tensor) of `batch`."""
+    return map_tensors(batch, lambda t: t[index])
 
 
 def count_examples(batch: object) -> int:
@@ -48,10 +61,10 @@ def count_examples(batch: object) -> int:
         values: list[object] = list(batch.values())
     elif isinstance(batch, (list, tuple)):
         values = list(batch)
-    elif dataclasses.is_dataclass(batch) and not isinstance(batch, type):
-        values = [getattr(batch, f.name) for f in dataclasses.fields(batch)]
     elif hasattr(batch, "__len__"):
         return len(batch)
+    elif dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        values = [getattr(batch, f.name) for f in dataclasses.fields(batch)]
     else:
         values = []
     for value in values:
@@ -60,8 +73,25 @@ def count_examples(batch: object) -> int:
     raise TypeError(f"cannot count the examples of a {type(batch).__name__}: give it __len__")
 
 
-class TensorBatchSource:
-    """Batches of dict[str, Tensor] sliced from equally long tensors held in memory.
+def leading_lengths(batch: object, name: str = "") -> dict[str, int]:
+    """Dim 0 of every tensor in `batch`, by its path (`user.hist_item`, `labels`, ...)."""
+    if isinstance(batch, Tensor):
+        return {name: int(batch.shape[0])}
+    if isinstance(batch, Mapping):
+        parts: list[tuple[str, object]] = [(str(k), v) for k, v in batch.items()]
+    elif dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        parts = [(f.name, getattr(batch, f.name)) for f in dataclasses.fields(batch)]
+    else:
+        parts = []
+    out: dict[str, int] = {}
+    for key, value in parts:
+        out.update(leading_lengths(value, f"{name}.{key}" if name else key))
+    return out
+
+
+class TensorBatchSource(Generic[B]):
+    """Batches sliced from one in-memory batch of all N examples: a dict of equally long tensors or
+    a typed batch (a dataclass of them, e.g. `RankerBatch`); each batch has the type of the whole.
 
     Each epoch the N examples are shuffled with a generator seeded by (seed, epoch) — the same
     permutation on every rank — and cut into consecutive batches of `batch_size` (per rank).
@@ -74,19 +104,19 @@ class TensorBatchSource:
 
     def __init__(
         self,
-        tensors: Mapping[str, Tensor],
+        tensors: B,
         batch_size: int,
         *,
         seed: int = 0,
         shuffle: bool = True,
         drop_last: bool = True,
     ) -> None:
-        lengths = {name: int(t.shape[0]) for name, t in tensors.items()}
+        lengths = leading_lengths(tensors)
         if not lengths or len(set(lengths.values())) != 1:
             raise ConfigError(f"TensorBatchSource needs tensors of one common length, got {lengths}")
         if batch_size < 1:
             raise ConfigError(f"TensorBatchSource batch_size must be >= 1, got {batch_size}")
-        self.tensors = dict(tensors)
+        self.tensors = tensors
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
@@ -103,12 +133,12 @@ class TensorBatchSource:
         total = -(-self.num_examples // self.batch_size)  # the last batch may be short
         return len(range(rank, total, world_size))
 
-    def batches(self, epoch: int, rank: int, world_size: int, start: int = 0) -> Iterator[dict[str, Tensor]]:
+    def batches(self, epoch: int, rank: int, world_size: int, start: int = 0) -> Iterator[B]:
         order = self.order(epoch)
         for i in range(start, self.num_batches(rank, world_size)):
             k = i * world_size + rank  # the global index of this rank's i-th batch
             index = order[k * self.batch_size : (k + 1) * self.batch_size]
-            yield {name: t[index] for name, t in self.tensors.items()}
+            yield take(self.tensors, index)
 
     def order(self, epoch: int) -> Tensor:
         """The example order of `epoch`: (N,) int64, a permutation when shuffling."""

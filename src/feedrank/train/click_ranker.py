@@ -24,18 +24,15 @@ from feedrank.data.click_examples import ClickBatches, ClickExamples, click_exam
 from feedrank.data.examples import FeatureSpace, recent_click_sample
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.two_tower import TwoTower
+from feedrank.train.batch_types import RankerBatch
 from feedrank.train.ranker_task import TowerTables
 
 log = logging.getLogger(__name__)
 USER_CHUNK = 8192  # clicks whose user-tower inputs are built at once
 
 
-def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-
-
 class ClickBatchSource:
-    """`ClickBatches` as tensors, for the training loop (a `BatchSource`)."""
+    """`ClickBatches` as `RankerBatch`es, for the training loop (a `BatchSource`)."""
 
     def __init__(self, batches: ClickBatches) -> None:
         self.inner = batches
@@ -46,11 +43,9 @@ class ClickBatchSource:
     def num_batches(self, rank: int, world_size: int) -> int:
         return self.inner.num_batches(rank, world_size)
 
-    def batches(
-        self, epoch: int, rank: int, world_size: int, start: int = 0
-    ) -> Iterator[dict[str, torch.Tensor]]:
+    def batches(self, epoch: int, rank: int, world_size: int, start: int = 0) -> Iterator[RankerBatch]:
         for arrays in self.inner.batches(epoch, rank, world_size, start):
-            yield _tensors(arrays)
+            yield RankerBatch.from_arrays(arrays)
 
 
 @torch.no_grad()
@@ -64,11 +59,11 @@ def click_tower_tables(towers: TwoTower, space: FeatureSpace, examples: ClickExa
         arrays = space.user_arrays_at(
             examples.user_buckets[chunk], examples.user_rows[chunk], examples.ts_us[chunk]
         )
-        users.append(towers.user(UserInputs.from_batch(_tensors(arrays))))
+        users.append(towers.user(UserInputs.from_arrays(arrays)))
     dim = towers.cfg.dim
     everything = np.arange(len(space.catalog))
-    catalog = _tensors(space.item_arrays(everything, np.zeros(everything.size, dtype=np.int64)))
-    content = towers.item_tower.content(ItemInputs.from_batch(catalog))
+    catalog = ItemInputs.from_arrays(space.item_arrays(everything, np.zeros(everything.size, dtype=np.int64)))
+    content = towers.item_tower.content(catalog)
     table = torch.cat(users) if users else torch.zeros((0, dim))
     return TowerTables(table, content, towers.item_tower.freshness.weight.detach().clone())
 

@@ -13,9 +13,10 @@ import torch
 from torch import Tensor, nn
 
 from feedrank.artifacts.config import RankerLossConfig
-from feedrank.models.inputs import Batch, ItemInputs
+from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.ranker import HEADS, Ranker, RankerInputs
 from feedrank.models.two_tower import TwoTower
+from feedrank.train.batch_types import RankerBatch
 from feedrank.train.losses import multitask_bce
 
 
@@ -28,31 +29,29 @@ class TowerTables(nn.Module):
         self.register_buffer("content", content, persistent=False)  # (I, d)
         self.register_buffer("freshness", freshness, persistent=False)  # (buckets, d)
 
-    def inputs(self, batch: Batch, with_position: bool) -> RankerInputs:
+    def inputs(self, batch: RankerBatch, with_position: bool) -> RankerInputs:
         users: Tensor = self.users  # type: ignore[assignment]
         content: Tensor = self.content  # type: ignore[assignment]
         freshness: Tensor = self.freshness  # type: ignore[assignment]
         return RankerInputs(
-            user_emb=users[batch["request_index"]],
-            item_emb=content[batch["item_row"]] + freshness[batch["item_fresh"]],
-            publisher=batch["item_pub"],
-            category=batch["item_cat"],
-            content_type=batch["item_type"],
-            freshness=batch["item_fresh"],
-            counters=batch["counters"],
-            position=batch["position"] if with_position else None,
-            sources=batch.get("sources"),
+            user_emb=users[batch.request_index],
+            item_emb=content[batch.item_row] + freshness[batch.freshness],
+            publisher=batch.publisher,
+            category=batch.category,
+            content_type=batch.content_type,
+            freshness=batch.freshness,
+            counters=batch.counters,
+            position=batch.position if with_position else None,
+            sources=batch.sources,
         )
 
 
 @torch.no_grad()
-def tower_tables(towers: TwoTower, user_batches: list[Batch], catalog_items: Batch) -> TowerTables:
+def tower_tables(towers: TwoTower, user_batches: list[UserInputs], catalog_items: ItemInputs) -> TowerTables:
     """Run the frozen towers once: users (in request order, given in batches) and the catalog."""
-    from feedrank.models.inputs import UserInputs
-
     towers.eval()
-    users = torch.cat([towers.user(UserInputs.from_batch(b)) for b in user_batches])
-    content = towers.item_tower.content(ItemInputs.from_batch(catalog_items))
+    users = torch.cat([towers.user(users) for users in user_batches])
+    content = towers.item_tower.content(catalog_items)
     return TowerTables(users, content, towers.item_tower.freshness.weight.detach().clone())
 
 
@@ -72,13 +71,14 @@ class RankerTask(nn.Module):
     def model(self) -> Ranker:
         return self.ranker
 
-    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, batch: RankerBatch) -> tuple[Tensor, dict[str, float]]:
         logits = self.ranker(self.tables.inputs(batch, with_position=True))  # (N, H)
-        targets = torch.stack([batch[f"y_{h}"] for h in HEADS], dim=1)
         # Downsampled negatives count 1 / keep-rate: the probabilities stay calibrated to all rows.
-        weights = 1.0 / batch["sample_rate"]
+        weights = 1.0 / batch.sample_rate
         head_weights: Tensor = self.head_weights  # type: ignore[assignment]
-        total, per_head = multitask_bce(logits, targets, head_weights=head_weights, sample_weights=weights)
+        total, per_head = multitask_bce(
+            logits, batch.labels, head_weights=head_weights, sample_weights=weights
+        )
         logs = {"loss": float(total.detach())}
         logs.update({f"bce_{h}": float(v) for h, v in zip(HEADS, per_head.tolist(), strict=True)})
         return total, logs

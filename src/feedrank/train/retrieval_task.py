@@ -6,13 +6,13 @@ import torch
 from torch import Tensor
 
 from feedrank.artifacts.config import RetrievalLossConfig
-from feedrank.models.inputs import Batch, ItemInputs, UserInputs
 from feedrank.models.two_tower import TwoTower
+from feedrank.train.batch_types import RetrievalBatch
 from feedrank.train.losses import sampled_softmax_loss
 
 
 class RetrievalTask:
-    """Network + loss. Batches are dicts from data/examples.retrieval_examples, as tensors."""
+    """Network + loss over `RetrievalBatch`es (data/examples.retrieval_examples, as tensors)."""
 
     def __init__(self, model: TwoTower, cfg: RetrievalLossConfig) -> None:
         self._model = model
@@ -22,31 +22,29 @@ class RetrievalTask:
     def model(self) -> TwoTower:
         return self._model
 
-    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, batch: RetrievalBatch) -> tuple[Tensor, dict[str, float]]:
         model = self._model
         temperature = model.cfg.temperature
-        user = model.user(UserInputs.from_batch(batch))  # (B, d)
-        items = ItemInputs.from_batch(batch)
-        content = model.item_tower.content(items)  # (B, d)
+        user = model.user(batch.user)  # (B, d)
+        content = model.item_tower.content(batch.item)  # (B, d)
         # Every in-batch item scored at every row's own time: freshness differs per pair.
-        logits = model.score_at(user, content, batch["item_published_us"], batch["ts_us"])  # (B, B)
+        logits = model.score_at(user, content, batch.published_us, batch.ts_us)  # (B, B)
         extra_logits: list[Tensor] = []
         extra_masks: list[Tensor] = []
-        # Shown in the same request (neg_) or drawn from the live catalog (cat_): either way their
-        # freshness buckets were computed at the row's own time. Uniform catalog draws need no
-        # logQ term (a constant shift); shown items were not drawn by popularity either.
-        for prefix in ("neg_", "cat_"):
-            if f"{prefix}item_id" in batch:
-                extra = model.item(ItemInputs.from_batch(batch, prefix=prefix))  # (B, H, d)
-                extra_logits.append(torch.einsum("bd,bhd->bh", user, extra) / temperature)
-                extra_masks.append(batch[f"{prefix}item_id"] > 0)
+        # Shown in the same request or drawn from the live catalog: either way their freshness
+        # buckets were computed at the row's own time. Uniform catalog draws need no logQ term
+        # (a constant shift); shown items were not drawn by popularity either.
+        for negatives in batch.negatives():
+            extra = model.item(negatives)  # (B, H, d)
+            extra_logits.append(torch.einsum("bd,bhd->bh", user, extra) / temperature)
+            extra_masks.append(negatives.item_id > 0)
         hard_logits = torch.cat(extra_logits, dim=1) if extra_logits else None
         hard_mask = torch.cat(extra_masks, dim=1) if extra_masks else None
         loss = sampled_softmax_loss(
             logits,
-            logq=batch["logq"] if self.cfg.logq_correction else None,
-            item_ids=batch["item_id"],
-            weights=batch.get("weight"),
+            logq=batch.logq if self.cfg.logq_correction else None,
+            item_ids=batch.item.item_id,
+            weights=batch.weight,
             hard_logits=hard_logits,
             hard_mask=hard_mask,
         )

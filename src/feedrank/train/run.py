@@ -29,17 +29,15 @@ from feedrank.artifacts.store import build_ranker, build_space, build_two_tower,
 from feedrank.artifacts.towers import item_vectors_at_hour
 from feedrank.candidates.logged import LoggedSources, Requests
 from feedrank.data.dataset import Dataset
-from feedrank.data.examples import (
-    Arrays,
-    FeatureSpace,
-    ranker_examples,
-    with_unshown_negatives,
-)
+from feedrank.data.example_arrays import Arrays, RequestArrays
+from feedrank.data.examples import FeatureSpace, ranker_examples, with_unshown_negatives
 from feedrank.data.features import FeatureConfig, table_memory
 from feedrank.data.retrieval_stream import RetrievalBatches, retrieval_rows
 from feedrank.data.split import open_split
 from feedrank.errors import ConfigError, DatasetError
+from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.two_tower import TwoTower
+from feedrank.train.batch_types import RankerBatch, RetrievalBatch
 from feedrank.train.batches import TensorBatchSource
 from feedrank.train.click_ranker import click_ranker_data
 from feedrank.train.loop import Evaluate, train
@@ -58,10 +56,6 @@ EXAMPLES_DIR = "examples"  # the run's example streams while it trains
 # world) rows of each); units of 8,192 rows are the shuffle's blocks and the reads' row groups.
 EXAMPLE_STREAMS = 8
 EXAMPLE_UNIT_ROWS = 8_192
-
-
-def to_tensors(arrays: Arrays) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
 
 def train_retrieval(
@@ -87,8 +81,8 @@ def train_retrieval(
         )
     batches = RetrievalBatches(space, catalog_negatives, seed=cfg.train.seed)
 
-    def make_batch(rows: Arrays, epoch: int) -> dict[str, torch.Tensor]:
-        return to_tensors(batches.arrays(rows, epoch))
+    def make_batch(rows: Arrays, epoch: int) -> RetrievalBatch:
+        return RetrievalBatch.from_arrays(batches.arrays(rows, epoch))
 
     data = ShardBatchSource(streams, cfg.batch_size, make_batch, seed=cfg.train.seed)
     torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
@@ -147,7 +141,7 @@ def train_ranker(
 
 def _impression_data(
     space: FeatureSpace, towers: TwoTower, impressions: pl.DataFrame, cfg: RankerRunConfig
-) -> tuple[TensorBatchSource, TowerTables, int]:
+) -> tuple[TensorBatchSource[RankerBatch], TowerTables, int]:
     """The ranker's rows of a log with impressions, in memory: every impression (and the unshown
     negatives of each click), its features as of its request; the tower tables per request."""
     log.info("ranker examples from %d training impressions (features as of each request)", impressions.height)
@@ -163,7 +157,7 @@ def _impression_data(
     )
     log.info(
         "frozen towers over %d requests and %d catalog items",
-        len(requests["request_ts_us"]),
+        len(requests),
         len(space.catalog),
     )
     tables = _tower_tables(towers, space, requests)
@@ -173,7 +167,7 @@ def _impression_data(
             arrays = replay.with_pool_negatives(arrays, cfg, np.random.default_rng(cfg.train.seed + 1))
         if cfg.sources:
             arrays["sources"] = replay.columns(arrays)
-    data = TensorBatchSource(to_tensors(arrays), cfg.batch_size, seed=cfg.train.seed)
+    data = TensorBatchSource(RankerBatch.from_arrays(arrays), cfg.batch_size, seed=cfg.train.seed)
     return data, tables, len(arrays["y_click"])
 
 
@@ -221,14 +215,16 @@ def recent_part(impressions: pl.DataFrame, window_h: float) -> pl.DataFrame:
 class SourceReplay:
     """The candidate sources asked at each training request's time (candidates/logged.py)."""
 
-    def __init__(self, space: FeatureSpace, towers: TwoTower, requests: Arrays, tables: TowerTables) -> None:
+    def __init__(
+        self, space: FeatureSpace, towers: TwoTower, requests: RequestArrays, tables: TowerTables
+    ) -> None:
         self.space = space
         self.logged = LoggedSources.from_past(space.past, space.catalog, space.users)
         towers.eval()
         users: torch.Tensor = tables.users  # type: ignore[assignment]
         self.requests = Requests(
-            requests["request_user_row"],
-            requests["request_ts_us"],
+            requests.user_row,
+            requests.ts_us,
             users.numpy(),
             functools.partial(item_vectors_at_hour, towers, space),
         )
@@ -253,15 +249,14 @@ class SourceReplay:
         return with_unshown_negatives(self.space, rows, users, ts, cfg.counters, clicks, drawn)
 
 
-def _tower_tables(towers: TwoTower, space: FeatureSpace, requests: Arrays) -> TowerTables:
+def _tower_tables(towers: TwoTower, space: FeatureSpace, requests: RequestArrays) -> TowerTables:
     """The frozen towers' outputs for every training request and catalog item (computed once)."""
-    num = len(requests["request_ts_us"])
     user_batches = [
-        to_tensors({k: v[lo : lo + 8192] for k, v in requests.items() if not k.startswith("request_")})
-        for lo in range(0, num, 8192)
+        UserInputs.from_arrays({k: v[lo : lo + 8192] for k, v in requests.user.items()})
+        for lo in range(0, len(requests), 8192)
     ]
     everything = np.arange(len(space.catalog))
-    catalog = to_tensors(space.item_arrays(everything, np.zeros(everything.size, dtype=np.int64)))
+    catalog = ItemInputs.from_arrays(space.item_arrays(everything, np.zeros(everything.size, dtype=np.int64)))
     return tower_tables(towers, user_batches, catalog)
 
 
