@@ -1,4 +1,5 @@
-"""Helpers for the source-adapter tests: read back the quarantine and the ledger of a dataset."""
+"""Helpers for the data tests: read back the quarantine and the ledger of a dataset; the tiny
+simulated world, split, that the example tests build from."""
 
 from __future__ import annotations
 
@@ -7,7 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from feedrank.data.dataset import QUARANTINE_FILE, Dataset
+from feedrank.data.features import FeatureConfig
 from feedrank.data.quarantine import BadRow
+from feedrank.data.sources.base import ImportOptions, import_source
+from feedrank.data.sources.tabular import import_tabular
+from feedrank.data.split import SplitSpec, open_split, split_dataset
+from feedrank.sim import SimConfig, simulate
+
+# Small hashed tables for the example tests' tiny world.
+EXAMPLE_FEATURES = FeatureConfig(user_buckets=2_000, item_buckets=2_000)
+
+
+def tiny_split(root: Path) -> dict[str, Dataset]:
+    """The tiny simulated world (seed 5) imported and split by time under `root`: part → dataset."""
+    simulate(SimConfig.preset("tiny", seed=5), root / "sim")
+    data = import_source(import_tabular, root / "sim", root / "data", ImportOptions())
+    return open_split(split_dataset(data, root / "split", SplitSpec()))
 
 
 def quarantine_records(ds: Dataset) -> list[dict[str, Any]]:

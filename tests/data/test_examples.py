@@ -27,7 +27,7 @@ from feedrank.data.examples import (
     recent_click_sample,
     retrieval_examples,
 )
-from feedrank.data.features import FeatureConfig, hash_column, to_us
+from feedrank.data.features import hash_column, to_us
 from feedrank.data.history import RANKER_FEATURES
 from feedrank.data.sources.base import ImportOptions, import_source
 from feedrank.data.sources.tabular import import_tabular
@@ -41,17 +41,15 @@ from feedrank.train.batches import take
 from feedrank.train.ranker_task import tower_tables
 from feedrank.train.retrieval_task import RetrievalTask
 from feedrank.train.run import AUTO_CATALOG_NEGATIVES, recent_part, train_ranker, train_retrieval
+from tests.data.conftest import EXAMPLE_FEATURES as FEATURES
+from tests.data.conftest import tiny_split
 
-FEATURES = FeatureConfig(user_buckets=2_000, item_buckets=2_000)
 H_US = 3_600_000_000
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Dataset], FeatureSpace]:
-    root = tmp_path_factory.mktemp("examples")
-    simulate(SimConfig.preset("tiny", seed=5), root / "sim")
-    data = import_source(import_tabular, root / "sim", root / "data", ImportOptions())
-    parts = open_split(split_dataset(data, root / "split", SplitSpec()))
+    parts = tiny_split(tmp_path_factory.mktemp("examples"))
     return parts, fit_feature_space(parts, FEATURES)
 
 

@@ -9,23 +9,16 @@ import pytest
 from feedrank.artifacts.labels import EngagementWeights
 from feedrank.data.dataset import Dataset
 from feedrank.data.examples import FeatureSpace, fit_feature_space, retrieval_examples
-from feedrank.data.features import FeatureConfig
 from feedrank.data.retrieval_stream import RetrievalBatches, retrieval_rows, uniforms
-from feedrank.data.sources.base import ImportOptions, import_source
-from feedrank.data.sources.tabular import import_tabular
-from feedrank.data.split import SplitSpec, open_split, split_dataset
-from feedrank.sim import SimConfig, simulate
+from tests.data.conftest import EXAMPLE_FEATURES as FEATURES
+from tests.data.conftest import tiny_split
 
-FEATURES = FeatureConfig(user_buckets=2_000, item_buckets=2_000)
 H_US = 3_600_000_000
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Dataset], FeatureSpace]:
-    root = tmp_path_factory.mktemp("stream")
-    simulate(SimConfig.preset("tiny", seed=5), root / "sim")
-    data = import_source(import_tabular, root / "sim", root / "data", ImportOptions())
-    parts = open_split(split_dataset(data, root / "split", SplitSpec()))
+    parts = tiny_split(tmp_path_factory.mktemp("stream"))
     shards = parts["train"].path / "impressions"
     train = pl.read_parquet(shards / "*.parquet")
     for old in shards.glob("*.parquet"):  # three shards, as a larger log would have

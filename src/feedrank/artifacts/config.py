@@ -76,17 +76,20 @@ class RankerLossConfig:
         return replace(self, catalog_negatives=catalog, pool_negatives=pool)
 
 
+# The training loop's defaults per model (TrainConfig is frozen and hashable: one shared default).
+RETRIEVAL_TRAINING = TrainConfig(
+    epochs=8, lr=3e-3, sparse_lr=0.05, early_stop_metric="recall@100", patience=2
+)
+RANKER_TRAINING = TrainConfig(epochs=3, lr=2e-3, sparse_lr=0.05, early_stop_metric="gauc", patience=1)
+
+
 @dataclass(frozen=True)
 class RetrievalRunConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     loss: RetrievalLossConfig = field(default_factory=RetrievalLossConfig)
     weights: EngagementWeights = field(default_factory=EngagementWeights)
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            epochs=8, lr=3e-3, sparse_lr=0.05, early_stop_metric="recall@100", patience=2
-        )
-    )
+    train: TrainConfig = RETRIEVAL_TRAINING
     batch_size: int = 1024
 
 
@@ -95,11 +98,7 @@ class RankerRunConfig:
     model: RankerConfig = field(default_factory=RankerConfig)
     loss: RankerLossConfig = field(default_factory=RankerLossConfig)
     weights: EngagementWeights = field(default_factory=EngagementWeights)
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            epochs=3, lr=2e-3, sparse_lr=0.05, early_stop_metric="gauc", patience=1
-        )
-    )
+    train: TrainConfig = RANKER_TRAINING
     batch_size: int = 1024
     # Names of the dense features the ranker reads (data/history.py), in column order; recorded in
     # run.json and bundles. `ranker_config` reads a saved config without them as COUNTER_NAMES.

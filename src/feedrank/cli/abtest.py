@@ -26,6 +26,20 @@ abtest_app = typer.Typer(
 )
 
 
+# The metric options of `plan` and `rollout` (rollout: the primary check's metric).
+MeanOption = Annotated[float | None, typer.Option(help="Continuous metric: control mean per unit (user).")]
+SdOption = Annotated[float | None, typer.Option(help="Continuous metric: standard deviation per unit.")]
+VarianceReductionOption = Annotated[
+    float, typer.Option(help="Continuous metric: CUPED variance reduction rho^2 in [0, 1).")
+]
+DataOption = Annotated[
+    Path | None, typer.Option("--data", "-d", help="Measure the metric from this dataset or split.")
+]
+MetricOption = Annotated[str, typer.Option(help="With --data: dwell_per_day, clicks_per_day or ctr.")]
+PreDaysOption = Annotated[float, typer.Option(help="With --data: CUPED pre-period in days (0: none).")]
+PostDaysOption = Annotated[float, typer.Option(help="With --data: the measured window in days.")]
+
+
 # ------------------------------------------------------------------------------- abtest plan
 def _metric(
     baseline: float | None,
@@ -85,19 +99,13 @@ def plan_command(
     method: Annotated[
         Literal["pooled", "arcsine"], typer.Option(help="Proportion metric: variance method.")
     ] = "pooled",
-    mean: Annotated[float | None, typer.Option(help="Continuous metric: control mean per unit.")] = None,
-    sd: Annotated[float | None, typer.Option(help="Continuous metric: standard deviation per unit.")] = None,
-    variance_reduction: Annotated[
-        float, typer.Option(help="Continuous metric: CUPED variance reduction rho^2 in [0, 1).")
-    ] = 0.0,
-    data: Annotated[
-        Path | None, typer.Option("--data", "-d", help="Measure the metric from this dataset or split.")
-    ] = None,
-    metric: Annotated[str, typer.Option(help="With --data: dwell_per_day, clicks_per_day or ctr.")] = (
-        "dwell_per_day"
-    ),
-    pre_days: Annotated[float, typer.Option(help="With --data: CUPED pre-period in days (0: none).")] = 0.0,
-    post_days: Annotated[float, typer.Option(help="With --data: the measured window in days.")] = 3.5,
+    mean: MeanOption = None,
+    sd: SdOption = None,
+    variance_reduction: VarianceReductionOption = 0.0,
+    data: DataOption = None,
+    metric: MetricOption = "dwell_per_day",
+    pre_days: PreDaysOption = 0.0,
+    post_days: PostDaysOption = 3.5,
     alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
     power: Annotated[float, typer.Option(help="Power to reach.")] = 0.8,
     one_sided: Annotated[bool, typer.Option(help="One-sided test in the effect's direction.")] = False,
@@ -159,19 +167,13 @@ def rollout_command(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a field: users_per_day=50000, ...")
     ] = None,
-    mean: Annotated[float | None, typer.Option(help="Primary metric: control mean per user.")] = None,
-    sd: Annotated[float | None, typer.Option(help="Primary metric: standard deviation per user.")] = None,
-    variance_reduction: Annotated[
-        float, typer.Option(help="Primary metric: CUPED variance reduction in [0, 1).")
-    ] = 0.0,
-    data: Annotated[
-        Path | None, typer.Option("--data", "-d", help="Measure the primary metric from a dataset or split.")
-    ] = None,
-    metric: Annotated[str, typer.Option(help="With --data: dwell_per_day, clicks_per_day or ctr.")] = (
-        "dwell_per_day"
-    ),
-    pre_days: Annotated[float, typer.Option(help="With --data: CUPED pre-period in days.")] = 0.0,
-    post_days: Annotated[float, typer.Option(help="With --data: the measured window in days.")] = 3.5,
+    mean: MeanOption = None,
+    sd: SdOption = None,
+    variance_reduction: VarianceReductionOption = 0.0,
+    data: DataOption = None,
+    metric: MetricOption = "dwell_per_day",
+    pre_days: PreDaysOption = 0.0,
+    post_days: PostDaysOption = 3.5,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write rollout.md here.")] = None,
 ) -> None:
     """The staged rollout (canary, experiment, ramps, full): hours per stage and what stops it.

@@ -77,10 +77,7 @@ class RankerBatch:
 
     request_index: Tensor  # (N,) int64 the row's request (one user at one time)
     item_row: Tensor  # (N,) int64 catalog row of the item
-    publisher: Tensor  # (N,) int64
-    category: Tensor  # (N,) int64
-    content_type: Tensor  # (N,) int64
-    freshness: Tensor  # (N,) int64 age bucket at the request's time
+    item: ItemInputs  # (N,) the item's features at the request's time (freshness: its age bucket)
     counters: Tensor  # (N, F) float32 dense features, in the run config's counter order
     position: Tensor  # (N,) int64 slot in the slate
     labels: Tensor  # (N, len(HEADS)) float32 targets in models.ranker.HEADS order
@@ -94,10 +91,7 @@ class RankerBatch:
         return cls(
             request_index=as_tensor(rows["request_index"]),
             item_row=as_tensor(rows["item_row"]),
-            publisher=as_tensor(rows["item_pub"]),
-            category=as_tensor(rows["item_cat"]),
-            content_type=as_tensor(rows["item_type"]),
-            freshness=as_tensor(rows["item_fresh"]),
+            item=ItemInputs.from_arrays(rows),
             counters=as_tensor(rows["counters"]),
             position=as_tensor(rows["position"]),
             labels=torch.stack([as_tensor(rows[f"y_{head}"]) for head in HEADS], dim=1),

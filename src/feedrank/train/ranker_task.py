@@ -35,11 +35,11 @@ class TowerTables(nn.Module):
         freshness: Tensor = self.freshness  # type: ignore[assignment]
         return RankerInputs(
             user_emb=users[batch.request_index],
-            item_emb=content[batch.item_row] + freshness[batch.freshness],
-            publisher=batch.publisher,
-            category=batch.category,
-            content_type=batch.content_type,
-            freshness=batch.freshness,
+            item_emb=content[batch.item_row] + freshness[batch.item.freshness],
+            publisher=batch.item.publisher,
+            category=batch.item.category,
+            content_type=batch.item.content_type,
+            freshness=batch.item.freshness,
             counters=batch.counters,
             position=batch.position if with_position else None,
             sources=batch.sources,
