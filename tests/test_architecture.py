@@ -30,7 +30,7 @@ def all_but(*allowed: str) -> set[str]:
 
 # package -> packages it must never import (directly)
 FORBIDDEN: dict[str, set[str]] = {
-    "data": all_but("data", "errors", "config"),
+    "data": all_but("data", "errors", "config", "candidates", "artifacts"),
     "sim": {"models", "train", "bundle", "index", "serve", "eval", "experiments", "pipeline", "cli"},
     "models": {"train", "bundle", "serve", "eval", "experiments", "pipeline", "cli"},
     # Run configs, model factories and run I/O: what bundle/ and serve/ read instead of train/.
