@@ -6,8 +6,11 @@ For each (workers, state) the service runs in its own process(es) (`feedrank ser
 `--redis-url` with a private redis-server started here) and answers, after a warm-up:
 1 closed-loop client, 8 closed-loop clients (`bench_service.run_clients`), and an open-loop stream
 at `--rate` requests/s (`bench_service.run_open_loop`: latency from when each request was due).
-Reports p50/p99, throughput, the share of degraded feeds and the server's median stage timings;
-writes JSON and a latency plot. The 1- vs 2-worker ratio of each figure comes from the same run.
+Reports p50/p99, throughput, the share of degraded feeds, the server's median stage timings and
+the 1-minute load average; writes JSON and a latency plot. The 1- vs 2-worker ratio of each
+figure comes from the same run. `--unbatched` adds, for each worker count with in-process state,
+the service without micro-batching (`max_batch=1 max_concurrent=2`: each request waits for one
+of two scoring slots, as before serve/batcher.py), so the batching's effect is a ratio of one run.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_service import run_clients, run_open_loop, serving_process, summarize
 from feedrank.serve.local import free_port
 
+UNBATCHED = ["max_batch=1", "max_concurrent=2"]
 Run = tuple[list[float], list[dict[str, Any]], float]  # latencies ms, answers, wall seconds
 
 
@@ -70,35 +74,45 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--states", nargs="*", default=["memory", "redis"])
     parser.add_argument("--out", type=Path, default=Path("runs/bench-capacity"))
+    parser.add_argument("--unbatched", action="store_true", help="also serve without micro-batching")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     users = pl.read_parquet(args.bundle / "events.parquet").get_column("user_id").unique().sort().to_list()
     results: list[dict[str, Any]] = []
     plots: dict[str, list[float]] = {}
-    for state in args.states:
-        for workers in args.workers:
-            with (
-                contextmanager_for(state) as redis_url,
-                serving_process(
-                    args.bundle, int8=False, workers=workers, redis_url=redis_url, timeout_s=1800
-                ) as url,
-            ):
-                run_clients(url, users, 100, 2)  # warm-up of every worker
-                open_loop = f"open loop {args.rate:g}/s"
-                phases: list[tuple[str, Callable[[], Run]]] = [
-                    ("1 client", lambda: run_clients(url, users, args.requests, 1)),
-                    ("8 clients", lambda: run_clients(url, users, args.requests, 8)),
-                    (open_loop, lambda: run_open_loop(url, users, args.requests, args.rate)),
-                ]
-                for phase, run in phases:
-                    latencies, answers, wall = run()
-                    summary = summarize(latencies, answers, wall)
-                    row = {"state": state, "workers": workers, "phase": phase, **summary}
-                    row["degraded_share"] = summary["degraded"] / summary["requests"]
-                    row["load_average_1m"] = os.getloadavg()[0]
-                    results.append(row)
-                    plots[f"{state}, {workers} worker(s), {phase}"] = latencies
-                    print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}), flush=True)
+    variants = [(state, workers, "batched") for state in args.states for workers in args.workers]
+    if args.unbatched:
+        variants += [("memory", workers, "unbatched") for workers in args.workers]
+    for state, workers, batching in variants:
+        overrides = UNBATCHED if batching == "unbatched" else []
+        with (
+            contextmanager_for(state) as redis_url,
+            serving_process(
+                args.bundle,
+                int8=False,
+                workers=workers,
+                redis_url=redis_url,
+                timeout_s=1800,
+                overrides=overrides,
+            ) as url,
+        ):
+            run_clients(url, users, 100, 2)  # warm-up of every worker
+            open_loop = f"open loop {args.rate:g}/s"
+            phases: list[tuple[str, Callable[[], Run]]] = [
+                ("1 client", lambda: run_clients(url, users, args.requests, 1)),
+                ("8 clients", lambda: run_clients(url, users, args.requests, 8)),
+                (open_loop, lambda: run_open_loop(url, users, args.requests, args.rate)),
+            ]
+            for phase, run in phases:
+                latencies, answers, wall = run()
+                summary = summarize(latencies, answers, wall)
+                row = {"state": state, "workers": workers, "batching": batching, "phase": phase}
+                row |= summary
+                row["degraded_share"] = summary["degraded"] / summary["requests"]
+                row["load_average_1m"] = os.getloadavg()[0]
+                results.append(row)
+                plots[f"{state}, {workers} worker(s), {batching}, {phase}"] = latencies
+                print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}), flush=True)
     (args.out / "capacity.json").write_text(json.dumps(results, indent=2) + "\n")
     fig = Figure(figsize=(9, 5))
     ax = fig.subplots()

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -201,10 +202,17 @@ def plot(single: list[float], concurrent: list[float], concurrency: int, path: P
 
 @contextmanager
 def serving_process(
-    bundle: Path, *, int8: bool, timeout_s: float = 600.0, workers: int = 1, redis_url: str | None = None
+    bundle: Path,
+    *,
+    int8: bool,
+    timeout_s: float = 600.0,
+    workers: int = 1,
+    redis_url: str | None = None,
+    overrides: Sequence[str] = (),
 ) -> Iterator[str]:
     """`feedrank serve BUNDLE` in a child process on a free loopback port; yields its URL when ready.
-    `workers`: uvicorn workers; `redis_url`: embedding cache and online state in that Redis."""
+    `workers`: uvicorn workers; `redis_url`: embedding cache and online state in that Redis;
+    `overrides`: `--set` of ServeSettings."""
     port = free_port()
     command = [
         sys.executable,
@@ -222,16 +230,40 @@ def serving_process(
     command += ["--workers", str(workers)]
     if redis_url:
         command += ["--redis-url", redis_url]
+    for override in overrides:
+        command += ["--set", override]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
+    global SERVER_PIDS
     try:
         if not wait_until_ready(url, lambda: child.poll() is None, timeout_s):
             err = child.stderr.read().decode() if child.stderr else ""
             raise SystemExit(f"the service did not start: {err[-2000:]}")
+        SERVER_PIDS = [child.pid, *_children(child.pid)]
         yield url
     finally:
         child.terminate()
         child.wait(timeout=30)
+
+
+SERVER_PIDS: list[int] = []  # the service's processes (the serve command and its workers), when up
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.is_file() else []
+
+
+def server_peak_rss_mib() -> float:
+    """Sum over the service's processes of each one's peak resident memory (VmHWM), MiB."""
+    total = 0.0
+    for pid in SERVER_PIDS:
+        status = Path(f"/proc/{pid}/status")
+        if status.is_file():
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+    return total
 
 
 def main() -> None:
@@ -270,6 +302,7 @@ def main() -> None:
             concurrents = [
                 run_clients(url, users, args.requests, args.concurrency) for _ in range(args.repeats)
             ]
+            peak_rss = server_peak_rss_mib()
         catalog = pl.read_parquet(bundle / "items.parquet").height
     result = {
         "catalog_items": catalog,
@@ -277,6 +310,8 @@ def main() -> None:
         "int8": args.int8,
         "bundle_build_s": build_s,
         "service_load_s": load_s,
+        "service_peak_rss_mib": peak_rss,
+        "load_average_1m": os.getloadavg()[0],
         "repeats": args.repeats,
         "single_client": median_summary([summarize(*run) for run in singles]),
         f"{args.concurrency}_clients": median_summary([summarize(*run) for run in concurrents]),

@@ -24,7 +24,6 @@ is served. Every such decision is listed in `Feed.degraded`. A batch without a d
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -33,6 +32,7 @@ import polars as pl
 
 from feedrank.bundle import Bundle
 from feedrank.models.ranker import HEADS
+from feedrank.serve.batcher import MicroBatcher
 from feedrank.serve.cache import EmbeddingCache
 from feedrank.serve.candidate_stage import CandidateStage
 from feedrank.serve.catalog import ServingCatalog
@@ -102,23 +102,26 @@ class Recommender:
         self.unknown_item_events = 0
         self.rows_ranked = 0  # (user, candidate) pairs scored so far, for throughput reports
         self._fallbacks = 0
-        self._slots = threading.BoundedSemaphore(max(1, settings.max_concurrent))
+        self.batcher = MicroBatcher(self._serve_batch, settings.max_batch, settings.max_concurrent)
 
     # ------------------------------------------------------------------ requests
     def recommend(self, request: FeedRequest) -> Feed:
-        """One feed: a batch of one under the settings' deadline (waiting for a slot included)."""
-        start = time.perf_counter()
-        now = request.now_us if request.now_us is not None else self.settings.now_us(self.bundle)
-        with self._slots:
-            feeds = self.recommend_batch(
-                [request.user_id],
-                now,
-                request.k,
-                demographics=[request.demographics],
-                exclude=[request.exclude],
-                start=start,
-            )
-        return feeds[0]
+        """One feed under the settings' deadline (waiting included), computed in one batch with the
+        requests that arrive meanwhile (serve/batcher.py)."""
+        return self.batcher.submit(request, time.perf_counter())
+
+    def _serve_batch(self, requests: Sequence[FeedRequest], start: float) -> list[Feed]:
+        """Requests of one `k` and request time (None: now, when the batch starts)."""
+        first = requests[0]
+        now = first.now_us if first.now_us is not None else self.settings.now_us(self.bundle)
+        return self.recommend_batch(
+            [r.user_id for r in requests],
+            now,
+            first.k,
+            demographics=[r.demographics for r in requests],
+            exclude=[r.exclude for r in requests],
+            start=start,
+        )
 
     def recommend_batch(
         self,

@@ -49,10 +49,11 @@ class ServeSettings:
     max_k: int = 100
     deadline_ms: float = 50.0  # the scoring deadline of one request
     rank_budget_ms: float = 15.0  # ranking starts only if this much of the deadline is left (3x its p99)
-    # Requests scored at the same time. More than the cores makes every request slower (they share
-    # the CPU) without serving more; the rest wait, and time spent waiting counts against the
-    # deadline, so a request that waited long is served in ANN order instead of late.
-    max_concurrent: int = 2
+    # Requests that arrive while feeds are computed are served together, as one batch of up to
+    # max_batch (serve/batcher.py); at most max_concurrent batches are computed at once. Time spent
+    # waiting counts against the deadline, so a batch that waited long is served in ANN order.
+    max_batch: int = 16
+    max_concurrent: int = 1
     # "wall": now is the machine's clock. "bundle": now is the bundle's snapshot time plus the time
     # since the service started, for replaying a simulated or historical world.
     clock: Literal["wall", "bundle"] = "wall"
