@@ -79,7 +79,7 @@ class CoVisitation:
 
     def scores(self, user: Hashable, t_us: int, num_items: int) -> F64:
         """(num_items,) decayed votes for each item after the user's recent clicks before t."""
-        items, weights = [], []
+        out = np.zeros(num_items)
         for h in self.recent(user, t_us).values.tolist():  # a repeated click votes again
             votes = self._votes.between(h, None, t_us)
             known = votes.values < num_items
@@ -87,13 +87,8 @@ class CoVisitation:
             if self.config.half_life_h is not None:
                 age_h = (t_us - votes.ts[known]) / (60 * US_PER_MIN)
                 weight = weight * np.exp2(-age_h / self.config.half_life_h)
-            items.append(votes.values[known])
-            weights.append(weight)
-        if not items:
-            return np.zeros(num_items)
-        # One count over every recent click's votes (one pass over the catalog, not one per click).
-        out = np.bincount(np.concatenate(items), weights=np.concatenate(weights), minlength=num_items)
-        return np.asarray(out, dtype=np.float64)
+            out += np.bincount(votes.values[known], weights=weight, minlength=num_items)
+        return out
 
     def prune(self, before_us: int) -> int:
         return self._votes.prune(before_us) + self._clicks.prune(before_us)

@@ -25,7 +25,6 @@ from feedrank.data.history import PastEvents
 from feedrank.data.timeline import NO_TIME
 
 LIST_SIZE = 500  # each source's list: serving merges 500 candidates (ServeSettings.candidates)
-ANN_BLOCK = 256  # requests whose ANN scores one matrix product computes
 
 
 class LiveItems:
@@ -150,27 +149,20 @@ class LoggedSources:
         """(request, every source's list at its time) for the `wanted` requests, in time order.
 
         One pass forward in time: the live catalog and the trending counts are kept up to date
-        as t moves (`LiveItems`, `TrendingWalk`) instead of recounted per request, and the ANN
-        scores a block of requests of one hour with one matrix product.
+        as t moves (`LiveItems`, `TrendingWalk`) instead of recounted per request.
         """
         live_items = LiveItems(*self.events, self.published_us.size, self.live_window_us)
         trending = self.sources.trending.walk(self.published_us.size)
         order = wanted[np.argsort(requests.ts_us[wanted], kind="stable")]
-        hours = requests.ts_us[order] // US_PER_HOUR
         hour, vectors = -1, np.zeros((0, 0), dtype=np.float32)
-        block_start, block = 0, np.zeros((0, 0), dtype=np.float32)
-        for i, r in enumerate(order.tolist()):
+        for r in order.tolist():
             t = int(requests.ts_us[r])
             live = live_items.at(t)
-            if hour != hours[i]:
-                hour = int(hours[i])
+            if hour != t // US_PER_HOUR:
+                hour = t // US_PER_HOUR
                 vectors = requests.item_vectors(hour)
-            if i >= block_start + block.shape[0]:  # the next block: requests of this hour
-                end = min(i + ANN_BLOCK, order.size)
-                end = i + int(np.searchsorted(hours[i:end], hour, side="right"))
-                block_start, block = i, requests.vectors[order[i:end]] @ vectors.T
             user = self.user_ids[requests.users[r]] if requests.users[r] >= 0 else None
-            scores = block[i - block_start][live]
+            scores = vectors[live] @ requests.vectors[r]
             lists = self.sources.lists_over_live(
                 live, scores, user, t, self.list_size, self.published_us, trending.scores(t)
             )
