@@ -1,5 +1,6 @@
-"""The Recommender: feeds for a batch of users at one time, stage by stage; one request is a batch
-of one under its deadline. The HTTP service and the simulated online A/B test both call it.
+"""The Recommender: feeds for a batch of users at one time, stage by stage; HTTP requests that
+arrive together are one batch (serve/batcher.py) under the deadline of the oldest. The HTTP
+service and the simulated online A/B test both call it.
 
     user embedding   cache, else the user tower on the user's latest history (bundle + online)
     → candidates     the union of the candidate sources, N in all: ANN over the item index,
