@@ -37,7 +37,7 @@ def rerank_configs() -> dict[str, RerankConfig]:
         "+ clickbait guardrail": replace(none, order=("clickbait",)),
         "+ publisher cap": replace(none, order=("cap",)),
         "+ MMR": replace(none, order=("mmr",)),
-        "default (drop, freshness, clickbait, cap)": RerankConfig(),
+        f"default ({', '.join(RerankConfig().order)})": RerankConfig(),
     }
 
 

@@ -165,7 +165,10 @@ class RerankConfig:
     `[cap] max_per_publisher = 1`; or `--set freshness.half_life_h=12`.
     """
 
-    order: tuple[str, ...] = ("drop", "freshness", "clickbait", "cap")
+    # No freshness decay by default: the ranker already reads each item's age (its freshness
+    # bucket and age columns), and decaying its score again pushed every user's feed towards the
+    # same newest items (docs/served_feed.md).
+    order: tuple[str, ...] = ("drop", "clickbait", "cap")
     drop: DropHiddenAndSeen = field(default_factory=DropHiddenAndSeen)
     freshness: FreshnessDecay = field(default_factory=FreshnessDecay)
     clickbait: ClickbaitGuardrail = field(default_factory=ClickbaitGuardrail)
