@@ -27,6 +27,8 @@ Variants of the two-tower (the ranker has none):
     two_tower                 the model as it is
     two_tower_torchrec        embedding tables on torchrec's EmbeddingBagCollection (sparse grads,
                               the loop's Adagrad); history pooled by the EBC over jagged bags
+    two_tower_torchrec_sharded  the same tables sharded table-wise by TorchRec's planner over a
+                              1-rank gloo group (DistributedModelParallel; Adagrad fused into backward)
     two_tower_torchrec_fused  FusedEmbeddingBagCollection: FBGEMM's CPU TBE, Adagrad fused into backward
     two_tower+FLAG+...        prototypes of the speed-ups proposed in BENCHMARKS.md:
         fresh          freshness buckets of the (B, B) in-batch pairs by int64 bucketize of µs ages
@@ -52,7 +54,7 @@ import logging
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +82,7 @@ from feedrank.artifacts.config import RankerRunConfig, RetrievalRunConfig
 from feedrank.artifacts.store import build_ranker, build_two_tower
 from feedrank.data.features import DEMOGRAPHICS, FeatureConfig
 from feedrank.models.inputs import ItemInputs, UserInputs
-from feedrank.models.two_tower import ItemTower, TwoTower, TwoTowerConfig, UserTower, drop_ids, mlp
+from feedrank.models.two_tower import ItemTower, TwoTower, TwoTowerConfig, UserTower, drop_ids
 from feedrank.train import TensorBatchSource, TrainConfig, train
 from feedrank.train.batch_types import RankerBatch, RetrievalBatch
 from feedrank.train.batches import take
@@ -93,7 +95,7 @@ SMALL_TABLE_ROWS = 4_096
 CATALOG_ITEMS = 5_300  # the default world's catalog
 FLAGS = ("fresh", "bag", "dense_small", "fused_adagrad", "compile_pairs", "dedupe")
 PROPOSED = "two_tower+" + "+".join(FLAGS)
-TORCHREC_VARIANTS = ("two_tower_torchrec", "two_tower_torchrec_fused")
+TORCHREC_VARIANTS = ("two_tower_torchrec", "two_tower_torchrec_sharded", "two_tower_torchrec_fused")
 
 
 # --------------------------------------------------------------------------- prototypes (bench only)
@@ -249,126 +251,47 @@ class InBackwardAdagrad:
 
 
 def torchrec_two_tower(
-    features: FeatureConfig, cfg: TwoTowerConfig, fused: bool, sparse_lr: float
+    features: FeatureConfig, cfg: TwoTowerConfig, variant: str, sparse_lr: float
 ) -> TwoTower:
-    """The same two-tower (mean history) with every id table in one torchrec EmbeddingBagCollection.
-
-    Differences that do not change the cost: EBC tables have no padding row (a dropped id looks up
-    row 0, which trains) and torchrec's default init; the history is pooled over its real items
-    only (jagged bags), which for the mean encoder is the same function.
+    """The two-tower on TorchRec (feedrank.models.torchrec_towers): its EBC with sparse gradients,
+    the same tables sharded table-wise by the planner over a 1-rank gloo group (fused Adagrad), or
+    FBGEMM's FusedEmbeddingBagCollection (CPU table-batched kernels, Adagrad fused into backward).
     """
-    import torchrec  # type: ignore[import-not-found]
-    from torchrec.modules.fused_embedding_modules import (  # type: ignore[import-not-found]
-        FusedEmbeddingBagCollection,
-    )
+    import torchrec
+    from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 
-    e, f = cfg.embed_dim, features
-    specs = {
-        "user_id": (f.user_buckets, ["user_id"]),
-        **{f"demo_{k}": (f.demographic_buckets, [f"user_demo_{k}"]) for k in range(len(DEMOGRAPHICS))},
-        "item_id": (f.item_buckets, ["item_id", "hist_item"]),
-        "publisher": (f.publisher_buckets, ["item_pub", "hist_pub"]),
-        "category": (f.category_buckets, ["item_cat", "hist_cat"]),
-        "subcategory": (f.subcategory_buckets, ["item_subcat"]),
-        "content_type": (f.content_type_buckets, ["item_type"]),
-    }
+    from feedrank.models import torchrec_towers as trec
+
+    if variant == "two_tower_torchrec":
+        return trec.torchrec_two_tower(features, cfg)
+    if variant == "two_tower_torchrec_sharded":
+        import os
+
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(29_500 + os.getpid() % 1_000))
+            dist.init_process_group("gloo", rank=0, world_size=1)
+        model = trec.torchrec_two_tower(features, cfg, device="meta")
+        log.info("torchrec plan:\n%s", trec.shard_tables(model, sparse_lr))
+        return model
+    specs = trec.table_specs(features)
     tables = [
         torchrec.EmbeddingBagConfig(
             name=name,
             num_embeddings=rows,
-            embedding_dim=e,
+            embedding_dim=cfg.embed_dim,
             feature_names=names,
             pooling=torchrec.PoolingType.MEAN,
         )
         for name, (rows, names) in specs.items()
     ]
-    if fused:
-        ebc = FusedEmbeddingBagCollection(
-            tables, optimizer_type=torch.optim.Adagrad, optimizer_kwargs={"lr": sparse_lr, "eps": 1e-10}
-        )
-    else:
-        ebc = torchrec.EmbeddingBagCollection(tables)
-        for m in ebc.modules():
-            if isinstance(m, nn.EmbeddingBag):
-                m.sparse = True  # sparse gradients → the loop's Adagrad, as for nn.Embedding(sparse=True)
-    feature_names = [n for _, names in specs.values() for n in names]
-    return EBCTwoTower(features, cfg, len(DEMOGRAPHICS), ebc, feature_names, torchrec.KeyedJaggedTensor)
-
-
-class EBCItemTower(ItemTower):
-    """ItemTower whose id tables live in the EBC: keeps freshness, the MLP and freshness_bucket."""
-
-    def __init__(self, features: FeatureConfig, cfg: TwoTowerConfig, lookup: Callable[..., Any]) -> None:
-        nn.Module.__init__(self)  # not ItemTower.__init__: it would allocate the tables the EBC holds
-        self.cfg = cfg
-        self.freshness = nn.Embedding(features.num_freshness_buckets, cfg.dim)
-        nn.init.normal_(self.freshness.weight, std=0.01)
-        self.edges_h = torch.tensor(features.freshness_edges_h, dtype=torch.float64)
-        self.mlp = mlp(5 * cfg.embed_dim, cfg.hidden, cfg.dim)
-        self.lookup = [lookup]  # a list: the EBC is registered once, on the TwoTower
-
-    def content(self, items: ItemInputs) -> Tensor:
-        shape, flat = items.shape, items.flatten()
-        ids = {
-            "item_id": drop_ids(flat.item_id, self.cfg.id_dropout, self.training),
-            "item_pub": flat.publisher,
-            "item_cat": flat.category,
-            "item_subcat": flat.subcategory,
-            "item_type": flat.content_type,
-        }
-        pooled = self.lookup[0]({k: (v, torch.ones_like(v)) for k, v in ids.items()}, len(flat.item_id))
-        x = torch.cat([pooled[k] for k in ids], dim=-1)  # (N, 5e)
-        return F.normalize(self.mlp(x), dim=-1).reshape(*shape, -1)
-
-
-class EBCTwoTower(TwoTower):
-    def __init__(
-        self,
-        features: FeatureConfig,
-        cfg: TwoTowerConfig,
-        num_demographics: int,
-        ebc: nn.Module,
-        feature_names: Sequence[str],
-        kjt_cls: Any,
-    ) -> None:
-        nn.Module.__init__(self)
-        if cfg.history_encoder != "mean":
-            raise ValueError("the EBC two-tower pools histories itself: history_encoder must be 'mean'")
-        self.cfg = cfg
-        self.ebc = ebc
-        self.feature_names = list(feature_names)
-        self.kjt_cls = kjt_cls
-        self.item_tower = EBCItemTower(features, cfg, self.lookup)
-        self.user_mlp = mlp((2 + num_demographics) * cfg.embed_dim, cfg.hidden, cfg.dim)
-
-    def lookup(self, present: dict[str, tuple[Tensor, Tensor]], batch: int) -> dict[str, Tensor]:
-        """Pooled (batch, e) embeddings of the `present` features (values, lengths); others empty."""
-        empty_values = torch.zeros(0, dtype=torch.int64)
-        empty_lengths = torch.zeros(batch, dtype=torch.int64)
-        parts = [present.get(name, (empty_values, empty_lengths)) for name in self.feature_names]
-        kjt = self.kjt_cls(
-            keys=self.feature_names,
-            values=torch.cat([v for v, _ in parts]),
-            lengths=torch.cat([n for _, n in parts]),
-        )
-        out: dict[str, Tensor] = self.ebc(kjt).to_dict()
-        return out
-
-    def user(self, users: UserInputs) -> Tensor:
-        mask = users.hist_item > 0
-        lengths = mask.sum(1)
-        present = {
-            "user_id": drop_ids(users.user_id, self.cfg.id_dropout, self.training),
-            **{f"user_demo_{k}": users.demographics[:, k] for k in range(users.demographics.shape[1])},
-        }
-        bags = {k: (v, torch.ones_like(v)) for k, v in present.items()}
-        for name, ids in (("hist_item", users.hist_item), ("hist_cat", users.hist_cat)):
-            bags[name] = (ids[mask], lengths)
-        bags["hist_pub"] = (users.hist_pub[mask], lengths)
-        pooled = self.lookup(bags, len(users.user_id))
-        hist_vec = pooled["hist_item"] + pooled["hist_cat"] + pooled["hist_pub"]  # mean of the sums
-        x = torch.cat([*(pooled[k] for k in present), hist_vec], -1)
-        return F.normalize(self.user_mlp(x), dim=-1)
+    ebc = FusedEmbeddingBagCollection(
+        tables, optimizer_type=torch.optim.Adagrad, optimizer_kwargs={"lr": sparse_lr, "eps": 1e-10}
+    )
+    names = [n for _, feature_names in specs.values() for n in feature_names]
+    return trec.TorchRecTwoTower(features, cfg, ebc, names, torchrec.KeyedJaggedTensor)
 
 
 def torchrec_status(python: str) -> str:
@@ -412,8 +335,7 @@ def build_case(
     if variant == "two_tower":
         model = build_two_tower(retrieval)
     elif variant in TORCHREC_VARIANTS:
-        fused = variant.endswith("_fused")
-        model = torchrec_two_tower(retrieval.features, retrieval.model, fused, train_cfg.sparse_lr)
+        model = torchrec_two_tower(retrieval.features, retrieval.model, variant, train_cfg.sparse_lr)
     elif variant.startswith("two_tower+"):
         flags = variant.split("+")[1:]
         unknown = set(flags) - set(FLAGS)
