@@ -150,9 +150,10 @@ def run_open_loop(
 
 def summarize(latencies: list[float], answers: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     lat = np.array(latencies)
-    stages = {s: float(np.median([a["timings_ms"].get(s, np.nan) for a in answers])) for s in STAGES}
+    names = [*STAGES, *sorted({n for a in answers for n in a["timings_ms"] if n.startswith("source.")})]
+    stages = {s: float(np.nanmedian([a["timings_ms"].get(s, np.nan) for a in answers])) for s in names}
     stages_p99 = {
-        s: float(np.percentile([a["timings_ms"].get(s, np.nan) for a in answers], 99)) for s in STAGES
+        s: float(np.nanpercentile([a["timings_ms"].get(s, np.nan) for a in answers], 99)) for s in names
     }
     return {
         "requests": len(latencies),
