@@ -3,7 +3,8 @@
     POST /v1/feed        a feed for a user (open, or FEEDRANK_FEED_TOKEN)
     POST /v1/events      engagement events (click, dwell, share, hide); a click reaches the
                          trending and co-visitation sources before the next feed request (admin token)
-    POST /v1/items       fresh items: embedded by the item tower and added to the index at once (admin token)
+    POST /v1/items       fresh items: logged in the shared state, embedded by the item tower and added
+                         to every replica's index before its next feed (admin token)
     GET  /healthz        the process is up
     GET  /readyz         a bundle is loaded (503 until then)
     GET  /metrics        Prometheus text
