@@ -18,7 +18,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "feedrank"
 
 PACKAGES = frozenset(
-    {"errors", "config", "data", "sim", "candidates", "models", "artifacts", "index", "train"}
+    {"errors", "config", "progress", "data", "sim", "candidates", "models", "artifacts", "index", "train"}
     | {"bundle", "serve", "eval", "experiments", "pipeline", "cli"}
 )
 
@@ -30,7 +30,7 @@ def all_but(*allowed: str) -> set[str]:
 
 # package -> packages it must never import (directly)
 FORBIDDEN: dict[str, set[str]] = {
-    "data": all_but("data", "errors", "config", "candidates", "artifacts"),
+    "data": all_but("data", "errors", "config", "progress", "candidates", "artifacts"),
     "sim": {"models", "train", "bundle", "index", "serve", "eval", "experiments", "pipeline", "cli"},
     "models": {"train", "bundle", "serve", "eval", "experiments", "pipeline", "cli"},
     # Run configs, model factories and run I/O: what bundle/ and serve/ read instead of train/.
@@ -41,7 +41,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "bundle": {"train", "serve", "eval", "experiments", "pipeline", "cli"},
     "serve": {"train", "eval", "experiments", "pipeline", "cli"},
     # Candidate sources are pure numpy over catalog rows, shared by serve and eval.
-    "candidates": all_but("candidates", "data", "errors", "config"),
+    "candidates": all_but("candidates", "data", "errors", "config", "progress"),
     "eval": {"train", "experiments", "pipeline", "cli", "serve.app"},
     # Champion/challenger, A/B planning, rollout, online A/B simulation, off-policy estimation.
     "experiments": {"train", "pipeline", "cli", "serve.app"},
@@ -49,6 +49,7 @@ FORBIDDEN: dict[str, set[str]] = {
     # Imported by every package: they import none.
     "errors": all_but("errors"),
     "config": all_but("config", "errors"),
+    "progress": all_but("progress"),
 }
 
 

@@ -15,6 +15,7 @@ from feedrank.data.examples import FeatureSpace
 from feedrank.data.features import to_us
 from feedrank.data.history import PastEvents, build_past_events
 from feedrank.data.split import open_split
+from feedrank.progress import reporting
 from tests.integration.conftest import TINY_FEATURES, split_dir  # noqa: F401  (the tiny world)
 
 DIM = 8
@@ -70,6 +71,16 @@ def test_columns_at_t_are_the_same_with_the_log_cut_at_t(
         changed += not np.array_equal(_columns(space, full, one, shift_us=1), want)
         assert want[..., :4].sum() > 0  # some source listed something: the comparison is not empty
     assert changed >= requests.height // 2
+
+
+def test_the_replay_reports_each_request(world: tuple[FeatureSpace, pl.DataFrame, pl.DataFrame]) -> None:
+    space, impressions, history = world
+    requests = impressions.filter(pl.col("clicked")).head(5)
+    seen: list[tuple[str, int, int]] = []
+    with reporting(lambda *args: seen.append(args)):
+        columns = _columns(space, _past(space, impressions, history), requests)
+    assert columns.shape[0] == 5
+    assert seen == [("candidate-source columns (requests replayed)", i, 5) for i in range(1, 6)]
 
 
 def test_columns_are_the_sources_lists_looked_up() -> None:

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from feedrank.errors import ConfigError
+from feedrank.progress import advance, reporting
 from feedrank.train import DivergedError, StepInfo, TensorBatchSource, train
 from feedrank.train.curves import read_metrics
 from feedrank.train.precision import cpu_has_native_bf16
@@ -123,6 +124,26 @@ def test_early_stopping_after_patience_evaluations(tmp_path: Path, toy_train: di
     assert (result.best_metric, result.best_step) == (0.6, 4)
     best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
     assert (best["step"], best["metrics"]) == (4, {"auc": 0.6})
+
+
+def test_an_early_stop_says_so_and_validation_reports_no_progress(
+    tmp_path: Path, toy_train: dict[str, Tensor], caplog: pytest.LogCaptureFixture
+) -> None:
+    values = iter([0.6, 0.5, 0.5])
+    reported: list[tuple[str, int, int]] = []
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        advance("validation items", 1, 1)  # e.g. a source replay inside validation
+        return {"auc": next(values)}
+
+    data = TensorBatchSource(toy_train, batch_size=16)
+    config = fast_config(epochs=10, eval_every=2, early_stop_metric="auc", patience=2)
+    with reporting(lambda *args: reported.append(args)), caplog.at_level("INFO", logger="feedrank"):
+        result = train(make_task(), data, config, tmp_path, evaluate=evaluate)
+    assert result.stopped_early and result.steps == 6
+    said = [r.getMessage() for r in caplog.records if "stopped early" in r.getMessage()]
+    assert said == ["stopped early at step 6: valid auc did not improve for 2 evaluations (best at step 2)"]
+    assert reported == []  # the loop's bar is the only display while it runs
 
 
 def test_early_stopping_metric_must_exist(tmp_path: Path, toy_train: dict[str, Tensor]) -> None:

@@ -23,6 +23,7 @@ from feedrank.candidates.sources import CandidateSources, SourcesConfig
 from feedrank.data.features import US_PER_HOUR, ItemCatalog, UserDirectory
 from feedrank.data.history import PastEvents
 from feedrank.data.timeline import NO_TIME
+from feedrank.progress import advance
 
 LIST_SIZE = 500  # each source's list: serving merges 500 candidates (ServeSettings.candidates)
 
@@ -114,7 +115,7 @@ class LoggedSources:
         by_request = np.argsort(row_request, kind="stable")
         bounds = np.searchsorted(row_request[by_request], np.arange(requests.ts_us.size + 1))
         wanted = np.flatnonzero(bounds[1:] > bounds[:-1])
-        for r, lists in self.walk(requests, wanted):
+        for r, lists in self.walk(requests, wanted, "candidate-source columns (requests replayed)"):
             rows = by_request[bounds[r] : bounds[r + 1]]
             out[rows] = source_features(lists, row_items[rows])
         return out
@@ -138,15 +139,18 @@ class LoggedSources:
         slots: dict[int, list[int]] = {}
         for i, r in enumerate(which.tolist()):
             slots.setdefault(r, []).append(i)
-        for r, lists in self.walk(requests, np.unique(which)):
+        for r, lists in self.walk(requests, np.unique(which), "pool negatives (requests replayed)"):
             pool = merge(lists, quotas, pool_size).item_rows
             for i in slots[r]:
                 drawn = rng.choice(pool, size=min(k, pool.size), replace=False) if pool.size else pool
                 out[i, : drawn.size] = drawn
         return out
 
-    def walk(self, requests: Requests, wanted: I64) -> Iterator[tuple[int, dict[str, SourceList]]]:
-        """(request, every source's list at its time) for the `wanted` requests, in time order.
+    def walk(
+        self, requests: Requests, wanted: I64, task: str = "candidate sources (requests replayed)"
+    ) -> Iterator[tuple[int, dict[str, SourceList]]]:
+        """(request, every source's list at its time) for the `wanted` requests, in time order;
+        each request done is reported as an item of `task` (feedrank.progress).
 
         One pass forward in time: the live catalog and the trending counts are kept up to date
         as t moves (`LiveItems`, `TrendingWalk`) instead of recounted per request.
@@ -155,7 +159,7 @@ class LoggedSources:
         trending = self.sources.trending.walk(self.published_us.size)
         order = wanted[np.argsort(requests.ts_us[wanted], kind="stable")]
         hour, vectors = -1, np.zeros((0, 0), dtype=np.float32)
-        for r in order.tolist():
+        for i, r in enumerate(order.tolist()):
             t = int(requests.ts_us[r])
             live = live_items.at(t)
             if hour != t // US_PER_HOUR:
@@ -167,3 +171,4 @@ class LoggedSources:
                 live, scores, user, t, self.list_size, self.published_us, trending.scores(t)
             )
             yield r, lists
+            advance(task, i + 1, order.size)

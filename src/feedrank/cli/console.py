@@ -2,7 +2,8 @@
 
 Library code reports its stages through `logging` (INFO on the "feedrank" logger); a command that
 runs for long shows them as they come (`stages`), under a spinner with the elapsed time when
-nothing else draws on the terminal (`working`).
+nothing else draws on the terminal (`working`). Long library loops also report per item
+(`feedrank.progress`); `item_bars` draws a bar for each while it runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -95,3 +97,59 @@ def working(title: str) -> Iterator[None]:
     with stages(), spinner:
         spinner.add_task(title, total=None)
         yield
+
+
+class _ItemBars:
+    """A `feedrank.progress` reporter: one bar per task, drawn while any task runs.
+
+    The display starts with the first report and stops when every task it shows is complete, so
+    that whatever draws next (the training loop's bar) has the terminal to itself; the completed
+    bars stay printed. Updates are drawn at most every 0.1 s per task.
+    """
+
+    def __init__(self) -> None:
+        self.bar = progress_bar()
+        self.tasks: dict[str, TaskID] = {}
+        self.drawn: dict[str, float] = {}
+        self.finished: set[str] = set()
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        if task not in self.tasks:
+            if not self.tasks:
+                self.bar.start()
+            self.tasks[task] = self.bar.add_task(task, total=total)
+            self.drawn[task] = 0.0
+        now = time.perf_counter()
+        if done < total and now - self.drawn[task] < 0.1:
+            return
+        self.drawn[task] = now
+        self.bar.update(self.tasks[task], completed=done, total=total)
+        if done >= total:
+            self.finished.add(task)
+        if self.finished >= self.tasks.keys():
+            self.close()
+
+    def close(self) -> None:
+        if self.tasks:
+            self.bar.stop()
+            for task_id in self.tasks.values():
+                self.bar.remove_task(task_id)
+            self.tasks.clear()
+            self.finished.clear()
+
+
+@contextmanager
+def item_bars() -> Iterator[None]:
+    """While the body runs, a bar for every long library loop (`feedrank.progress`) as it runs.
+
+    Not around code that draws its own progress display the whole time (rich shows one live
+    display at once); the training loop silences these reports while its bar is up.
+    """
+    from feedrank.progress import reporting
+
+    bars = _ItemBars()
+    try:
+        with reporting(bars):
+            yield
+    finally:
+        bars.close()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from feedrank.cli.console import console, progress_bar, stages, working
+from feedrank.cli.console import console, item_bars, progress_bar, stages
 from feedrank.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -81,7 +81,8 @@ def evaluate_command(
             paths = write_next_click_report(result, out or run / "eval")
         console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, highlight=False)
         return
-    with working(f"evaluating {run}"):
+    console.print(f"evaluating {run} (the stages below, a bar for each long one)")
+    with stages(), item_bars():
         offline = EvalOptions(max_queries=max_queries, seed=seed, served_requests=served_requests)
         report = evaluate_run(run, data, offline, bundle=bundle)
         paths = write_report(report, out or run / "eval")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from feedrank.cli.console import console, stages
+from feedrank.cli.console import console, item_bars, stages
 from feedrank.config import load_config
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def ranker_command(
     cfg = replace(cfg, train=_select_on(parts, cfg.train))
     validator = ranker_validator(parts, towers, cfg.weights.as_dict())
     console.print("preparing the ranker's examples (the stages below; the training bar follows)")
-    with stages():
+    with stages(), item_bars():
         result = train_ranker(data, retrieval, out, cfg, make_evaluate=validator, resume=resume)
     _print_result("ranker", out, result, cfg.train)
     if calibrate and int(os.environ.get("RANK", "0")) == 0:

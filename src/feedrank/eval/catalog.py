@@ -24,6 +24,7 @@ from feedrank.data.timeline import NO_TIME, EventIndex
 from feedrank.eval.baselines import Scorer
 from feedrank.eval.model_scorer import TwoTowerScorer
 from feedrank.eval.retrieval import RelevantItems, retrieval_metrics
+from feedrank.progress import advance
 
 NEVER = np.iinfo(np.int64).max
 _CHUNK_CELLS = 4_000_000  # (queries x items) scored at once
@@ -207,6 +208,7 @@ def top_k(ranker: CatalogRanker, queries: Queries, live: LiveCatalog, k: int, se
         best = np.take_along_axis(part, order, axis=1)
         valid = np.isfinite(np.take_along_axis(scores, best, axis=1))
         out[rows] = np.where(valid, best, -1)
+        advance(f"catalog retrieval: {ranker.name} (queries)", rows.stop, len(queries))
     return out
 
 

@@ -14,6 +14,7 @@ import polars as pl
 from feedrank.eval.baselines import Scorer
 from feedrank.eval.calibration import calibration_metrics, reliability_table
 from feedrank.eval.metrics import group_metrics, ranking_metrics
+from feedrank.progress import advance
 
 LONG_DWELL_S = 10.0
 
@@ -44,13 +45,15 @@ def evaluate_impressions(
     value = engagement_value(impressions, weights)
     results: dict[str, dict[str, float]] = {}
     all_scores: dict[str, np.ndarray] = {}
-    for name, scorer in scorers.items():
+    for i, (name, scorer) in enumerate(scorers.items()):
+        advance("impressions ranked (systems)", i, len(scorers))
         scores = scorer.score(users, ts, items)
         all_scores[name] = scores
         metrics = ranking_metrics(scores, clicked, groups, ks=(5, 10))
         graded = group_metrics(scores, value, groups, ks=(10,)).summary()
         metrics["value_ndcg@10"] = graded["ndcg@10"]
         results[name] = metrics
+    advance("impressions ranked (systems)", len(scorers), len(scorers))
     return results, all_scores
 
 

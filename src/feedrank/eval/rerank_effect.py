@@ -25,6 +25,7 @@ from feedrank.eval.catalog import LiveCatalog, Queries, TwoTowerRanker, score_li
 from feedrank.eval.diversity import ItemArrays, compare_rerankings
 from feedrank.eval.model_scorer import RankerScorer
 from feedrank.models.inputs import ItemInputs
+from feedrank.progress import advance
 from feedrank.serve.rerank import Candidates, RequestContext, RerankConfig, build_reranker
 
 
@@ -72,7 +73,7 @@ def rerank_effect(
     cat = space.catalog
     content = _content(ranker, space)
     feeds: dict[str, npt.ArrayLike] = {}
-    for name, config in configs.items():
+    for c, (name, config) in enumerate(configs.items()):
         reranker = build_reranker(config)
         out = np.full((len(queries), k), -1, dtype=np.int64)
         for q in range(len(queries)):
@@ -89,6 +90,7 @@ def rerank_effect(
             )
             chosen = reranker.apply(cands, RequestContext(now_us=int(queries.ts_us[q]), k=k))
             out[q, : len(chosen)] = chosen.items
+            advance("re-ranking effect (feeds)", c * len(queries) + q + 1, len(configs) * len(queries))
         feeds[name] = out
     arrays = ItemArrays(
         publisher=cat.publisher, embeddings=content, published_us=cat.published_us, clickbait=clickbait

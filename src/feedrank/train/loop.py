@@ -33,6 +33,7 @@ from torch import nn
 
 from feedrank.artifacts.train_config import Device, TrainConfig
 from feedrank.errors import ConfigError, DivergedError, TrainError
+from feedrank.progress import silenced
 from feedrank.threads import auto_threads
 from feedrank.train import checkpoint as ckpt
 from feedrank.train.batches import count_examples, move_to
@@ -202,7 +203,11 @@ def _train(
         return early.should_stop
 
     stop = progress.step >= total_steps or early.should_stop
-    with progress_bar(enabled=config.progress and ctx.is_main, total=total_steps, done=progress.step) as bar:
+    # The loop's bar is the one display while it runs: per-item reports (validation) are silenced.
+    with (
+        silenced(),
+        progress_bar(enabled=config.progress and ctx.is_main, total=total_steps, done=progress.step) as bar,
+    ):
         while progress.epoch < config.epochs and not stop:
             batches = iter(data.batches(progress.epoch, ctx.rank, ctx.world_size, start=progress.batch))
             while not stop and progress.batch + accum <= micro_per_epoch:
@@ -249,6 +254,14 @@ def _train(
                 if progress.last_eval_step != progress.step:
                     stop = run_evaluation() or stop
                 progress.epoch, progress.batch = progress.epoch + 1, 0
+        if early.should_stop:
+            said = (
+                f"stopped early at step {progress.step}: valid {config.early_stop_metric} did not improve "
+                f"for {config.patience} evaluations (best at step {early.best_step})"
+            )
+            bar.note(f"[yellow]stopped early, best step {early.best_step}")
+            if ctx.is_main:
+                log.info(said)
 
     if progress.last_eval_step != progress.step:  # stopped mid-epoch by max_steps
         run_evaluation()

@@ -16,6 +16,7 @@ from feedrank.artifacts.config import RankerLossConfig
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.ranker import HEADS, Ranker, RankerInputs
 from feedrank.models.two_tower import TwoTower
+from feedrank.progress import advance
 from feedrank.train.batch_types import RankerBatch
 from feedrank.train.losses import multitask_bce
 
@@ -50,7 +51,11 @@ class TowerTables(nn.Module):
 def tower_tables(towers: TwoTower, user_batches: list[UserInputs], catalog_items: ItemInputs) -> TowerTables:
     """Run the frozen towers once: users (in request order, given in batches) and the catalog."""
     towers.eval()
-    users = torch.cat([towers.user(users) for users in user_batches])
+    embedded = []
+    for batch in user_batches:
+        embedded.append(towers.user(batch))
+        advance("frozen user tower (request batches)", len(embedded), len(user_batches))
+    users = torch.cat(embedded)
     content = towers.item_tower.content(catalog_items)
     return TowerTables(users, content, towers.item_tower.freshness.weight.detach().clone())
 

@@ -148,6 +148,10 @@ class _Bar:
             self.task_id, completed=step, loss=f"{loss:.4f}", rate=f"{samples_per_s:,.0f} samples/s"
         )
 
+    def note(self, text: str) -> None:
+        """Say `text` at the end of the bar (it stays when the bar is done): why training stopped."""
+        self.progress.update(self.task_id, note=text)
+
 
 @contextmanager
 def progress_bar(*, enabled: bool, total: int, done: int) -> Iterator[_Bar]:
@@ -160,8 +164,9 @@ def progress_bar(*, enabled: bool, total: int, done: int) -> Iterator[_Bar]:
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}"),
         disable=not enabled,
     )
-    task_id = bar.add_task("train", total=total, completed=done, loss="-", rate="-")
+    task_id = bar.add_task("train", total=total, completed=done, loss="-", rate="-", note="")
     with bar:
         yield _Bar(bar, task_id)
