@@ -55,6 +55,7 @@ RANKER_SET = (
     "counters=[" + ",".join(f'"{name}"' for name in NEWS_FEATURES) + "]",
     "sources=[]",
     "model.tower_inputs=false",
+    "model.counter_norm=layer",  # the normalisation docs/real_news.md's ranker E was measured with
     "train.eval_every=200",
     "train.patience=2",
     "train.progress=false",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from feedrank.artifacts.config import RankerRunConfig, ranker_config
+from feedrank.config import to_dict
 from feedrank.data.features import FeatureConfig
-from feedrank.models.ranker import HEADS, Ranker, RankerConfig, RankerInputs, feed_score
+from feedrank.models.ranker import HEADS, ColumnNorm, Ranker, RankerConfig, RankerInputs, feed_score
 
 FEATURES = FeatureConfig(publisher_buckets=20, category_buckets=10)
 
@@ -50,3 +52,33 @@ def test_a_ranker_without_tower_inputs_ignores_the_tower_vectors() -> None:
     assert torch.equal(ranker(x), ranker(other))
     with_towers = Ranker(FEATURES, RankerConfig(), tower_dim=16, num_counters=9).eval()
     assert not torch.allclose(with_towers(x), with_towers(other))
+
+
+def test_column_norm_scales_each_counter_alone_and_serves_row_by_row() -> None:
+    torch.manual_seed(0)
+    ranker = Ranker(FEATURES, RankerConfig(), tower_dim=16, num_counters=9)
+    assert RankerConfig().counter_norm == "column" and isinstance(ranker.counter_norm, ColumnNorm)
+    x = torch.randn(64, 9) * torch.arange(1, 10) + 100.0  # columns of very different scales
+    out = ranker.counter_norm(x)  # training: batch statistics, each column standardised
+    assert torch.allclose(out.mean(0), torch.zeros(9), atol=1e-4)
+    assert torch.allclose(out.std(0, unbiased=False), torch.ones(9), atol=1e-3)
+    # a column's value does not depend on the other columns of its row (unlike a LayerNorm)
+    bumped = x.clone()
+    bumped[:, 0] *= 50.0
+    assert torch.allclose(ranker.counter_norm(bumped)[:, 1:], out[:, 1:], atol=1e-5)
+    layer = Ranker(FEATURES, RankerConfig(counter_norm="layer"), tower_dim=16, num_counters=9).counter_norm
+    assert not torch.allclose(layer(bumped)[:, 1:], layer(x)[:, 1:], atol=1e-2)
+    assert ranker.counter_norm(x[:1]).shape == (1, 9)  # a training batch of one row works
+    # serving (eval): running statistics, so a row's scores do not depend on the rows beside it
+    ranker.eval()
+    batch = inputs(6)
+    first = {k: v[:1] for k, v in batch.__dict__.items() if v is not None}
+    alone = ranker(RankerInputs(**first))
+    assert torch.allclose(ranker(batch)[:1], alone, atol=1e-5)
+
+
+def test_a_saved_ranker_config_without_counter_norm_keeps_its_layer_norm() -> None:
+    saved = to_dict(RankerRunConfig())
+    del saved["model"]["counter_norm"]
+    assert ranker_config(saved, "test").model.counter_norm == "layer"
+    assert ranker_config(to_dict(RankerRunConfig()), "test").model.counter_norm == "column"

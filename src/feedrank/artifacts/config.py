@@ -121,10 +121,14 @@ class RankerRunConfig:
 
 def ranker_config(values: dict[str, Any], source: str) -> RankerRunConfig:
     """A ranker's config as saved in a run or bundle. A config without `counters` reads the nine
-    COUNTER_NAMES and one without `sources` no source columns: the inputs such a model was trained
-    with, so every saved run and bundle keeps its exact inputs."""
+    COUNTER_NAMES, one without `sources` no source columns and one without `model.counter_norm`
+    the LayerNorm: the inputs and layers such a model was trained with, so every saved run and
+    bundle keeps its exact model."""
     if "counters" not in values:
         values = {**values, "counters": list(COUNTER_NAMES)}
     if "sources" not in values:  # no key: the model reads no source columns
         values = {**values, "sources": []}
+    model = values.get("model")
+    if isinstance(model, dict) and "counter_norm" not in model:  # saved before the key existed
+        values = {**values, "model": {**model, "counter_norm": "layer"}}
     return from_dict(RankerRunConfig, values, source=source)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from feedrank.data.features import FeatureConfig
@@ -41,6 +43,12 @@ class RankerConfig:
     # clicks the ranker learns from: their dot product is then near-perfect on the training rows
     # and worthless on new items, and the ranker learns to trust it (docs/real_news.md).
     tower_inputs: bool = True
+    # How the dense counters are scaled: "column" standardises each counter over the batch
+    # (BatchNorm, running statistics in serving); "layer" is a LayerNorm across one row's counters,
+    # which makes each counter's value depend on the others in its row: a user's category share
+    # beside an item's large click counts shrank to nearly nothing, and the served feed followed
+    # the items' counts for everyone (docs/served_feed.md). Saved rankers without the key are "layer".
+    counter_norm: Literal["column", "layer"] = "column"
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,19 @@ class RankerInputs:
     # (N, S) which candidate sources listed the item and their scores (`CandidateSet.features()`);
     # only for a ranker built with num_sources = S > 0
     sources: Tensor | None = None
+
+
+class ColumnNorm(nn.BatchNorm1d):
+    """Per-column standardisation (BatchNorm1d) that also takes a training batch of one row, with
+    the running statistics, where batch statistics do not exist."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] < 2:
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
+        out: Tensor = super().forward(x)
+        return out
 
 
 class CrossNetwork(nn.Module):
@@ -109,7 +130,9 @@ class Ranker(nn.Module):
         self.category = nn.Embedding(features.category_buckets, e, padding_idx=0, sparse=sparse)
         self.content_type = nn.Embedding(features.content_type_buckets, e, padding_idx=0, sparse=sparse)
         self.freshness = nn.Embedding(features.num_freshness_buckets, e, padding_idx=0, sparse=sparse)
-        self.counter_norm = nn.LayerNorm(num_counters)
+        self.counter_norm: nn.Module = (
+            ColumnNorm(num_counters) if cfg.counter_norm == "column" else nn.LayerNorm(num_counters)
+        )
         in_dim = 3 * tower_dim * cfg.tower_inputs + 4 * e + num_counters + num_sources
         self.cross = CrossNetwork(in_dim, cfg.cross_layers, cfg.cross_rank)
         deep: list[nn.Module] = []
