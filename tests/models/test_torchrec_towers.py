@@ -14,10 +14,12 @@ import torch
 
 from feedrank.artifacts.config import RetrievalLossConfig
 from feedrank.artifacts.train_config import TrainConfig
+from feedrank.data.example_arrays import RetrievalArrays
 from feedrank.data.features import DEMOGRAPHICS, FeatureConfig
 from feedrank.models.torchrec_towers import table_specs, torchrec_missing
 from feedrank.models.two_tower import TwoTower, TwoTowerConfig
 from feedrank.train import TensorBatchSource, train
+from feedrank.train.batch_types import RetrievalBatch
 from feedrank.train.retrieval_task import RetrievalTask
 
 MISSING = torchrec_missing()
@@ -27,7 +29,7 @@ FEATURES = FeatureConfig(user_buckets=500, item_buckets=300, publisher_buckets=6
 MODEL = TwoTowerConfig(embed_dim=8, hidden=16, dim=8)
 
 
-def batches(n: int = 512, seed: int = 0) -> dict[str, torch.Tensor]:
+def batches(n: int = 512, seed: int = 0) -> RetrievalBatch:
     """Clicks where each user keeps clicking items of one 'taste' (user id mod 10): learnable."""
     rng = np.random.default_rng(seed)
     users = rng.integers(1, FEATURES.user_buckets, n)
@@ -35,12 +37,14 @@ def batches(n: int = 512, seed: int = 0) -> dict[str, torch.Tensor]:
     items = 1 + taste * 29 + rng.integers(0, 5, n)
     hist = 1 + taste[:, None] * 29 + rng.integers(0, 5, (n, FEATURES.history_len))
     ts = np.full(n, 1_700_000_000_000_000, dtype=np.int64)
-    arrays = {
+    user = {
         "user_id": users,
         "user_demo": rng.integers(1, 8, (n, len(DEMOGRAPHICS))),
         "hist_item": hist,
         "hist_cat": hist % 7 + 1,
         "hist_pub": hist % 5 + 1,
+    }
+    item = {
         "item_id": items,
         "item_pub": items % 5 + 1,
         "item_cat": items % 7 + 1,
@@ -48,11 +52,11 @@ def batches(n: int = 512, seed: int = 0) -> dict[str, torch.Tensor]:
         "item_type": np.ones(n, dtype=np.int64),
         "item_fresh": np.ones(n, dtype=np.int64),
         "item_published_us": ts - 3_600_000_000,
-        "ts_us": ts,
-        "logq": np.full(n, -np.log(300.0), dtype=np.float32),
-        "weight": np.ones(n, dtype=np.float32),
     }
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    labels = {"y_click": np.ones(n, dtype=np.float32)}
+    logq = np.full(n, -np.log(300.0), dtype=np.float32)
+    arrays = RetrievalArrays(user=user, item=item, labels=labels, ts_us=ts, logq=logq)
+    return RetrievalBatch.from_arrays(arrays)
 
 
 def fit(model: TwoTower, out: Path) -> list[float]:
