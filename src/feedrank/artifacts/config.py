@@ -80,7 +80,7 @@ class RankerLossConfig:
 RETRIEVAL_TRAINING = TrainConfig(
     epochs=8, lr=3e-3, sparse_lr=0.05, early_stop_metric="recall@100", patience=2
 )
-RANKER_TRAINING = TrainConfig(epochs=3, lr=2e-3, sparse_lr=0.05, early_stop_metric="gauc", patience=1)
+RANKER_TRAINING = TrainConfig(epochs=3, lr=2e-3, sparse_lr=0.05, early_stop_metric="gauc", patience=2)
 
 
 @dataclass(frozen=True)
