@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from feedrank.eval.served import KS, NEW_USER, ServedOptions, measure
+from feedrank.eval.served import KS, NEW_USER, PANEL_TASK, REQUESTS_TASK, ServedOptions, measure
 from feedrank.eval.served_metrics import (
     all_pairs_jaccard,
     disjoint_pairs,
@@ -22,6 +22,7 @@ from feedrank.eval.served_metrics import (
     spread,
 )
 from feedrank.eval.served_requests import Requests, panel, sample_requests, segment_masks
+from feedrank.progress import reporting
 
 CATALOG = [f"i{n}" for n in range(400)]
 
@@ -176,3 +177,14 @@ def test_sampled_requests_find_the_next_click_at_or_after_the_request() -> None:
 
 def test_options_defaults_measure_at_least_a_thousand_requests() -> None:
     assert ServedOptions().requests >= 1000
+
+
+def test_progress_reports_every_request_then_every_panel_time_of_every_system() -> None:
+    requests = _requests(40)
+    seen: list[tuple[str, int, int]] = []
+    options = ServedOptions(panel_users=10, panel_times=3)
+    with reporting(lambda task, done, total: seen.append((task, done, total))):
+        measure([ConstantServer(), PersonalServer()], requests, np.zeros(40), None, len(CATALOG), options)
+    assert [r for r in seen if r[0] == REQUESTS_TASK] == [(REQUESTS_TASK, q, 40) for q in range(1, 41)]
+    assert [r for r in seen if r[0] == PANEL_TASK] == [(PANEL_TASK, n, 6) for n in range(1, 7)]
+    assert seen.index((REQUESTS_TASK, 40, 40)) < seen.index((PANEL_TASK, 1, 6))

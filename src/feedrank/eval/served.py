@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +51,16 @@ from feedrank.eval.served_metrics import (
 )
 from feedrank.eval.served_path import FeedServer, OracleServer, RecommenderServer
 from feedrank.eval.served_requests import Requests, panel, sample_requests, segment_masks
+from feedrank.progress import advance
 
 log = logging.getLogger(__name__)
 
 KS = (10, 20)
 NEW_USER = "served-eval-new-user-{}"  # an id no log holds: the brand-new twin of request q
+# Progress (feedrank.progress) of the two long loops: requests served by every system, then the
+# panel's shared times served by each system in turn.
+REQUESTS_TASK = "served feeds (requests)"
+PANEL_TASK = "served feeds: panel (system x time)"
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ def measure(
             for name, value in values.items():
                 per[server.name].setdefault(name, []).append(value)
             tops[server.name].update(known[:10])
+        advance(REQUESTS_TASK, q + 1, len(requests))
         if (q + 1) % 200 == 0:
             log.info("served feeds: %d of %d requests", q + 1, len(requests))
     arrays = {
@@ -152,13 +159,18 @@ def measure(
         systems[name]["distinct@10"] = float(len(distinct))
         systems[name]["coverage@10"] = len(distinct) / catalog_size if catalog_size else float("nan")
     users, times = panel(requests, options.panel_users, options.panel_times, options.seed)
+    steps = len(servers) * len(times)
+    panels: dict[str, dict[str, float]] = {}
+    for i, server in enumerate(servers):
+        done = partial(_panel_progress, i * len(times), steps)
+        panels[server.name] = _panel(server, requests, users, times, options.seed, live, done)
     return ServedReport(
         bundle="",
         data="",
         requests=len(requests),
         systems=systems,
         segments=segments,
-        panel={s.name: _panel(s, requests, users, times, options.seed, live) for s in servers},
+        panel=panels,
     )
 
 
@@ -203,6 +215,10 @@ def _summaries(arrays: dict[str, dict[str, F64]], mask: np.ndarray) -> dict[str,
     return out
 
 
+def _panel_progress(before: int, steps: int, done: int) -> None:
+    advance(PANEL_TASK, before + done, steps)
+
+
 def _panel(
     server: FeedServer,
     requests: Requests,
@@ -210,8 +226,10 @@ def _panel(
     times: list[int],
     seed: int,
     live: LiveCatalog | None,
+    on_time: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
-    """The panel's known users served together at each panel time; their top-10s compared."""
+    """The panel's known users served together at each panel time; their top-10s compared;
+    `on_time(n)` after the n-th time."""
     rng = np.random.default_rng([seed, 17])
     ids = [requests.user_ids[u] for u in users]
     demos = [requests.demographics[u] for u in users]
@@ -228,6 +246,8 @@ def _panel(
             row["live_coverage"] = row["distinct_items"] / num_live if num_live else float("nan")
         rows.append(row)
         pairs.append(pair_jaccards(feeds, disjoint_pairs(len(feeds), rng)))
+        if on_time is not None:
+            on_time(len(rows))
     out = {name: float(np.mean([r[name] for r in rows])) for name in rows[0]} if rows else {}
     out["jaccard@10"], out["jaccard@10_se"] = mean_se(np.concatenate(pairs) if pairs else np.zeros(0))
     out["users"], out["times"] = float(len(users)), float(len(times))
