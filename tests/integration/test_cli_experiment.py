@@ -127,6 +127,7 @@ def test_simulate_prints_the_lifts_of_the_library(
 ) -> None:
     options = ["--days", "1", "--users", "300", "--requests-per-user-day", "3", "--candidates", "30"]
     policies = ["--control-policy", "random", "--seed", "2"]
+    order = 'rerank.order=["drop","freshness","clickbait","cap"]'  # the treatment as it served before
     code, out, err = feedrank(
         capsys,
         "abtest",
@@ -135,12 +136,18 @@ def test_simulate_prints_the_lifts_of_the_library(
         str(bundle_path),
         *options,
         *policies,
+        "--treatment-set",
+        order,
         "--out",
         str(tmp_path),
     )
     assert code == 0, err
     config = ABConfig(num_users=300, days=1, requests_per_user_day=3.0, seed=2)
-    result = simulate_bundles(bundle_path, bundle_path, config, policies=("random", "ranker"), candidates=30)
+    sets: tuple[list[str], list[str]] = ([], [order])
+    result = simulate_bundles(
+        bundle_path, bundle_path, config, policies=("random", "ranker"), candidates=30, serve_sets=sets
+    )
+    assert result.arms[1]["rerank_order"] == ["drop", "freshness", "clickbait", "cap"]
     primary = analyze(result).metric(PRIMARY)
     assert f"| **{PRIMARY}** | {primary.control:.4g} | {primary.treatment:.4g} | {primary.lift:+.2%} " in out
     assert json.loads((tmp_path / "report.json").read_text())["metrics"][0]["lift"] == pytest.approx(
@@ -204,6 +211,12 @@ def test_a_bad_policy_variant_is_refused(capsys: pytest.CaptureFixture[str], bun
         "best",
     )
     assert code == 2 and "policy variant 'best'" in err
+
+
+def test_a_bad_serving_override_is_refused(capsys: pytest.CaptureFixture[str], bundle_path: Path) -> None:
+    arms = [str(bundle_path), str(bundle_path), "--days", "1"]
+    code, _, err = feedrank(capsys, "abtest", "simulate", *arms, "--control-set", "rerank.ordr=[]")
+    assert code == 2 and "--set 'rerank.ordr=[]': unknown key 'ordr'" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 from feedrank.bundle import load_bundle
+from feedrank.errors import ConfigError
 from feedrank.eval.offline import EvalOptions, evaluate_run
 from feedrank.eval.report import to_json
 from feedrank.experiments.online_ab import (
@@ -141,6 +142,26 @@ def test_recent_popularity_is_served_through_the_recommender(bundle_path: Path, 
     clicks = rec.score_by(rows[None, :], now)[0] if rec.score_by is not None else None
     assert clicks is not None and [item.score for item in feed.items] == clicks.tolist()
     assert clicks.tolist() == sorted(clicks.tolist(), reverse=True) and clicks[0] > 0
+
+
+def test_each_arm_serves_with_its_own_serving_overrides(
+    bundle_path: Path, world: World, tmp_path: Path
+) -> None:
+    old_order = 'rerank.order=["drop","freshness","clickbait","cap"]'
+    control = BundlePolicy(bundle_path, "ranker", candidates=30, serve_set=[old_order, "sources.fresh=0"])
+    treatment = BundlePolicy(bundle_path, "ranker", candidates=30)
+    assert control.recommender.reranker.names == ("drop", "freshness", "clickbait", "cap")
+    assert treatment.recommender.reranker.names == ("drop", "clickbait", "cap")
+    assert control.recommender.settings.sources.fresh == 0 != treatment.recommender.settings.sources.fresh
+    off = BundlePolicy(bundle_path, "ranker", candidates=30, rerank=False, serve_set=[old_order])
+    assert off.recommender.reranker.names == ()  # --no-rerank wins over an order
+    with pytest.raises(ConfigError, match=r"unknown key .ordr."):
+        BundlePolicy(bundle_path, "ranker", serve_set=["rerank.ordr=[]"])
+    # the report says how each arm served
+    report = analyze(simulate_ab(world, control, treatment, ABConfig(num_users=200, days=1)))
+    text = write_report(report, tmp_path / "ab")["md"].read_text()
+    assert "re-ranking on (drop, freshness, clickbait, cap); serving overrides" in text
+    assert "re-ranking on (drop, clickbait, cap))" in text
 
 
 def test_a_better_model_wins_significantly_and_the_report_is_written(

@@ -222,12 +222,26 @@ def simulate_command(
         float | None, typer.Option(help="Traffic per user (default: the world's own rate).")
     ] = None,
     threads: Annotated[int, typer.Option(help="torch intra-op threads (as bench_online_ab.py).")] = 1,
+    control_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--control-set",
+            help="Override a serving setting of the control arm (as `feedrank serve --set`): "
+            'rerank.order=["drop","freshness","clickbait","cap"], ...',
+        ),
+    ] = None,
+    treatment_set: Annotated[
+        list[str] | None,
+        typer.Option("--treatment-set", help="Override a serving setting of the treatment arm."),
+    ] = None,
 ) -> None:
     """Run an online A/B test in the simulator: both bundles serve users, the world answers.
 
     Writes report.md, report.json, daily.png and lift.png; prints the lifts with 95% CIs.
 
     Example: feedrank abtest simulate runs/demo/bundle runs/v2-bundle --days 7 --users 10000 --out runs/ab
+    Example: feedrank abtest simulate runs/old/bundle runs/demo/bundle --days 2
+    --control-set 'rerank.order=["drop","freshness","clickbait","cap"]' --out runs/ab-fixed-vs-old
     """
     import torch
 
@@ -247,6 +261,7 @@ def simulate_command(
             policies=(control_policy, treatment_policy),
             candidates=candidates,
             rerank=rerank,
+            serve_sets=(control_set or [], treatment_set or []),
             on_hour=lambda done, total: bar.update(task, completed=done, total=total),
         )
     report = analyze(result)

@@ -37,6 +37,7 @@ import numpy.typing as npt
 import polars as pl
 
 from feedrank.bundle import Bundle, load_bundle
+from feedrank.config import apply_overrides
 from feedrank.data.split import open_split
 from feedrank.errors import ConfigError
 from feedrank.eval.oracle import world_of
@@ -84,6 +85,9 @@ class BundlePolicy:
     (the same clicks as the feed score, served through the Recommender: its candidate union and
     re-ranker, serve/popularity.py), `random`. Every arm
     needs its own copy of the bundle (pass a path): adding items mutates the bundle's catalog.
+    `serve_set`: overrides of the arm's serving settings, as `feedrank serve --set` takes them
+    (`rerank.order=["drop","freshness","clickbait","cap"]`: a system as it served before a
+    re-ranking change); `rerank=False` turns every re-ranking step off whatever they say.
     """
 
     def __init__(
@@ -94,24 +98,33 @@ class BundlePolicy:
         candidates: int = 100,
         rerank: bool = True,
         seed: int = 0,
+        serve_set: Sequence[str] = (),
     ) -> None:
         if variant not in VARIANTS:
             raise ConfigError(f"policy variant {variant!r}: known are {', '.join(VARIANTS)}")
         bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.name = f"{bundle.path}:{variant}"
         self.variant = variant
-        self.info = {"policy": self.name, "candidates": candidates, "rerank": rerank}
-        rerank_cfg = RerankConfig() if rerank else RerankConfig(order=())
         # refresh() rebuilds the index at simulated time; the wall-clock age policy must not fire.
         # exclude_clicked=False: the world may click an item again; docs/online_ab.md's runs show it.
-        settings = ServeSettings(
-            candidates=candidates, index_max_age_s=1e12, rerank=rerank_cfg, exclude_clicked=False
+        settings = apply_overrides(
+            ServeSettings(candidates=candidates, index_max_age_s=1e12, exclude_clicked=False), list(serve_set)
         )
+        if not rerank:
+            settings = dataclasses.replace(settings, rerank=RerankConfig(order=()))
+        self.settings = settings
+        self.info = {
+            "policy": self.name,
+            "candidates": settings.candidates,
+            "rerank": rerank,
+            "rerank_order": list(settings.rerank.order),
+            "serve_set": list(serve_set),
+        }
         weights = {"click": 1.0} if variant == "clicks-only" else None
         self.recommender = Recommender(
             bundle,
             settings,
-            build_reranker(rerank_cfg),
+            build_reranker(settings.rerank),
             rank=variant != "two-tower",
             rerank=rerank,
             weights=weights,
@@ -314,16 +327,19 @@ def simulate_bundles(
     policies: tuple[str, str] = ("ranker", "ranker"),
     candidates: int = 100,
     rerank: bool = True,
+    serve_sets: tuple[Sequence[str], Sequence[str]] = ((), ()),
     on_hour: Callable[[int, int], None] | None = None,
 ) -> ABResult:
     """`simulate_ab` between two bundle directories (each arm loads its own copy) in `world` (a
     `feedrank simulate` output), by default the world behind the treatment bundle's data;
-    `policies` are the arms' variants (VARIANTS)."""
+    `policies` are the arms' variants (VARIANTS), `serve_sets` their serving-settings overrides."""
     treated_bundle = load_bundle(treatment)
     sim = World.load(world) if world is not None else world_of_bundle(treated_bundle)
-    arms = (
-        BundlePolicy(control, policies[0], candidates=candidates, rerank=rerank, seed=config.seed),
-        BundlePolicy(treated_bundle, policies[1], candidates=candidates, rerank=rerank, seed=config.seed),
+    arms = tuple(
+        BundlePolicy(
+            bundle, variant, candidates=candidates, rerank=rerank, seed=config.seed, serve_set=overrides
+        )
+        for bundle, variant, overrides in zip((control, treated_bundle), policies, serve_sets, strict=True)
     )
     return simulate_ab(sim, arms[0], arms[1], config, on_hour=on_hour)
 

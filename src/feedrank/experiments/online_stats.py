@@ -264,7 +264,12 @@ def to_markdown(report: ABReport) -> str:
 
 
 def _settings(arm: Mapping[str, Any]) -> str:
-    return f"{arm['candidates']} candidates, re-ranking {'on' if arm['rerank'] else 'off'}"
+    text = f"{arm['candidates']} candidates, re-ranking {'on' if arm['rerank'] else 'off'}"
+    if arm["rerank"] and "rerank_order" in arm:
+        text += f" ({', '.join(arm['rerank_order'])})"
+    if arm.get("serve_set"):
+        text += "; serving overrides " + " ".join(f"`{item}`" for item in arm["serve_set"])
+    return text
 
 
 def _plot_daily(report: ABReport, path: Path) -> Path:
