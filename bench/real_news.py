@@ -175,6 +175,11 @@ def main() -> int:
         "blend": {"weights": report["blend_weights"], "window_min": report["blend_window_min"]},
         "valid_ndcg@10": report.get("valid_ndcg", {}),
         "test_ndcg@10": {s: [m["ndcg@10"], m["ndcg@10_se"]] for s, m in report["overall"].items()},
+        # model − baseline over the same clicks: [difference, paired SE, relative]
+        "test_paired_ndcg@10": {
+            segment: {pair: [d["diff"], d["diff_se"], d["relative"]] for pair, d in pairs.items()}
+            for segment, pairs in report.get("paired", {}).items()
+        },
     }
     bench_file.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(results, indent=2))

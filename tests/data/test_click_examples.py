@@ -150,3 +150,34 @@ def test_the_ranker_trains_on_a_click_only_log_with_pool_negatives_by_default(
 
 def parts_clicks(split_dir: Path) -> int:
     return int(open_split(split_dir)["train"].read("impressions").get_column("clicked").sum())
+
+
+def test_the_listwise_term_adds_each_clicks_softmax_over_its_own_negatives(
+    click_log: tuple[Path, dict[str, Dataset], FeatureSpace],
+) -> None:
+    import torch
+
+    from feedrank.artifacts.config import RankerLossConfig
+    from feedrank.artifacts.store import build_ranker
+    from feedrank.train.batch_types import RankerBatch
+    from feedrank.train.losses import grouped_softmax_loss
+    from feedrank.train.ranker_task import RankerTask, TowerTables
+
+    _, parts, space = click_log
+    examples = click_examples(space, parts["train"].read("impressions"), catalog_negatives=6, seed=1)
+    batch = RankerBatch.from_arrays(ClickBatches(space, examples, NEWS_FEATURES, 64).arrays(np.arange(9)))
+    cfg = RankerRunConfig(counters=NEWS_FEATURES, sources=())
+    torch.manual_seed(0)
+    ranker = build_ranker(cfg, FEATURES, DIM)
+    tables = TowerTables(
+        torch.zeros(len(examples), DIM), torch.zeros(len(space.catalog), DIM), torch.zeros(16, DIM)
+    )
+    ranker.eval()  # no dropout: the two losses see the same logits
+    plain, plain_logs = RankerTask(ranker, tables, RankerLossConfig()).loss(batch)
+    both, logs = RankerTask(ranker, tables, RankerLossConfig(listwise_weight=0.5)).loss(batch)
+    assert "listwise" not in plain_logs and logs["listwise"] > 0
+    logits = ranker(tables.inputs(batch, with_position=True))[:, 0]
+    expected = grouped_softmax_loss(logits, batch.labels[:, 0], batch.request_index)
+    assert torch.allclose(both - plain, 0.5 * expected)
+    # nine queries, each one click among its own rows: the term is their mean cross-entropy
+    assert int(batch.request_index.unique().numel()) == 9 and float(batch.labels[:, 0].sum()) == 9

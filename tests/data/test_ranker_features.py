@@ -26,6 +26,7 @@ from feedrank.data.features import (
 from feedrank.data.history import (
     COUNTER_NAMES,
     NEWS_FEATURES,
+    NEWS_NOW_NAMES,
     SESSION_COLUMNS,
     PastEvents,
     build_past_events,
@@ -81,24 +82,27 @@ def _past(
     return build_past_events(history, impressions, catalog, users, ctr_prior=0.2)
 
 
+ALL_FEATURES = NEWS_FEATURES + NEWS_NOW_NAMES
+
+
 def _features(past: PastEvents, catalog: ItemCatalog, users: UserDirectory, rows: pl.DataFrame) -> np.ndarray:
     u = users.rows(rows.get_column("user_id"))
     i = catalog.rows(rows.get_column("item_id"))
-    return past.features(NEWS_FEATURES, u, i, to_us(rows.get_column("ts")), catalog)
+    return past.features(ALL_FEATURES, u, i, to_us(rows.get_column("ts")), catalog)
 
 
 def test_every_feature_is_leak_free_and_the_check_catches_a_leak() -> None:
     catalog, users, impressions, history = _world()
     full = _features(_past(catalog, users, impressions, history), catalog, users, impressions)
     times = impressions.get_column("ts").unique().sort()
-    leaked = np.zeros(len(NEWS_FEATURES), dtype=bool)
-    for t in times.gather(np.linspace(5, times.len() - 1, 25).astype(int)).to_list():
+    leaked = np.zeros(len(ALL_FEATURES), dtype=bool)
+    for t in times.gather(np.linspace(5, times.len() - 1, 100).astype(int)).to_list():
         at_t = pl.col("ts") == t
         rows = impressions.filter(at_t)
         mask = impressions.get_column("ts").to_numpy() == np.datetime64(t.replace(tzinfo=None), "us")
         before = _past(catalog, users, impressions.filter(pl.col("ts") < t), history)
         got = _features(before, catalog, users, rows)
-        for j, name in enumerate(NEWS_FEATURES):
+        for j, name in enumerate(ALL_FEATURES):
             assert np.array_equal(got[:, j], full[mask, j]), f"{name} at {t} differs when the log ends at t"
         # the control: an index that also holds the events at t (its own rows), queried just after t
         leaky_past = _past(catalog, users, impressions.filter(pl.col("ts") <= t), history)
@@ -107,10 +111,10 @@ def test_every_feature_is_leak_free_and_the_check_catches_a_leak() -> None:
         )
         leaked |= (leaky != got).any(axis=0)
     # every feature that reads events sees the leak (the age of a published item reads only its metadata)
-    missed = [n for n, hit in zip(NEWS_FEATURES, leaked, strict=True) if not hit and n != "item_age_log_h"]
+    missed = [n for n, hit in zip(ALL_FEATURES, leaked, strict=True) if not hit and n != "item_age_log_h"]
     assert not missed, f"the leaky control is not caught for {missed}"
     # and no feature is constant here (a constant would pass any comparison)
-    constant = [n for j, n in enumerate(NEWS_FEATURES) if np.unique(full[:, j]).size < 2]
+    constant = [n for j, n in enumerate(ALL_FEATURES) if np.unique(full[:, j]).size < 2]
     assert not constant
 
 
@@ -162,6 +166,8 @@ def test_news_columns_read_the_pairs_around_the_latest_click() -> None:
             ("u3", "i4", 176, True),  # i1 → i4
             ("u4", "i2", 177, True),
             ("u4", "i1", 178, True),  # i2 → i1: the way back
+            ("u5", "i3", 100, True),
+            ("u5", "i2", 101, True),  # i3 → i2: after u0's second-latest click
             ("u0", "i3", 179, True),
             ("u0", "i1", 180, True),  # u0 has just read i3 then i1
         ]
@@ -191,6 +197,25 @@ def test_news_columns_read_the_pairs_around_the_latest_click() -> None:
         names, users.rows(pl.Series(["u0"])), catalog.rows(pl.Series(["i3"])), t[:1] - 10**9, catalog
     )
     assert not first.any()
+    # the last minutes: co-visits out of i1 in the last 30 min (minutes 172 and 176, not 5), and
+    # out of u0's second-latest click i3 (i3 → i2 at minute 101; i3 → i1 is u0's own)
+    now = past.features(
+        ("covis_last_30m", "covis_prev2"),
+        users.rows(pl.Series(["u0"] * 3)),
+        catalog.rows(pl.Series(["i2", "i4", "i3"])),
+        t,
+        catalog,
+    )
+    assert np.allclose(np.expm1(now[:, 0]), [1, 1, 0])
+    assert np.allclose(np.expm1(now[:, 1]), [1, 0, 0])
+    # item clicks in the last 2 and 30 minutes: i4 was clicked at 176, i1 at 175, i2 at 172 and 177
+    items = catalog.rows(pl.Series(["i4", "i1", "i2", "i4"]))
+    at = to_us(pl.Series([T0 + MIN * 177, T0 + MIN * 177, T0 + MIN * 178, T0 + MIN * 179]))
+    windows = past.features(
+        ("item_clicks_2m", "item_clicks_30m"), users.rows(pl.Series(["u0"] * 4)), items, at, catalog
+    )
+    assert np.allclose(np.expm1(windows[:, 0]), [1, 1, 1, 0])
+    assert np.allclose(np.expm1(windows[:, 1]), [1, 2, 2, 1])
 
 
 def test_session_position_and_time_since_the_sessions_previous_click() -> None:

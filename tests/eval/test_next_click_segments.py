@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
+import pytest
 
-from feedrank.eval.next_click_segments import segment_masks, summarize
+from feedrank.eval.next_click_segments import paired_differences, segment_masks, summarize
 
 CUT = datetime(2017, 10, 7, tzinfo=UTC)
 
@@ -46,3 +47,28 @@ def test_summaries_carry_standard_errors_and_counts() -> None:
     row = summarize(metrics, np.array([True, True, False, True]))["s"]
     assert row["ndcg@10"] == 0.5 and row["events"] == 3
     assert row["ndcg@10_se"] == np.std([0.0, 1.0, 0.5], ddof=1) / np.sqrt(3)
+
+
+def test_paired_differences_are_per_click_and_their_error_is_the_differences_own() -> None:
+    rng = np.random.default_rng(0)
+    hard = rng.random(400)  # how easy each click is: both systems move with it
+    blend = hard * 0.5
+    ranker = blend + 0.05 + rng.normal(0, 0.01, 400)
+    metrics = {
+        "blend": {"ndcg@10": blend},
+        "co-visitation (previous click)": {"ndcg@10": hard * 0.2},
+        "ranker": {"ndcg@10": ranker},
+    }
+    mask = np.arange(400) >= 100
+    out = paired_differences(metrics, mask)
+    assert set(out) == {"ranker − blend", "ranker − co-visitation (previous click)"}
+    row = out["ranker − blend"]
+    d = (ranker - blend)[mask]
+    assert row["diff"] == pytest.approx(d.mean()) and row["events"] == 300
+    assert row["diff_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(300))
+    assert row["relative"] == pytest.approx(d.mean() / blend[mask].mean())
+    # the paired error is far below the unpaired one (the systems share each click's difficulty)
+    unpaired = np.sqrt(ranker[mask].var(ddof=1) / 300 + blend[mask].var(ddof=1) / 300)
+    assert row["diff_se"] < unpaired / 5
+    # no model system: nothing to pair
+    assert paired_differences({"blend": {"ndcg@10": blend}}, mask) == {}

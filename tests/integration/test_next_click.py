@@ -132,9 +132,14 @@ def test_next_click_report_on_the_tiny_world(runs: tuple[Path, Path], tmp_path: 
         assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values)  # more seats, more hits
     # Every source is on, so the union can only hold the same ANN seats when nothing else proposes.
     assert recall["union"]["recall@500"] >= recall["ANN"]["recall@50"]
+    paired = report.paired["all"]["ranker − blend"]
+    overall = report.overall
+    assert paired["diff"] == pytest.approx(overall["ranker"]["ndcg@10"] - overall["blend"]["ndcg@10"])
+    assert 0 < paired["diff_se"] and paired["events"] == report.num_events
     paths = write_next_click_report(report, tmp_path)
     text = paths["markdown"].read_text()
     assert "| ranker |" in text and "union of sources" in text
+    assert "| ranker − blend |" in text
     assert_chart(paths["plot"])
     assert_chart(paths["candidates_plot"])
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from feedrank.artifacts.labels import EngagementWeights
-from feedrank.train.losses import multitask_bce, sampled_softmax_loss
+from feedrank.train.losses import grouped_softmax_loss, multitask_bce, sampled_softmax_loss
 
 NUM_ITEMS = 8
 
@@ -115,3 +115,51 @@ def test_negative_downsampling_stays_calibrated_with_importance_weights() -> Non
     # Without the correction the model believes clicks are several times more common.
     biased, _ = fit_click_model(negative_rate=0.2, importance_weights=False)
     assert biased / observed > 2.0
+
+
+def test_grouped_softmax_is_each_querys_cross_entropy_of_its_click() -> None:
+    # Two queries, interleaved rows; the third has no click and carries no signal.
+    logits = torch.tensor([2.0, 0.5, -1.0, 1.0, 3.0, 0.0, 7.0])
+    labels = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    groups = torch.tensor([10, 10, 4, 10, 4, 4, 99])
+    a = F.cross_entropy(logits[[0, 1, 3]][None], torch.tensor([0]))
+    b = F.cross_entropy(logits[[2, 4, 5]][None], torch.tensor([1]))
+    got = grouped_softmax_loss(logits, labels, groups)
+    assert torch.allclose(got, (a + b) / 2)
+    # Moving the unclicked query's row changes nothing; raising a negative of query 10 costs more.
+    moved = logits.clone()
+    moved[6] = -50.0
+    assert torch.allclose(grouped_softmax_loss(moved, labels, groups), got)
+    harder = logits.clone()
+    harder[1] = 2.0
+    assert grouped_softmax_loss(harder, labels, groups) > got
+
+
+def test_grouped_softmax_spreads_several_clicks_and_ignores_queries_without_one() -> None:
+    logits = torch.tensor([0.0, 1.0, 2.0, 5.0], requires_grad=True)
+    labels = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    groups = torch.tensor([0, 0, 0, 1])
+    loss = grouped_softmax_loss(logits, labels, groups)
+    log_p = torch.log_softmax(torch.tensor([0.0, 1.0, 2.0]), 0)
+    assert torch.allclose(loss, -(log_p[0] + log_p[1]) / 2)
+    loss.backward()
+    assert logits.grad is not None and float(logits.grad[3]) == 0.0
+    none = grouped_softmax_loss(logits.detach(), torch.zeros(4), groups)
+    assert float(none) == 0.0
+
+
+def test_grouped_softmax_learns_the_order_within_queries() -> None:
+    # One feature per row; the click is the row with the highest feature in its query, but the
+    # feature's level differs between queries. A softmax per query learns a positive slope.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 8, generator=gen) + 5 * torch.randn(64, 1, generator=gen)
+    labels = (x == x.max(dim=1, keepdim=True).values).float()
+    groups = torch.arange(64)[:, None].expand(64, 8)
+    w = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.5)
+    for _ in range(50):
+        loss = grouped_softmax_loss((w * x).flatten(), labels.flatten(), groups.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(w.detach()) > 1.0

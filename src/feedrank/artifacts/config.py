@@ -64,6 +64,12 @@ class RankerLossConfig:
     # Train on the last `train_window_h` hours of the train part only (0 = all of it): on a
     # click-only log every click brings its negatives, which bounds the rows held in memory.
     train_window_h: float = 0.0
+    # Weight of a listwise term on the click head: the softmax cross-entropy of each query's click
+    # against the query's other rows (a click-only log's click and its negatives; a request's
+    # impressions), added to the per-row BCE. 0 = off: the BCE alone keeps the click probability
+    # calibrated, which the simulated world's impressions measure; the listwise term trades that
+    # for the order within a pool, which next-click on news asks for (docs/real_news.md).
+    listwise_weight: float = 0.0
 
     def resolved(self, click_only: bool) -> RankerLossConfig:
         """This config with the auto (-1) negative counts decided for a click-only log or not."""

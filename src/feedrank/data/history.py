@@ -30,6 +30,13 @@ the next click is mostly decided by the click before it and by what is being rea
                                evidence covis_last rests on
     covis_last_share           co-visits after the latest click / (1 + all co-visits out of it)
     item_in_last5              1 when the candidate is one of the user's latest 5 clicks (re-reads are rare)
+
+and, for the same logs, what is being read in the last minutes and after the clicks before the
+latest (`NEWS_NOW_NAMES`, named by the Globo recipe of bench/real_news.py):
+
+    item_clicks_2m / _30m      log(1 + clicks in the last 2 / 30 minutes)
+    covis_last_30m             log(1 + co-visits after the user's latest click, last 30 minutes only)
+    covis_prev2                log(1 + co-visits after the user's second-latest click)
 """
 
 from __future__ import annotations
@@ -75,7 +82,8 @@ RECENCY_NAMES = (
 RANKER_FEATURES = COUNTER_NAMES + RECENCY_NAMES
 NEWS_NAMES = ("covis_last_2h", "covis_back_last", "covis_last_out", "covis_last_share", "item_in_last5")
 NEWS_FEATURES = RANKER_FEATURES + NEWS_NAMES
-FEATURE_NAMES = frozenset(NEWS_FEATURES)
+NEWS_NOW_NAMES = ("item_clicks_2m", "item_clicks_30m", "covis_last_30m", "covis_prev2")
+FEATURE_NAMES = frozenset(NEWS_FEATURES + NEWS_NOW_NAMES)
 INDEXES = (
     "user_clicks",
     "item_clicks",

@@ -22,12 +22,15 @@ if TYPE_CHECKING:
 
 COUNTER_WINDOWS_H = (1, 6, 24)  # hours of the original item click counters
 CLICK_WINDOWS_US = {  # the item click counters, by window: online clicks top these up in serving
+    "item_clicks_2m": 2 * 60_000_000,
     "item_clicks_10m": 10 * 60_000_000,
+    "item_clicks_30m": 30 * 60_000_000,
     **{f"item_clicks_{w}h": w * US_PER_HOUR for w in COUNTER_WINDOWS_H},
 }
 CTR_PRIOR_VIEWS = 20.0  # pseudo-views that pull a new item's CTR towards the global rate
 COVIS_CLICKS = 5  # the user's latest clicks that co-visitation looks back on
 COVIS_RECENT_US = 2 * US_PER_HOUR  # window of the recent co-visitation column
+COVIS_NOW_US = 30 * 60_000_000  # window of the co-visitation column of the last half hour
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,14 @@ class FeatureColumns:
     def _covis_last_2h(self) -> np.ndarray:
         recent = self.past.covisits.count_before(self.previous(), self.i, self.t, COVIS_RECENT_US)
         return f64(np.log1p(recent))
+
+    def _covis_last_30m(self) -> np.ndarray:
+        recent = self.past.covisits.count_before(self.previous(), self.i, self.t, COVIS_NOW_US)
+        return f64(np.log1p(recent))
+
+    def _covis_prev2(self) -> np.ndarray:
+        covis = self.covis()
+        return f64(np.log1p(covis[:, -2])) if covis.shape[1] >= 2 else np.zeros(self.t.size)
 
     def _covis_back_last(self) -> np.ndarray:
         return f64(np.log1p(self.past.covisits.count_before(self.i, self.previous(), self.t)))

@@ -50,7 +50,7 @@ from feedrank.data.split import open_split
 from feedrank.eval.blend import BlendTuning, BlendWeights, tune_blend
 from feedrank.eval.catalog import TwoTowerRanker
 from feedrank.eval.model_scorer import RankerScorer, TwoTowerScorer
-from feedrank.eval.next_click_segments import segment_masks, summarize, train_cut_of
+from feedrank.eval.next_click_segments import paired_differences, segment_masks, summarize, train_cut_of
 from feedrank.eval.next_click_stream import (
     POP_WINDOWS_MIN,
     ClickStream,
@@ -106,6 +106,9 @@ class NextClickReport:
     train_cut: str = ""  # ISO time that separates cold from warm (the split's valid start)
     # NDCG@10 of the baselines on the validation clicks the blend was tuned on (in-sample for it)
     valid_ndcg: dict[str, float] = field(default_factory=dict)
+    # segment ("all", cold / warm items) → "model − baseline" → NDCG@10 difference over the same
+    # clicks, its paired standard error and the relative difference (next_click_segments.py)
+    paired: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 def evaluate_next_click(
@@ -159,6 +162,11 @@ def evaluate_next_click(
         for name, mask in masks.items()
         if name in ("all", "cold items", "warm items") and (mask & keep).any() and per_event.recall
     }
+    paired = {
+        name: paired_differences(per_event.metrics, mask & keep)
+        for name, mask in masks.items()
+        if name in ("all", "cold items", "warm items") and (mask & keep).sum() > 1
+    }
     return NextClickReport(
         run=str(run_dir),
         data=str(split_dir),
@@ -172,6 +180,7 @@ def evaluate_next_click(
         segments=segments,
         candidate_recall=recall,
         quotas=options.sources.quotas(),
+        paired={name: rows for name, rows in paired.items() if rows},
     )
 
 

@@ -69,3 +69,31 @@ def summarize(metrics: dict[str, dict[str, np.ndarray]], mask: np.ndarray) -> di
         row["events"] = float(mask.sum())
         out[system] = row
     return out
+
+
+MODEL_SYSTEMS = ("ranker", "ranker (feed score)", "two-tower")
+
+
+def paired_differences(
+    metrics: dict[str, dict[str, np.ndarray]], mask: np.ndarray, metric: str = "ndcg@10"
+) -> dict[str, dict[str, float]]:
+    """ "model − baseline" → the mean difference of `metric` over the same clicks (`diff`), its
+    paired standard error (`diff_se`), the difference relative to the baseline's mean
+    (`relative`) and `events`, for every model system against every other system (the baselines).
+
+    The two systems ranked the same clicks, so the standard error of the difference is that of
+    the per-click differences, usually far below either system's own standard error.
+    """
+    out: dict[str, dict[str, float]] = {}
+    models = [m for m in MODEL_SYSTEMS if m in metrics]
+    for model in models:
+        for base in (s for s in metrics if s not in MODEL_SYSTEMS):
+            d = (metrics[model][metric] - metrics[base][metric])[mask]
+            base_mean = float(metrics[base][metric][mask].mean()) if d.size else float("nan")
+            out[f"{model} − {base}"] = {
+                "diff": float(d.mean()) if d.size else float("nan"),
+                "diff_se": float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan"),
+                "relative": float(d.mean() / base_mean) if d.size and base_mean > 0 else float("nan"),
+                "events": float(d.size),
+            }
+    return out

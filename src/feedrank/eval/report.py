@@ -231,6 +231,8 @@ def write_next_click_report(report: NextClickReport, out_dir: Path) -> dict[str,
     if report.valid_ndcg:  # where the blend was tuned: in-sample for it
         valid = ", ".join(f"{name} {value:.4f}" for name, value in report.valid_ndcg.items())
         lines += [f"NDCG@10 on the validation clicks the blend was tuned on: {valid}.", ""]
+    if report.paired:
+        lines += _paired_section(report)
     for segment, results in report.segments.items():
         events = int(next(iter(results.values())).get("events", 0))
         lines += [f"## {segment} ({events:,} clicks)", ""]
@@ -241,6 +243,29 @@ def write_next_click_report(report: NextClickReport, out_dir: Path) -> dict[str,
         lines += _candidate_recall_section(report, paths["candidates_plot"].name)
     paths["markdown"].write_text("\n".join(lines) + "\n", encoding="utf-8")
     return paths
+
+
+def _paired_section(report: NextClickReport) -> list[str]:
+    """Each model against each baseline on the same clicks: NDCG@10 difference ± paired SE."""
+    segments = list(report.paired)
+    lines = [
+        "## Paired differences (NDCG@10, same clicks)",
+        "",
+        "Model minus baseline over the clicks both ranked, ± the standard error of the per-click",
+        "differences; relative = difference / the baseline's mean.",
+        "",
+        "| pair | " + " | ".join(segments) + " |",
+        "|---|" + "---:|" * len(segments),
+    ]
+    for pair in report.paired[segments[0]]:
+        cells = []
+        for segment in segments:
+            row = report.paired[segment].get(pair)
+            cells.append(
+                "-" if row is None else f"{row['diff']:+.4f} ± {row['diff_se']:.4f} ({row['relative']:+.1%})"
+            )
+        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _recall_ns(report: NextClickReport) -> list[int]:

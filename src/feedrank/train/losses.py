@@ -73,3 +73,29 @@ def multitask_bce(
         per_head = per.mean(0)
     total = per_head.sum() if head_weights is None else (per_head * head_weights).sum()
     return total, per_head.detach()
+
+
+def grouped_softmax_loss(logits: Tensor, targets: Tensor, groups: Tensor) -> Tensor:
+    """Listwise cross-entropy: within each group (a query's rows), the softmax of the logits
+    against the targets' share of the group's clicks.
+
+    Args:
+        logits: (N,) one score per row. targets: (N,) 0/1 labels. groups: (N,) int64 query of
+            each row (any ids; rows of one query need not be adjacent).
+
+    Returns the mean over the groups that hold a click of -Σ (y_i / Σ y) log softmax(logits)_i;
+    groups without a click carry no listwise signal and are left out (0 when no group has one).
+    """
+    _, inverse = torch.unique(groups, return_inverse=True)
+    num = int(inverse.max()) + 1 if inverse.numel() else 0
+    scores, labels = logits.float(), targets.float()
+    top = torch.full((num,), float("-inf"), device=scores.device)
+    top = top.scatter_reduce(0, inverse, scores.detach(), reduce="amax")
+    mass = torch.zeros(num, device=scores.device).index_add(0, inverse, torch.exp(scores - top[inverse]))
+    log_softmax = scores - (top + torch.log(mass))[inverse]
+    clicks = torch.zeros(num, device=scores.device).index_add(0, inverse, labels)
+    has_click = clicks > 0
+    if not bool(has_click.any()):
+        return scores.sum() * 0.0
+    per_group = torch.zeros(num, device=scores.device).index_add(0, inverse, labels * log_softmax)
+    return -(per_group[has_click] / clicks[has_click]).mean()

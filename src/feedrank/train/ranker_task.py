@@ -18,7 +18,7 @@ from feedrank.models.ranker import HEADS, Ranker, RankerInputs
 from feedrank.models.two_tower import TwoTower
 from feedrank.progress import advance
 from feedrank.train.batch_types import RankerBatch
-from feedrank.train.losses import multitask_bce
+from feedrank.train.losses import grouped_softmax_loss, multitask_bce
 
 
 class TowerTables(nn.Module):
@@ -84,6 +84,14 @@ class RankerTask(nn.Module):
         total, per_head = multitask_bce(
             logits, batch.labels, head_weights=head_weights, sample_weights=weights
         )
-        logs = {"loss": float(total.detach())}
+        logs = {}
+        if self.cfg.listwise_weight > 0:
+            # The click head also ranks each query's rows against each other (a softmax over the
+            # click and its negatives): next-click ranking orders a pool, which BCE on each row alone
+            # does not ask for.
+            listwise = grouped_softmax_loss(logits[:, 0], batch.labels[:, 0], batch.request_index)
+            total = total + self.cfg.listwise_weight * listwise
+            logs["listwise"] = float(listwise.detach())
+        logs["loss"] = float(total.detach())
         logs.update({f"bce_{h}": float(v) for h, v in zip(HEADS, per_head.tolist(), strict=True)})
         return total, logs
