@@ -135,7 +135,7 @@ def test_next_click_report_on_the_tiny_world(runs: tuple[Path, Path], tmp_path: 
     paired = report.paired["all"]["ranker − blend"]
     overall = report.overall
     assert paired["diff"] == pytest.approx(overall["ranker"]["ndcg@10"] - overall["blend"]["ndcg@10"])
-    assert 0 < paired["diff_se"] and paired["events"] == report.num_events
+    assert paired["diff_se"] > 0 and paired["events"] == report.num_events
     paths = write_next_click_report(report, tmp_path)
     text = paths["markdown"].read_text()
     assert "| ranker |" in text and "union of sources" in text
