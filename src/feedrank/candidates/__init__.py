@@ -19,7 +19,7 @@ the sources' lists at its time), so training and serving compute the columns one
 """
 
 from feedrank.candidates.covisitation import CoVisitation, CoVisitationConfig
-from feedrank.candidates.fresh import FreshConfig, fresh_scores
+from feedrank.candidates.fresh import FreshConfig, FreshItems, fresh_active, fresh_scores
 from feedrank.candidates.merge import (
     SOURCE_FEATURES,
     SOURCES,
@@ -30,8 +30,9 @@ from feedrank.candidates.merge import (
     source_features,
     split_quotas,
     top_n,
+    top_rows,
 )
-from feedrank.candidates.sources import CandidateSources, SourcesConfig
+from feedrank.candidates.sources import CandidateSources, Eligible, SourcesConfig
 from feedrank.candidates.trending import Trending, TrendingConfig
 
 __all__ = [
@@ -41,15 +42,19 @@ __all__ = [
     "CandidateSources",
     "CoVisitation",
     "CoVisitationConfig",
+    "Eligible",
     "FreshConfig",
+    "FreshItems",
     "SourceList",
     "SourcesConfig",
     "Trending",
     "TrendingConfig",
     "feature_names",
+    "fresh_active",
     "fresh_scores",
     "merge",
     "source_features",
     "split_quotas",
     "top_n",
+    "top_rows",
 ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from feedrank.candidates.postings import F64, I64, Postings, Slice
+from feedrank.candidates.postings import F64, I64, Postings, Slice, compact
 
 US_PER_MIN = 60_000_000
 
@@ -79,7 +79,19 @@ class CoVisitation:
 
     def scores(self, user: Hashable, t_us: int, num_items: int) -> F64:
         """(num_items,) decayed votes for each item after the user's recent clicks before t."""
+        rows, active = self.active(user, t_us, num_items)
         out = np.zeros(num_items)
+        out[rows] = active
+        return out
+
+    def active(self, user: Hashable, t_us: int, num_items: int) -> tuple[I64, F64]:
+        """`scores` of the items voted for only: (rows ascending, their scores).
+
+        The cost is the votes after the user's recent clicks, not the catalog. Each item's score
+        adds the votes after each recent click in turn, as a dense sum over the catalog would.
+        """
+        values: list[I64] = []
+        weights: list[F64] = []
         for h in self.recent(user, t_us).values.tolist():  # a repeated click votes again
             votes = self._votes.between(h, None, t_us)
             known = votes.values < num_items
@@ -87,8 +99,17 @@ class CoVisitation:
             if self.config.half_life_h is not None:
                 age_h = (t_us - votes.ts[known]) / (60 * US_PER_MIN)
                 weight = weight * np.exp2(-age_h / self.config.half_life_h)
-            out += np.bincount(votes.values[known], weights=weight, minlength=num_items)
-        return out
+            values.append(votes.values[known])
+            weights.append(weight)
+        if not values:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        rows, at = compact(np.concatenate(values), num_items)
+        out = np.zeros(rows.size)
+        start = 0
+        for weight in weights:  # one click's votes at a time: the dense sum's order
+            out += np.bincount(at[start : start + weight.size], weights=weight, minlength=rows.size)
+            start += weight.size
+        return rows, out
 
     def prune(self, before_us: int) -> int:
         return self._votes.prune(before_us) + self._clicks.prune(before_us)

@@ -10,7 +10,7 @@ ranker should know that an ANN pick is also trending.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,6 +161,31 @@ def top_n(scores: F64, n: int, eligible: npt.NDArray[np.bool_] | None = None) ->
     rows = np.flatnonzero(ok)
     rows = rows[top_order(scores[rows], n)]
     return SourceList(rows.astype(np.int64), scores[rows])
+
+
+def top_rows(
+    rows: I64, scores: F64, n: int, eligible: Callable[[I64], npt.NDArray[np.bool_]] | None = None
+) -> SourceList:
+    """`top_n` of a sparse score vector: `rows` (ascending, distinct) and their scores, every other
+    item scoring 0; `eligible(rows)` says which rows may be listed. Equal to `top_n` of the dense
+    vector, at a cost that depends on the rows given, not on the catalog.
+
+    Eligibility is asked of the best rows first (2n, then 8n, ... in the order of the result), so
+    a catalog-wide lookup is paid for about n rows, not for every row with a score.
+    """
+    positive = scores > 0
+    rows, scores = rows[positive], scores[positive]
+    if eligible is None:
+        top = top_order(scores, n)
+        return SourceList(rows[top], scores[top])
+    want = 2 * n
+    while True:
+        best = top_order(scores, want)  # the `want` best, best first, ties by lower row
+        best = best[eligible(rows[best])]
+        if best.size >= n or want >= scores.size:
+            best = best[:n]
+            return SourceList(rows[best], scores[best])
+        want *= 4
 
 
 def top_order(values: npt.NDArray[np.floating], n: int) -> I64:

@@ -152,3 +152,16 @@ class Postings:
                 if run.ts.size == 0:
                     del self._runs[key]
         return dropped
+
+
+def compact(values: I64, num_values: int) -> tuple[I64, I64]:
+    """The distinct values (ascending) and each value's position among them: `np.unique` with
+    `return_inverse`. When the values are many for their range, a pass over the range is cheaper
+    than sorting them; either way the cost is bounded by O(values · log values), not the range."""
+    if num_values <= 8 * values.size:
+        present = np.bincount(values, minlength=num_values) > 0
+        slot = np.cumsum(present) - 1
+        rows: I64 = np.flatnonzero(present).astype(np.int64)
+        return rows, slot[values].astype(np.int64)
+    rows, at = np.unique(values, return_inverse=True)
+    return rows.astype(np.int64), at.astype(np.int64).reshape(-1)

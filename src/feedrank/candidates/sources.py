@@ -8,17 +8,38 @@ them all.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from feedrank.candidates.covisitation import CoVisitation, CoVisitationConfig
-from feedrank.candidates.fresh import FreshConfig, fresh_scores
-from feedrank.candidates.merge import SourceList, top_n, top_order
+from feedrank.candidates.fresh import FreshConfig, FreshItems, fresh_active
+from feedrank.candidates.merge import SourceList, top_order, top_rows
 from feedrank.candidates.postings import F64, I64
 from feedrank.candidates.trending import Trending, TrendingConfig
+
+
+@dataclass(frozen=True)
+class Eligible:
+    """Which items a source may propose: rows below `num_items` (the catalog as the request read
+    it) that `test` accepts, asked only for the rows a source scores, so that a request's cost
+    does not grow with the catalog (serving: items that exist at t, minus the user's exclusions)."""
+
+    num_items: int
+    test: Callable[[I64], npt.NDArray[np.bool_]]
+
+    @staticmethod
+    def of(eligible: Eligibility) -> Eligible:
+        """A dense (num_items,) mask as an `Eligible`; an `Eligible` as it is."""
+        if isinstance(eligible, Eligible):
+            return eligible
+        mask = eligible
+        return Eligible(mask.size, lambda rows: mask[rows])
+
+
+Eligibility = npt.NDArray[np.bool_] | Eligible
 
 
 @dataclass(frozen=True)
@@ -68,16 +89,32 @@ class CandidateSources:
         return self.trending.prune(before_us) + self.covis.prune(before_us)
 
     def trending_list(
-        self, t_us: int, n: int, eligible: npt.NDArray[np.bool_], scores: F64 | None = None
+        self, t_us: int, n: int, eligible: Eligibility, scores: F64 | None = None
     ) -> SourceList:
         """`scores`: the trending scores at t when the caller keeps them (a `TrendingWalk`)."""
-        return top_n(self.trending.scores(t_us, eligible.size) if scores is None else scores, n, eligible)
+        ok = Eligible.of(eligible)
+        if scores is None:
+            rows, active = self.trending.active(t_us, ok.num_items)
+        else:
+            rows = np.flatnonzero(scores[: ok.num_items] > 0)
+            active = scores[rows]
+        return top_rows(rows, active, n, ok.test)
 
-    def covis_list(self, user: Hashable, t_us: int, n: int, eligible: npt.NDArray[np.bool_]) -> SourceList:
-        return top_n(self.covis.scores(user, t_us, eligible.size), n, eligible)
+    def covis_list(self, user: Hashable, t_us: int, n: int, eligible: Eligibility) -> SourceList:
+        ok = Eligible.of(eligible)
+        rows, active = self.covis.active(user, t_us, ok.num_items)
+        return top_rows(rows, active, n, ok.test)
 
-    def fresh_list(self, published_us: I64, t_us: int, n: int, eligible: npt.NDArray[np.bool_]) -> SourceList:
-        return top_n(fresh_scores(published_us, t_us, self.config.fresh_cfg), n, eligible)
+    def fresh_list(self, published: I64 | FreshItems, t_us: int, n: int, eligible: Eligibility) -> SourceList:
+        """`published`: every item's publication time, or a `FreshItems` index of them (serving)."""
+        ok = Eligible.of(eligible)
+        if isinstance(published, FreshItems):
+            rows, active = published.active(t_us)
+        else:
+            rows, active = fresh_active(published, t_us, self.config.fresh_cfg)
+        known = rows < ok.num_items  # an item added after `num_items` was read
+        rows, active = rows[known], active[known]
+        return top_rows(rows, active, n, ok.test)
 
     def lists_over_live(
         self,
@@ -104,8 +141,8 @@ class CandidateSources:
         user: Hashable,
         t_us: int,
         n: int,
-        eligible: npt.NDArray[np.bool_],
-        published_us: I64,
+        eligible: Eligibility,
+        published_us: I64 | FreshItems,
         trending: F64 | None = None,
     ) -> dict[str, SourceList]:
         """Every enabled source's top n over the eligible items at t; the ANN's list comes in

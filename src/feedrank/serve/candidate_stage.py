@@ -21,7 +21,7 @@ from collections import defaultdict
 import numpy as np
 
 from feedrank.bundle import Bundle
-from feedrank.candidates import CandidateSources
+from feedrank.candidates import CandidateSources, FreshItems
 from feedrank.data.timeline import NO_TIME
 from feedrank.serve.catalog import ServingCatalog
 from feedrank.serve.settings import ServeSettings
@@ -40,6 +40,8 @@ class CandidateStage:
         self.config = settings.sources
         # Per-user clicks of co-visitation are bounded like the online state's users.
         self.sources = CandidateSources(self.config, max_users=settings.state.max_users)
+        self.fresh = FreshItems(self.config.fresh_cfg)  # publication times sorted, for the fresh window
+        self.fresh.sync(catalog.published_us)
         self.history_us = int(self.config.history_h * US_PER_HOUR)
         self._load_snapshot(bundle)
         self._lock = threading.Lock()
@@ -54,6 +56,11 @@ class CandidateStage:
         items = np.asarray(clicks.values, dtype=np.int64)[keep] - 1  # values are item row + 1
         self.sources.extend(users, items, clicks.times[keep])
         log.info("candidate sources: %d clicks from the bundle snapshot", int(keep.sum()))
+
+    def fresh_items(self) -> FreshItems:
+        """The fresh-window index over the catalog as it is now (items posted since are taken)."""
+        self.fresh.sync(self.catalog.published_us)
+        return self.fresh
 
     def record_click(self, user_id: str, item_row: int, ts_us: int) -> None:
         self.sources.add_click(user_id, item_row, ts_us)

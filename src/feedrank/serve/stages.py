@@ -27,7 +27,7 @@ import polars as pl
 import torch
 
 from feedrank.bundle import Bundle
-from feedrank.candidates import SOURCE_FEATURES, CandidateSet, SourceList, merge
+from feedrank.candidates import SOURCE_FEATURES, CandidateSet, Eligible, SourceList, merge
 from feedrank.data.features import DEMOGRAPHICS, hash_column
 from feedrank.data.live_features import serving_features
 from feedrank.models.inputs import UserInputs
@@ -152,17 +152,27 @@ class FeedStages:
         (all users' co-visitation together) is skipped for the batch."""
         stage, cat = self.candidate_stage, self.catalog
         config = stage.config
-        exists = cat.exists_us <= now_us
+        exists_us = cat.exists_us  # the catalog as this batch reads it (it only grows)
+
+        def exists(rows: I64) -> npt.NDArray[np.bool_]:
+            return exists_us[rows] <= now_us
+
+        def exists_for(rows_out: I64) -> Eligible:
+            if not rows_out.size:
+                return Eligible(exists_us.size, exists)
+            return Eligible(exists_us.size, lambda rows: exists(rows) & ~np.isin(rows, rows_out))
+
         # Long enough that each user's top n survives removing its exclusions.
         longest = n + max((len(e) for e in exclude), default=0)
         banned = [np.fromiter(e, dtype=np.int64, count=len(e)) for e in exclude]
+        everyone = Eligible(exists_us.size, exists)
         makers: dict[str, Callable[[], list[SourceList]]] = {
-            "trending": lambda: _per_user(stage.sources.trending_list(now_us, longest, exists), banned, n),
+            "trending": lambda: _per_user(stage.sources.trending_list(now_us, longest, everyone), banned, n),
             "fresh": lambda: _per_user(
-                stage.sources.fresh_list(cat.published_us, now_us, longest, exists), banned, n
+                stage.sources.fresh_list(stage.fresh_items(), now_us, longest, everyone), banned, n
             ),
             "covis": lambda: [
-                stage.sources.covis_list(user, now_us, n, _without(exists, out))
+                stage.sources.covis_list(user, now_us, n, exists_for(out))
                 for user, out in zip(user_ids, banned, strict=True)
             ],
         }
@@ -289,12 +299,4 @@ def _per_user(listed: SourceList, banned: Sequence[I64], n: int) -> list[SourceL
     for rows_out in banned:
         keep = ~np.isin(listed.rows, rows_out) if rows_out.size else np.ones(listed.rows.size, dtype=bool)
         out.append(SourceList(listed.rows[keep][:n], listed.scores[keep][:n]))
-    return out
-
-
-def _without(eligible: npt.NDArray[np.bool_], rows_out: I64) -> npt.NDArray[np.bool_]:
-    if not rows_out.size:
-        return eligible
-    out = eligible.copy()
-    out[rows_out] = False
     return out
