@@ -17,6 +17,7 @@ from feedrank.bundle import load_bundle
 from feedrank.errors import ConfigError
 from feedrank.eval.offline import EvalOptions, evaluate_run
 from feedrank.eval.report import to_json
+from feedrank.eval.served_engagement import EngagementAsOf
 from feedrank.experiments.online_ab import (
     ABConfig,
     ABResult,
@@ -35,6 +36,7 @@ from feedrank.experiments.online_stats import (
     ratio_test,
     write_report,
 )
+from feedrank.serve.catalog import _engagement_stats
 from feedrank.sim import World
 from feedrank.sim.tables import items_frame
 
@@ -162,6 +164,13 @@ def test_each_arm_serves_with_its_own_serving_overrides(
     text = write_report(report, tmp_path / "ab")["md"].read_text()
     assert "re-ranking on (drop, freshness, clickbait, cap); serving overrides" in text
     assert "re-ranking on (drop, clickbait, cap))" in text
+    # the clickbait guardrail reads the click rates of the bundle's events before the hour only
+    earlier = round((world.end_s - 86_400) * 1e6)
+    treatment.refresh(items_frame(world).head(0), earlier)
+    cat = treatment.recommender.catalog
+    past = EngagementAsOf(load_bundle(bundle_path)).at(earlier, len(cat.item_ids))[0]
+    np.testing.assert_allclose(cat.click_rate, past, equal_nan=True)
+    assert np.isfinite(_engagement_stats(load_bundle(bundle_path))[0]).sum() > np.isfinite(past).sum()
 
 
 def test_a_better_model_wins_significantly_and_the_report_is_written(

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 
 from feedrank.bundle import load_bundle
 from feedrank.data.split import open_split
 from feedrank.eval.served import ServedOptions, evaluate_served
+from feedrank.eval.served_engagement import EngagementAsOf
 from feedrank.eval.served_path import RecommenderServer
 from feedrank.eval.served_requests import sample_requests
+from feedrank.serve.catalog import _engagement_stats
 
 
 def test_served_feeds_come_from_the_recommender_whatever_the_batch(
@@ -70,3 +74,55 @@ def test_next_click_served_rows_sit_beside_the_offline_ones(
         assert 0 <= row["ndcg@10"] <= row["hr@10"] <= row["hr@20"] <= 1 and row["mrr@20"] <= row["hr@20"]
     with pytest.raises(ConfigError, match="skip-session-first"):
         evaluate_next_click_served(runs[1], bundle_path, split_dir, NextClickOptions(skip_session_first=True))
+
+
+def _stats_before(bundle_path: Path, now_us: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The click rate and dwell of serve/catalog._engagement_stats over the events before now_us."""
+    bundle = load_bundle(bundle_path)
+    events = pl.read_parquet(bundle_path / "events.parquet").filter(pl.col("ts").dt.epoch("us") < now_us)
+    stats = events.group_by("item_id").agg(
+        pl.col("clicked").mean().alias("ctr"),
+        pl.col("dwell_s").filter(pl.col("clicked")).mean().alias("dwell"),
+    )
+    rows = bundle.space.catalog.rows(stats.get_column("item_id"))
+    ctr, dwell = np.full(size, np.nan), np.full(size, np.nan)
+    ctr[rows] = stats.get_column("ctr").cast(pl.Float64).to_numpy()
+    dwell[rows] = stats.get_column("dwell").cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return ctr, dwell
+
+
+def test_engagement_as_of_counts_only_the_events_before_the_time(bundle_path: Path) -> None:
+    bundle = load_bundle(bundle_path)
+    stats = EngagementAsOf(bundle)
+    n = len(bundle.space.catalog)
+    times = np.quantile(stats.ts_us, [0.5, 0.9, 0.2]).astype(np.int64).tolist()  # forward, then back
+    for now in [*times, int(stats.ts_us[-1]) + 1]:
+        ctr, dwell = stats.at(now, n + 3)
+        want_ctr, want_dwell = _stats_before(bundle_path, now, n + 3)
+        np.testing.assert_allclose(ctr, want_ctr, rtol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(dwell, want_dwell, rtol=1e-6, equal_nan=True)
+        assert np.isnan(ctr[n:]).all()  # rows added after the bundle: no events yet
+    # after the last event: what the service reads from the whole bundle
+    live_ctr, live_dwell = _engagement_stats(bundle)
+    np.testing.assert_allclose(stats.at(int(stats.ts_us[-1]) + 1)[0], live_ctr, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(stats.at(int(stats.ts_us[-1]) + 1)[1], live_dwell, rtol=1e-6, equal_nan=True)
+    # at a time inside the log, items clicked only later have no click rate yet
+    middle = times[0]
+    assert np.isnan(stats.at(middle)[0]).sum() > np.isnan(live_ctr).sum()
+
+
+def test_the_replayed_reranker_sees_only_past_engagement(bundle_path: Path, split_dir: Path) -> None:
+    test = open_split(split_dir)["test"]
+    requests = sample_requests(test.read("impressions"), test.read("users"), 3, seed=2)
+    server = RecommenderServer(load_bundle(bundle_path))
+    looking_ahead = RecommenderServer(load_bundle(bundle_path), past_engagement=False)
+    everything = _engagement_stats(load_bundle(bundle_path))[0]
+    for user, now, demo in zip(
+        requests.user_ids, requests.ts_us.tolist(), requests.demographics, strict=True
+    ):
+        server.feeds([user], now, 20, [demo])
+        looking_ahead.feeds([user], now, 20, [demo])
+        cat = server.recommender.catalog
+        n = len(cat.item_ids)
+        np.testing.assert_allclose(cat.click_rate, _stats_before(bundle_path, now, n)[0], equal_nan=True)
+        np.testing.assert_allclose(looking_ahead.recommender.catalog.click_rate, everything, equal_nan=True)

@@ -52,6 +52,7 @@ from feedrank.eval.served_metrics import (
 from feedrank.eval.served_path import FeedServer, OracleServer, RecommenderServer
 from feedrank.eval.served_requests import Requests, panel, sample_requests, segment_masks
 from feedrank.progress import advance
+from feedrank.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class ServedOptions:
     live_window_h: float = 48.0  # the oracle's live catalog (as the retrieval table's)
     part: str = "test"
     seed: int = 0
+    # The re-ranker's click rates and dwell from the bundle's events before each request only (as a
+    # live service has them); False: from all of them, later ones included (the look-ahead before).
+    past_engagement: bool = True
 
 
 @dataclass
@@ -89,11 +93,13 @@ def evaluate_served(
     split_dir: Path | str | None = None,
     options: ServedOptions = ServedOptions(),
     extra: Sequence[Callable[[Bundle], FeedServer]] = (),
+    settings: ServeSettings | None = None,
 ) -> ServedReport:
     """Serve sampled requests of the split's `options.part` through the bundle's Recommender.
 
     `split_dir` defaults to the split the bundle was built from; `extra`: more systems to serve
-    the same requests, each made from its own copy of the bundle (serving mutates its catalog)."""
+    the same requests, each made from its own copy of the bundle (serving mutates its catalog);
+    `settings`: the serving settings of the bundle's Recommender (default: the service's)."""
     path = bundle.path if isinstance(bundle, Bundle) else Path(bundle)
     loaded = bundle if isinstance(bundle, Bundle) else load_bundle(path)
     split = Path(split_dir or loaded.manifest["data"]["split"])
@@ -103,7 +109,7 @@ def evaluate_served(
     requests = sample_requests(impressions, target.read("users"), options.requests, options.seed)
     log.info("served feeds: %d requests of %s", len(requests), options.part)
     space = loaded.space
-    servers: list[FeedServer] = [RecommenderServer(loaded)]
+    servers: list[FeedServer] = [RecommenderServer(loaded, settings, past_engagement=options.past_engagement)]
     servers += [make(load_bundle(path)) for make in extra]
     world = world_of(target)
     truth = OracleScorer(world) if world is not None else None

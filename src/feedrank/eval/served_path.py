@@ -13,6 +13,10 @@ times instead of living in the present:
   exist then and their vectors at that time, and an item that comes into existence later in the
   hour is added before the first request after it, since wall time does not pass between
   replayed requests.
+And one thing is put back as a live service has it: the re-ranker's click rates and dwell (the
+clickbait guardrail's inputs) come only from the bundle's events before the request's time
+(served_engagement.py), where the service would read them from all the bundle's events, later
+ones included (`past_engagement=False` keeps that look-ahead, for comparison).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from feedrank.bundle import Bundle
 from feedrank.data.features import US_PER_HOUR
 from feedrank.eval.baselines import Scorer
 from feedrank.eval.catalog import LiveCatalog
+from feedrank.eval.served_engagement import EngagementAsOf
 from feedrank.index import AnnIndex
 from feedrank.serve.recommender import Recommender
 from feedrank.serve.rerank import build_reranker
@@ -56,6 +61,7 @@ class RecommenderServer:
         *,
         name: str = "served (ranker)",
         weights: Mapping[str, float] | None = None,
+        past_engagement: bool = True,
     ) -> None:
         settings = settings or ServeSettings()
         # Wall time does not pass between replayed requests; `_refresh` rebuilds at request times.
@@ -64,6 +70,7 @@ class RecommenderServer:
         self.recommender = Recommender(
             bundle, self.settings, build_reranker(self.settings.rerank), weights=weights
         )
+        self.engagement = EngagementAsOf(bundle) if past_engagement else None
         self._hour: int | None = None
         self._indexed = np.zeros(0, dtype=bool)  # catalog rows in the index
 
@@ -78,8 +85,11 @@ class RecommenderServer:
 
     def _refresh(self, now_us: int) -> None:
         """At a new request hour, rebuild the index with the vectors of the items that exist then;
-        within the hour, add the items that came into existence since (as POST /v1/items does)."""
+        within the hour, add the items that came into existence since (as POST /v1/items does);
+        the click rates and dwell of the events before now."""
         cat = self.recommender.catalog
+        if self.engagement is not None:
+            cat.click_rate, cat.mean_dwell_s = self.engagement.at(now_us, len(cat.item_ids))
         hour = now_us // US_PER_HOUR
         if hour != self._hour:
             at = int(hour * US_PER_HOUR)

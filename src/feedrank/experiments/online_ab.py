@@ -41,6 +41,7 @@ from feedrank.config import apply_overrides
 from feedrank.data.split import open_split
 from feedrank.errors import ConfigError
 from feedrank.eval.oracle import world_of
+from feedrank.eval.served_engagement import EngagementAsOf
 from feedrank.experiments.variants import VARIANTS
 from feedrank.index import AnnIndex
 from feedrank.serve.online import US_PER_HOUR
@@ -88,6 +89,9 @@ class BundlePolicy:
     `serve_set`: overrides of the arm's serving settings, as `feedrank serve --set` takes them
     (`rerank.order=["drop","freshness","clickbait","cap"]`: a system as it served before a
     re-ranking change); `rerank=False` turns every re-ranking step off whatever they say.
+    The re-ranker's click rates and dwell come from the bundle's events before each simulated
+    hour (eval/served_engagement.py), as a live service's bundle holds only past events;
+    `past_engagement=False`: from all of them, later ones included (before 2026-12-05).
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class BundlePolicy:
         rerank: bool = True,
         seed: int = 0,
         serve_set: Sequence[str] = (),
+        past_engagement: bool = True,
     ) -> None:
         if variant not in VARIANTS:
             raise ConfigError(f"policy variant {variant!r}: known are {', '.join(VARIANTS)}")
@@ -131,14 +136,18 @@ class BundlePolicy:
         )
         if variant == "popularity-served":
             self.recommender.score_by = RecentPopularity(bundle.space.past, self.recommender.online)
+        self.engagement = EngagementAsOf(bundle) if past_engagement else None
         self._rng = np.random.default_rng([seed, 7])
 
     def refresh(self, items: pl.DataFrame, now_us: int) -> None:
-        """Learn newly published items (canonical rows) and rebuild the index with vectors at now."""
+        """Learn newly published items (canonical rows) and rebuild the index with vectors at now;
+        the re-ranker's click rates and dwell from the bundle's events before now."""
         cat = self.recommender.catalog
         cat.add_items(items, now_us)
         rows = np.flatnonzero(cat.exists_us <= now_us)
         cat.index.swap(AnnIndex.build(cat.index.index.spec, cat.item_vectors(rows, now_us), rows))
+        if self.engagement is not None:
+            cat.click_rate, cat.mean_dwell_s = self.engagement.at(now_us, len(cat.item_ids))
 
     def recommend(
         self, user_ids: Sequence[str], demographics: Sequence[Mapping[str, str]], now_us: int, k: int
