@@ -62,6 +62,7 @@ def test_demo_runs_the_pipeline_on_the_simulated_world(feedrank: Feedrank, tmp_p
     assert "impressions" in result.stdout and "done in" in result.stdout
     assert "Offline evaluation on the test part" in result.stdout
     assert "Served feed" in result.stdout and "through the serving path" in result.stdout
+    assert "served feeds (requests)" in result.stdout  # the long loops draw progress bars
     for line in ("two-tower", "ranker", "oracle", "recent"):
         assert line in result.stdout
     for part in ("train", "valid", "test"):

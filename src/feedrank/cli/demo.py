@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from feedrank.cli.console import console, progress_bar
+from feedrank.cli.console import console, item_bars, progress_bar
 from feedrank.config import load_config
 
 if TYPE_CHECKING:
@@ -57,7 +57,10 @@ def demo_command(
         if done >= total:
             bar.stop()
 
-    result = run_demo(out, cfg, on_step=on_step, on_simulate=on_simulate)
+    # A bar for each long library loop (source replay, catalog retrieval, served feeds, ...) as it
+    # runs; the training loops silence them under their own bars.
+    with item_bars():
+        result = run_demo(out, cfg, on_step=on_step, on_simulate=on_simulate)
     if bar is not None:
         bar.stop()
     console.rule("[bold]summary")
