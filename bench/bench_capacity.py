@@ -7,7 +7,8 @@ For each (workers, state) the service runs in its own process(es) (`feedrank ser
 1 closed-loop client, 8 closed-loop clients (`bench_service.run_clients`), and an open-loop stream
 at `--rate` requests/s (`bench_service.run_open_loop`: latency from when each request was due).
 Reports p50/p99, throughput, the share of degraded feeds, the server's median stage timings and
-the 1-minute load average; writes JSON and a latency plot. The 1- vs 2-worker ratio of each
+the 1-minute load average, and the median of GET /healthz from one client (the HTTP floor); writes
+JSON and a latency plot. The 1- vs 2-worker ratio of each
 figure comes from the same run. `--unbatched` adds, for each worker count with in-process state,
 the service without micro-batching (`max_batch=1 max_concurrent=2`: each request waits for one
 of two scoring slots, as before serve/batcher.py), so the batching's effect is a ratio of one run.
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 from matplotlib.figure import Figure
 
@@ -97,6 +100,7 @@ def main() -> None:
             ) as url,
         ):
             run_clients(url, users, 100, 2)  # warm-up of every worker
+            http_floor = probe_ms(url, args.requests)
             open_loop = f"open loop {args.rate:g}/s"
             phases: list[tuple[str, Callable[[], Run]]] = [
                 ("1 client", lambda: run_clients(url, users, args.requests, 1)),
@@ -110,6 +114,7 @@ def main() -> None:
                 row |= summary
                 row["degraded_share"] = summary["degraded"] / summary["requests"]
                 row["load_average_1m"] = os.getloadavg()[0]
+                row["healthz_p50_ms"] = http_floor  # the same service's GET /healthz, 1 client
                 results.append(row)
                 plots[f"{state}, {workers} worker(s), {batching}, {phase}"] = latencies
                 print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}), flush=True)
@@ -122,6 +127,19 @@ def main() -> None:
     ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(args.out / "capacity.png", dpi=120)
+
+
+def probe_ms(url: str, requests: int) -> float:
+    """Median client-side ms of GET /healthz, one client with keep-alive: what a request costs the
+    HTTP stack, the event loop and the box's scheduling with no feed work, beside the feeds' `http`
+    (client latency minus the server's own total)."""
+    latencies = []
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            http.get("/healthz").raise_for_status()
+            latencies.append((time.perf_counter() - t0) * 1e3)
+    return float(statistics.median(latencies))
 
 
 @contextmanager

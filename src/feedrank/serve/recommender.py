@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-import polars as pl
 
 from feedrank.bundle import Bundle
 from feedrank.models.ranker import HEADS
@@ -46,6 +45,7 @@ from feedrank.serve.rerank import RequestContext, Reranker
 from feedrank.serve.settings import ServeSettings
 from feedrank.serve.stages import FeedStages, Pools
 from feedrank.serve.state import StateBackendError, StateStore, make_state_store
+from feedrank.serve.users import UserRows
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class Recommender:
         self.catalog = ServingCatalog(bundle, settings)
         self.candidate_stage = CandidateStage(bundle, self.catalog, settings)
         self.stages = FeedStages(bundle, self.catalog, self.candidate_stage, chunk_rows)
+        self.user_rows = UserRows(bundle.space.users)  # no per-request join over every user
         store = state if state is not None else make_state_store(settings.state)
         self.online = OnlineEvents(
             store,
@@ -148,10 +149,14 @@ class Recommender:
             return rank_starts_ms - (time.perf_counter() - start) * 1e3
 
         t0 = time.perf_counter()
-        user_rows = self.bundle.space.users.rows(pl.Series(list(user_ids), dtype=pl.String))
+        user_rows = self.user_rows(user_ids)
         views = self._online_views(user_ids, degraded)
-        users, cache_states = self._user_vectors(user_ids, user_rows, views, now, demographics, degraded)
+        timings["user.state"] = _ms(t0)  # online state: sync and reads (Redis round trips)
+        users, cache_states = self._user_vectors(
+            user_ids, user_rows, views, now, demographics, degraded, timings
+        )
         timings["user"] = _ms(t0)
+        timings["batch"] = float(num)  # feeds computed together (a count, not ms)
 
         t0 = time.perf_counter()
         asked = exclude if exclude is not None else [()] * num
@@ -179,7 +184,7 @@ class Recommender:
             )
         elif self.rank_enabled and (pools.rows >= 0).any():
             try:
-                scores = self._rank(users, user_rows, pools, now, views)
+                scores = self._rank(users, user_rows, pools, now, views, timings)
             except Exception as exc:  # serve the retrieval order rather than fail the request
                 log.exception("ranking failed; serving the retrieval order")
                 degraded.append(f"rank failed: {type(exc).__name__}")
@@ -245,11 +250,15 @@ class Recommender:
         now: int,
         demographics: Sequence[Mapping[str, str]] | None,
         degraded: list[str],
+        timings: dict[str, float],
     ) -> tuple[np.ndarray, list[str]]:
-        """(B, d) user vectors and each one's cache state (hit, miss, fallback, default).
+        """(B, d) user vectors and each one's cache state (hit, miss, fallback, default); the time
+        in the cache (`user.cache`) and the user tower (`user.tower`) goes into `timings`.
 
         Cached under the generation read with the history (serve/cache.py); without the online
         state the generation is unknown, so the cache is left alone."""
+        t0 = time.perf_counter()
+        timings["user.tower"] = 0.0
         num = len(user_ids)
         out = np.empty((num, self.catalog.default_user.shape[0]), dtype=np.float32)
         states = ["miss"] * num
@@ -266,8 +275,10 @@ class Recommender:
                 out[b], states[b] = cached, "hit"
             else:
                 todo.append(b)
+        timings["user.cache"] = _ms(t0)
         if not todo:
             return out, states
+        t0 = time.perf_counter()
         at = np.array(todo, dtype=np.int64)
         recent = [views[b].history(now) if views[b] is not None else [] for b in todo]  # type: ignore[union-attr]
         demo = [demographics[b] for b in todo] if demographics is not None else None
@@ -280,11 +291,15 @@ class Recommender:
             for b in todo:
                 states[b] = "default"
             return out, states
+        finally:
+            timings["user.tower"] = _ms(t0)
+        t0 = time.perf_counter()
         if self.cache is not None:
             for b in todo:
                 view = views[b]
                 if view is not None:
                     self.cache.put(user_ids[b], out[b], view.generation)
+        timings["user.cache"] += _ms(t0)
         return out, states
 
     def _ann(
@@ -315,14 +330,24 @@ class Recommender:
         pools: Pools,
         now: int,
         views: Sequence[UserView | None],
+        timings: dict[str, float],
     ) -> np.ndarray:
         """(B, N) feed scores of the candidates: the ranker's head probabilities, weighted. A ranker
-        trained with the candidate-source columns reads which sources proposed each candidate."""
+        trained with the candidate-source columns reads which sources proposed each candidate.
+        The time of its parts goes into `timings` (rank.features, rank.model)."""
         if self.score_by is not None:
             return self.score_by(pools.rows, now)
         online = [v.timed_history(now) if v is not None else [] for v in views]
         scores, pairs = self.stages.rank(
-            users, user_rows, pools.rows, now, online, self.online.item_clicks, self._weights, pools.features
+            users,
+            user_rows,
+            pools.rows,
+            now,
+            online,
+            self.online.item_clicks,
+            self._weights,
+            pools.features,
+            timings=timings,
         )
         self.rows_ranked += pairs
         return scores

@@ -241,13 +241,17 @@ class FeedStages:
         item_clicks: Callable[[I64, int, int], I64],
         weights: F64,
         sources: F32 | None = None,
+        timings: dict[str, float] | None = None,
     ) -> tuple[F64, int]:
         """(B, N) feed scores of candidate rows (B, N) (-1 pads → NaN): weighted head probabilities,
         and the number of pairs scored.
 
         `online`: per user, the (µs, row) engagements since the snapshot; `item_clicks(rows, now,
-        window)`: online clicks per item; `sources`: (B, N, 8) candidate-source columns.
+        window)`: online clicks per item; `sources`: (B, N, 8) candidate-source columns;
+        `timings`: gets the ms of the item arrays and counters (`rank.features`) and of the ranker
+        passes (`rank.model`).
         """
+        t0 = time.perf_counter()
         space, cat = self.bundle.space, self.catalog
         valid = rows >= 0
         pair_user = np.nonzero(valid)[0]  # (P,) batch index of each pair's user
@@ -273,6 +277,7 @@ class FeedStages:
                 if sources is not None
                 else np.zeros((pair_item.size, len(SOURCE_FEATURES)), dtype=np.float32)
             )
+        t1 = time.perf_counter()
         scores = np.empty(pair_item.size, dtype=np.float64)
         for lo in range(0, pair_item.size, self.chunk_rows):
             part = slice(lo, lo + self.chunk_rows)
@@ -288,6 +293,9 @@ class FeedStages:
                 sources=torch.from_numpy(pair_sources[part]) if pair_sources is not None else None,
             )
             scores[part] = torch.sigmoid(cat.ranker(inputs)).double().numpy() @ weights
+        if timings is not None:
+            timings["rank.features"] = (t1 - t0) * 1e3
+            timings["rank.model"] = (time.perf_counter() - t1) * 1e3
         out = np.full(rows.shape, np.nan)
         out[valid] = scores
         return out, int(pair_item.size)
