@@ -104,3 +104,37 @@ def test_live_items_follow_the_window_and_refuse_going_back() -> None:
     assert live.at(101).tolist() == [0]  # item 0 is live again after its event at 100
     with pytest.raises(ValueError, match="back in time"):
         live.at(50)
+
+
+def test_one_walk_over_many_requests_lists_what_each_request_alone_gets(
+    world: tuple[FeatureSpace, pl.DataFrame, pl.DataFrame],
+) -> None:
+    """The walk reuses state between requests (the live items' vectors among it); none of it
+    may leak from one request into the next."""
+    space, impressions, history = world
+    past = _past(space, impressions, history)
+    clicks = impressions.filter(pl.col("clicked"))
+    requests = clicks.gather(np.linspace(clicks.height // 4, clicks.height - 1, 40).astype(np.int64))
+    rng = np.random.default_rng(3)
+    hourly = {}
+
+    def items_at(hour: int) -> np.ndarray:  # different vectors every hour, as the towers give
+        return hourly.setdefault(hour, rng.normal(size=(len(space.catalog), DIM)).astype(np.float32))
+
+    users = rng.normal(size=(requests.height, DIM)).astype(np.float32)
+    asked = Requests(
+        space.users.rows(requests.get_column("user_id")), to_us(requests.get_column("ts")), users, items_at
+    )
+    logged = LoggedSources.from_past(past, space.catalog, space.users, list_size=40)
+    together = dict(logged.walk(asked, np.arange(requests.height)))
+    hours = {int(t) // 3_600_000_000 for t in asked.ts_us}
+    assert len(hours) > 1  # the walk crosses hours
+    for r in range(requests.height):
+        ((_, alone),) = logged.walk(asked, np.array([r]))
+        assert alone.keys() == together[r].keys()
+        for name, listed in alone.items():
+            assert np.array_equal(listed.rows, together[r][name].rows), name
+            if name == "trending":  # sliding decayed sums: a longer walk rounds differently
+                assert np.allclose(listed.scores, together[r][name].scores, rtol=1e-9), name
+            else:
+                assert np.array_equal(listed.scores, together[r][name].scores), name

@@ -13,11 +13,14 @@ import pytest
 import torch
 
 from feedrank.artifacts.config import (
+    AUTO_CLICK_ONLY_MAX_CLICKS,
+    RETRIEVAL_MAX_SAMPLES,
     RankerLossConfig,
     RankerRunConfig,
     RetrievalLossConfig,
     RetrievalRunConfig,
 )
+from feedrank.artifacts.towers import HourlyItemVectors, item_vectors_at_hour
 from feedrank.artifacts.train_config import TrainConfig
 from feedrank.data.dataset import Dataset
 from feedrank.data.examples import (
@@ -27,7 +30,7 @@ from feedrank.data.examples import (
     recent_click_sample,
     retrieval_examples,
 )
-from feedrank.data.features import hash_column, to_us
+from feedrank.data.features import US_PER_HOUR, hash_column, to_us
 from feedrank.data.history import RANKER_FEATURES
 from feedrank.data.sources.base import ImportOptions, import_source
 from feedrank.data.sources.tabular import import_tabular
@@ -40,7 +43,13 @@ from feedrank.train.batch_types import RankerBatch, RetrievalBatch
 from feedrank.train.batches import take
 from feedrank.train.ranker_task import tower_tables
 from feedrank.train.retrieval_task import RetrievalTask
-from feedrank.train.run import AUTO_CATALOG_NEGATIVES, recent_part, train_ranker, train_retrieval
+from feedrank.train.run import (
+    AUTO_CATALOG_NEGATIVES,
+    latest_clicks,
+    recent_part,
+    train_ranker,
+    train_retrieval,
+)
 from tests.data.conftest import EXAMPLE_FEATURES as FEATURES
 from tests.data.conftest import tiny_split
 
@@ -190,6 +199,30 @@ def test_recent_part_keeps_the_last_hours_of_the_train_part(
     assert recent_part(train, 0.0).height == train.height
 
 
+def test_latest_clicks_keeps_the_last_n_clicks_in_time_order(
+    world: tuple[dict[str, Dataset], FeatureSpace],
+) -> None:
+    train = world[0]["train"].read("impressions")
+    clicks = train.filter(pl.col("clicked")).sort("ts", maintain_order=True)
+    kept = latest_clicks(train, 50)
+    assert kept.height == 50 and kept.get_column("clicked").all()
+    assert kept.get_column("ts").is_sorted()
+    assert kept.get_column("ts").min() >= clicks.get_column("ts")[-50]
+    assert kept.get_column("ts").max() == clicks.get_column("ts").max()
+    assert latest_clicks(train, 0).height == train.height  # 0: every row, unclicked ones too
+    assert latest_clicks(train, clicks.height + 1).height == clicks.height
+
+
+def test_the_auto_click_budget_bounds_click_only_logs_only() -> None:
+    auto = RankerLossConfig()
+    assert auto.resolved(click_only=True).max_clicks == AUTO_CLICK_ONLY_MAX_CLICKS
+    assert auto.resolved(click_only=False).max_clicks == 0
+    assert RankerLossConfig(max_clicks=7).resolved(click_only=True).max_clicks == 7
+    assert RankerLossConfig(max_clicks=0).resolved(click_only=True).max_clicks == 0
+    # the two-tower's default sample budget: whole epochs of a small log, a bound on a large one
+    assert RetrievalRunConfig().train.max_samples == RETRIEVAL_MAX_SAMPLES > 0
+
+
 def test_precomputed_tower_tables_equal_running_the_towers(
     world: tuple[dict[str, Dataset], FeatureSpace],
 ) -> None:
@@ -206,6 +239,22 @@ def test_precomputed_tower_tables_equal_running_the_towers(
     with torch.no_grad():
         assert torch.allclose(got.user_emb, towers.user(UserInputs.from_arrays(per_row_users)), atol=1e-5)
         assert torch.allclose(got.item_emb, towers.item(ItemInputs.from_arrays(rows)), atol=1e-5)
+
+
+def test_hourly_item_vectors_equal_the_tower_at_each_hour(
+    world: tuple[dict[str, Dataset], FeatureSpace],
+) -> None:
+    _, space = world
+    torch.manual_seed(0)
+    towers = TwoTower(FEATURES, TwoTowerConfig(dim=16, embed_dim=8, hidden=16), num_demographics=4).eval()
+    hourly = HourlyItemVectors(towers, space, batch=7)  # several blocks
+    published = space.catalog.published_us[space.catalog.published_us > 0]
+    first_hour = int(published.min()) // US_PER_HOUR
+    for hour in (first_hour - 1, first_hour + 1, first_hour + 30, first_hour + 1):
+        want = item_vectors_at_hour(towers, space, hour, batch=7)
+        assert np.array_equal(hourly(hour), want)  # the same floats, hour after hour
+    # the freshness term moves with the hour: the comparison is not of constants
+    assert not np.array_equal(hourly(first_hour - 1), hourly(first_hour + 30))
 
 
 @pytest.mark.slow

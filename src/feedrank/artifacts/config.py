@@ -34,6 +34,9 @@ class RetrievalLossConfig:
 AUTO_IMPRESSION_CATALOG_NEGATIVES = 50
 AUTO_CLICK_ONLY_CATALOG_NEGATIVES = 5
 AUTO_CLICK_ONLY_POOL_NEGATIVES = 10
+# About the last 2 hours of the Globo slice's train part: ranker E of docs/real_news.md (18,016
+# clicks), the recipe that run measured, in a step that fits the shared 2-core box.
+AUTO_CLICK_ONLY_MAX_CLICKS = 20_000
 
 
 @dataclass(frozen=True)
@@ -70,21 +73,41 @@ class RankerLossConfig:
     # calibrated, which the simulated world's impressions measure; the listwise term trades that
     # for the order within a pool, which next-click on news asks for (docs/real_news.md).
     listwise_weight: float = 0.0
+    # Train on the latest `max_clicks` clicks of a click-only log (after `train_window_h`; 0 = all
+    # of them): each click is a query whose candidate pool is replayed (~2.5 ms a click on an idle
+    # core), which bounds the ranker's time and memory whatever the log's length. -1 = auto:
+    # AUTO_CLICK_ONLY_MAX_CLICKS on a click-only log, all rows on a log with impressions.
+    max_clicks: int = -1
 
     def resolved(self, click_only: bool) -> RankerLossConfig:
-        """This config with the auto (-1) negative counts decided for a click-only log or not."""
+        """This config with the auto (-1) counts decided for a click-only log or not."""
         catalog = self.catalog_negatives
         if catalog < 0:
             catalog = AUTO_CLICK_ONLY_CATALOG_NEGATIVES if click_only else AUTO_IMPRESSION_CATALOG_NEGATIVES
         pool = self.pool_negatives
         if pool < 0:
             pool = AUTO_CLICK_ONLY_POOL_NEGATIVES if click_only else 0
-        return replace(self, catalog_negatives=catalog, pool_negatives=pool)
+        clicks = self.max_clicks
+        if clicks < 0:
+            clicks = AUTO_CLICK_ONLY_MAX_CLICKS if click_only else 0
+        return replace(self, catalog_negatives=catalog, pool_negatives=pool, max_clicks=clicks)
 
 
 # The training loop's defaults per model (TrainConfig is frozen and hashable: one shared default).
+# The two-tower stops after RETRIEVAL_MAX_SAMPLES examples (its learning-rate schedule spans them)
+# unless its epochs end first: 8 epochs of a small log (the demo's 8,741 examples), 300 batches of
+# 1,024 on a large one (a quarter of an epoch of the Globo slice's 1.2M training clicks, the
+# 300 steps bench/real_news.py trains), so that a real log trains in minutes on a shared 2-core
+# box (BENCHMARKS.md, "The real slice end to end with the defaults"). `train.max_samples=0`
+# lifts it.
+RETRIEVAL_MAX_SAMPLES = 307_200
 RETRIEVAL_TRAINING = TrainConfig(
-    epochs=8, lr=3e-3, sparse_lr=0.05, early_stop_metric="recall@100", patience=2
+    epochs=8,
+    max_samples=RETRIEVAL_MAX_SAMPLES,
+    lr=3e-3,
+    sparse_lr=0.05,
+    early_stop_metric="recall@100",
+    patience=2,
 )
 RANKER_TRAINING = TrainConfig(epochs=3, lr=2e-3, sparse_lr=0.05, early_stop_metric="gauc", patience=2)
 

@@ -68,6 +68,17 @@ class FeatureColumns:
         self.past, self.u, self.i, self.catalog, self.recent = past, user_rows, item_rows, catalog, recent
         self.t = ts_us.astype(np.int64)
         self._cache: dict[str, np.ndarray] = {}
+        # Rows of one query (a user at one time: a slate, a candidate pool) usually come together:
+        # the columns of the user alone are looked up once per such run of rows and repeated.
+        change = (self.u[1:] != self.u[:-1]) | (self.t[1:] != self.t[:-1])
+        self._run_first = np.flatnonzero(np.r_[True, change]) if self.t.size else np.zeros(0, np.int64)
+        self._run_of = np.cumsum(np.r_[True, change]) - 1 if self.t.size else np.zeros(0, np.int64)
+
+    def _per_user(self, lookup: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+        """`lookup(user_rows, ts_us)` of every row, asked once per run of rows of one (user, t)."""
+        first = self._run_first
+        out: np.ndarray = lookup(self.u[first], self.t[first])[self._run_of]
+        return out
 
     def get(self, name: str) -> np.ndarray:
         if name not in self._cache:
@@ -104,9 +115,8 @@ class FeatureColumns:
 
     def user_all(self) -> np.ndarray:
         if "raw_user_all" not in self._cache:
-            self._cache["raw_user_all"] = self.past.user_clicks.count_before(self.u, self.t).astype(
-                np.float64
-            )
+            counts = self._per_user(self.past.user_clicks.count_before)
+            self._cache["raw_user_all"] = counts.astype(np.float64)
         return self._cache["raw_user_all"]
 
     def _user_clicks_all(self) -> np.ndarray:
@@ -151,7 +161,9 @@ class FeatureColumns:
             if self.recent is not None:
                 self._cache["raw_last"] = self.recent.last_clicks
             else:
-                self._cache["raw_last"] = self.past.user_clicks.last_n(self.u, self.t, COVIS_CLICKS, pad=0)
+                self._cache["raw_last"] = self._per_user(
+                    lambda u, t: self.past.user_clicks.last_n(u, t, COVIS_CLICKS, pad=0)
+                )
         return self._cache["raw_last"]
 
     def covis(self) -> np.ndarray:
@@ -211,7 +223,7 @@ class FeatureColumns:
             if self.recent is not None:
                 self._cache["raw_session"] = self.recent.session
             else:
-                self._cache["raw_session"] = self.past.session_columns(self.u, self.t)
+                self._cache["raw_session"] = self._per_user(self.past.session_columns)
         return self._cache["raw_session"]
 
     def _session_activities(self) -> np.ndarray:

@@ -13,7 +13,7 @@ import polars as pl
 import torch
 from torch import Tensor
 
-from feedrank.artifacts.towers import item_vectors_at_hour
+from feedrank.artifacts.towers import HourlyItemVectors
 from feedrank.candidates.logged import LoggedSources, Requests
 from feedrank.data.examples import FeatureSpace
 from feedrank.data.history import COUNTER_NAMES
@@ -45,6 +45,7 @@ class TwoTowerScorer:
     def __init__(self, space: FeatureSpace, model: TwoTower) -> None:
         self.space = space
         self.model = model.eval()
+        self._hourly: HourlyItemVectors | None = None  # made on first use; the model stays frozen
 
     def fit(self, events: pl.DataFrame) -> Self:
         return self  # everything it needs is in the feature space
@@ -71,7 +72,9 @@ class TwoTowerScorer:
 
     def item_vectors_at_hour(self, hour: int) -> np.ndarray:
         """(num catalog items, d) float32 item vectors at the middle of `hour` (freshness)."""
-        return item_vectors_at_hour(self.model, self.space, hour)
+        if self._hourly is None:
+            self._hourly = HourlyItemVectors(self.model, self.space)
+        return self._hourly(hour)
 
     def user_embeddings_per_row(self, user_ids: np.ndarray, ts_us: np.ndarray) -> Tensor:
         """(N, d) user embedding of each row, computed once per distinct (user, time): slates share it."""
@@ -106,6 +109,7 @@ class RankerScorer:
         self.ranker = ranker.eval()
         self.weights = weights
         self._logged_sources = logged_sources
+        self._content: Tensor | None = None  # (catalog items, d) the item tower's content vectors
 
     def fit(self, events: pl.DataFrame) -> Self:
         return self
@@ -140,16 +144,38 @@ class RankerScorer:
 
     @torch.no_grad()
     def probabilities(
-        self, user_ids: np.ndarray, ts: np.ndarray, item_ids: np.ndarray, sources: np.ndarray | None = None
+        self,
+        user_ids: np.ndarray,
+        ts: np.ndarray,
+        item_ids: np.ndarray,
+        sources: np.ndarray | None = None,
+        *,
+        rows: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """(N, len(HEADS)) head probabilities, with no position term (as at serving time).
 
         `sources`: (N, 8) candidate-source columns for a ranker that reads them; when not given
         (logged rows), they are computed by asking the sources at each row's time.
+        `rows`: the (user directory rows, catalog rows) of `user_ids` and `item_ids` when the
+        caller has them (next-click's pools), so that millions of ids are not looked up again.
         """
         ts_us = query_micros(ts)
-        users = self.space.users.rows(pl.Series(np.asarray(user_ids, dtype=object), dtype=pl.String))
-        rows = self.space.catalog.rows(pl.Series(np.asarray(item_ids, dtype=object), dtype=pl.String))
+        if rows is not None:
+            users, items = rows
+        else:
+            users = self.space.users.rows(pl.Series(np.asarray(user_ids, dtype=object), dtype=pl.String))
+            items = self.space.catalog.rows(pl.Series(np.asarray(item_ids, dtype=object), dtype=pl.String))
+        return self._probabilities(user_ids, ts_us, item_ids, users, items, sources)
+
+    def _probabilities(
+        self,
+        user_ids: np.ndarray,
+        ts_us: np.ndarray,
+        item_ids: np.ndarray,
+        users: np.ndarray,
+        rows: np.ndarray,
+        sources: np.ndarray | None,
+    ) -> np.ndarray:
         names = self.ranker.counter_names or COUNTER_NAMES  # unnamed: the original nine
         counters = self.space.past.features(names, users, rows, ts_us, self.space.catalog)
         ids = np.asarray(user_ids, dtype=object)
@@ -165,7 +191,7 @@ class RankerScorer:
             items = ItemInputs.from_arrays(self.space.item_arrays(rows[sl], ts_us[sl]))
             inputs = RankerInputs(
                 user_emb=user_emb_all[sl],
-                item_emb=self.towers.model.item(items),
+                item_emb=self._item_embeddings(rows[sl], items),
                 publisher=items.publisher,
                 category=items.category,
                 content_type=items.content_type,
@@ -176,6 +202,23 @@ class RankerScorer:
             out.append(torch.sigmoid(self.ranker(inputs)))
         probs = torch.cat(out) if out else torch.zeros(0, len(HEADS))
         return probs.double().numpy()
+
+    def _item_embeddings(self, rows: np.ndarray, items: ItemInputs) -> Tensor:
+        """The item tower's output for catalog rows: the catalog's content vectors, computed once
+        (as training's tower tables hold them), plus each row's freshness; rows outside the
+        catalog (-1) through the tower itself."""
+        item_tower = self.towers.model.item_tower
+        if self._content is None:
+            everything = np.arange(len(self.space.catalog))
+            zeros = np.zeros(everything.size, dtype=np.int64)
+            catalog = ItemInputs.from_arrays(self.space.item_arrays(everything, zeros))
+            self._content = item_tower.content(catalog)
+        known = torch.from_numpy(rows >= 0)
+        content = self._content[torch.from_numpy(np.maximum(rows, 0))]
+        out: Tensor = content + item_tower.freshness(items.freshness)
+        if not bool(known.all()):
+            out[~known] = self.towers.model.item(items)[~known]
+        return out
 
     def score(
         self, user_ids: np.ndarray, ts: np.ndarray, item_ids: np.ndarray, sources: np.ndarray | None = None

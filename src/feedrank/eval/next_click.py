@@ -239,6 +239,7 @@ def evaluate_clicks(
     published = stream.space.catalog.published_us
     trending = sources.trending.walk(published.size)  # the walk visits clicks in time order
     recall: dict[str, dict[str, list[float]]] = {"ANN": defaultdict(list), "union": defaultdict(list)}
+    user_codes = stream.user_codes(test.get_column("user_id")).tolist()  # what `sources` keys users by
     stream.reset()
     # `test` is in time order (sample_clicks sorts it), the order walk() visits, so positions align.
     for e, state in stream.walk(test):
@@ -260,7 +261,7 @@ def evaluate_clicks(
         for name, value in rank_metrics(tt, state.target).items():
             metrics["two-tower"][name].append(value)
         t = int(ts_us[e])
-        lists = _source_lists(sources, options, state, str(users[e]), t, tt, published, trending.scores(t))
+        lists = _source_lists(sources, options, state, user_codes[e], t, tt, published, trending.scores(t))
         target_row = int(state.live_rows[state.target]) if state.live_click else -1
         for n in options.candidate_ns:
             ann_top = lists["ann"].rows[:n]
@@ -325,7 +326,7 @@ def _source_lists(
     sources: CandidateSources,
     options: NextClickOptions,
     state: TargetState,
-    user: str,
+    user: int,
     t: int,
     two_tower: np.ndarray,
     published_us: np.ndarray,
@@ -368,6 +369,7 @@ def _ranker_metrics(
     """
     sizes = np.array([r.size for r in pools], dtype=np.int64)
     ends = np.cumsum(sizes)
+    user_rows = ranker.space.users.rows(pl.Series(users, dtype=pl.String))  # looked up once per click
     parts: list[np.ndarray] = []
     first = 0
     while first < len(pools):
@@ -380,6 +382,7 @@ def _ranker_metrics(
                 np.repeat(ts_us[block], sizes[block]).astype("datetime64[us]"),
                 ranker.space.catalog.item_ids[rows],
                 sources=np.concatenate(pool_sources[block]),
+                rows=(np.repeat(user_rows[block], sizes[block]), rows),
             )
         )
         first = block.stop

@@ -54,7 +54,12 @@ class ClickStream:
         self.ev_item = rows[known]
         self.ev_ts = to_us(events.get_column("ts"))[known]
         clicked = events.get_column("clicked").to_numpy().astype(bool)[known]
-        users = events.get_column("user_id").to_numpy().astype(object)[known]
+        # Users are keyed by an integer code (their first appearance in the sorted events), not by
+        # the id string: co-visitation's bulk load sorts its keys, and sorting a million Python
+        # strings took most of the stream's setup (and of every validation that rebuilt sources).
+        ids = events.get_column("user_id")
+        self._user_codes = pl.DataFrame({"user_id": ids.unique(maintain_order=True)}).with_row_index("code")
+        users = self.user_codes(ids)[known]
         self.ck_item, self.ck_ts, self.ck_user = self.ev_item[clicked], self.ev_ts[clicked], users[clicked]
         self.live_us = int(live_window_h * 60 * US_PER_MIN)
         self.gap_us = int(session_gap_min * US_PER_MIN)
@@ -66,8 +71,21 @@ class ClickStream:
         self.covis.extend(self.ck_user, self.ck_item, self.ck_ts)
         self.reset()
 
+    def user_codes(self, user_ids: pl.Series) -> np.ndarray:
+        """(N,) int64 codes the stream keys users by; -1 for a user with no event in the stream."""
+        codes = (
+            pl.DataFrame({"user_id": user_ids})
+            .join(self._user_codes, on="user_id", how="left", maintain_order="left")
+            .get_column("code")
+            .fill_null(-1)
+            .to_numpy()
+            .astype(np.int64)
+        )
+        return codes
+
     def sources(self, sources: CandidateSources) -> CandidateSources:
-        """`sources` fed every click of the stream (they too answer only from before each t)."""
+        """`sources` fed every click of the stream (they too answer only from before each t),
+        co-visitation keyed by `user_codes`."""
         return sources.extend(self.ck_user, self.ck_item, self.ck_ts)
 
     def reset(self) -> None:
@@ -99,7 +117,7 @@ class ClickStream:
         """(row index in `targets`, state) for each target click, in time order."""
         rows = self.space.catalog.rows(targets.get_column("item_id"))
         ts = to_us(targets.get_column("ts"))
-        users = targets.get_column("user_id").to_numpy().astype(object)
+        users = self.user_codes(targets.get_column("user_id")).tolist()
         for e in np.argsort(ts, kind="stable"):
             t = int(ts[e])
             self._advance(t)

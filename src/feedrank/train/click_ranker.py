@@ -9,7 +9,6 @@ catalog item; model inputs are built per batch.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterator
 
@@ -18,7 +17,7 @@ import polars as pl
 import torch
 
 from feedrank.artifacts.config import RankerRunConfig
-from feedrank.artifacts.towers import item_vectors_at_hour
+from feedrank.artifacts.towers import HourlyItemVectors
 from feedrank.candidates.logged import LoggedSources, Requests
 from feedrank.data.click_examples import ClickBatches, ClickExamples, click_examples, replay_pools
 from feedrank.data.examples import FeatureSpace, recent_click_sample
@@ -92,7 +91,7 @@ def click_ranker_data(
             examples.user_rows,
             examples.ts_us,
             users.numpy(),
-            functools.partial(item_vectors_at_hour, towers, space),
+            HourlyItemVectors(towers, space),
         )
         log.info(
             "candidate pools replayed for %d clicks (%d pool negatives each%s)",

@@ -12,7 +12,6 @@ and run.json / model.pt I/O live in feedrank.artifacts, which readers of runs im
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from torch import nn
 
 from feedrank.artifacts.config import RankerRunConfig, RetrievalRunConfig
 from feedrank.artifacts.store import build_ranker, build_space, build_two_tower, load_retrieval, write_run
-from feedrank.artifacts.towers import item_vectors_at_hour
+from feedrank.artifacts.towers import HourlyItemVectors
 from feedrank.candidates.logged import LoggedSources, Requests
 from feedrank.data.dataset import Dataset
 from feedrank.data.example_arrays import Arrays, RequestArrays
@@ -123,6 +122,8 @@ def train_ranker(
         )
     cfg = dataclasses.replace(cfg, loss=loss)
     impressions = recent_part(parts["train"].read("impressions"), loss.train_window_h)
+    if click_only:
+        impressions = latest_clicks(impressions, loss.max_clicks)
     torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
     ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
     data: BatchSource[Any]
@@ -212,6 +213,14 @@ def recent_part(impressions: pl.DataFrame, window_h: float) -> pl.DataFrame:
     return impressions.filter(pl.col("ts") > pl.lit(latest) - pl.duration(microseconds=int(window_h * 3.6e9)))
 
 
+def latest_clicks(impressions: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The rows of the latest `n` clicks of `impressions` (in time order; all when n <= 0)."""
+    if n <= 0:
+        return impressions
+    clicks = impressions.filter(pl.col("clicked"))
+    return clicks if clicks.height <= n else clicks.sort("ts", maintain_order=True).tail(n)
+
+
 class SourceReplay:
     """The candidate sources asked at each training request's time (candidates/logged.py)."""
 
@@ -226,7 +235,7 @@ class SourceReplay:
             requests.user_row,
             requests.ts_us,
             users.numpy(),
-            functools.partial(item_vectors_at_hour, towers, space),
+            HourlyItemVectors(towers, space),
         )
 
     def columns(self, rows: Arrays) -> np.ndarray:
