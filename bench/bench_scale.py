@@ -3,16 +3,21 @@
     .venv/bin/python bench/bench_scale.py sim --impressions 1000000 --out /tmp/scale
     .venv/bin/python bench/bench_scale.py sim --preset medium --out /tmp/scale        # 10M impressions
     .venv/bin/python bench/bench_scale.py real ../shared/data/globo-g1-dev/clicks.parquet --out /tmp/scale
+    .venv/bin/python bench/bench_scale.py real ../shared/data/globo-g1-dev --format globo --defaults \
+        --out /tmp/scale
     .venv/bin/python bench/bench_scale.py plot --out /tmp/scale                       # scale.png
 
-A case runs simulate (sim only) → import → split → train retrieval (1 epoch) → train ranker →
-evaluate (the ranker, or the retrieval run alone when the ranker failed), each step as its own
-`feedrank` process, so its peak RSS is its own. Peak RSS is sampled
-from /proc every 0.2 s over the process and its children; a step that passes `--cap-gb` is killed
-(the machine is shared) and recorded as such, and the steps after it are skipped. The real slice
-is evaluated with the next-click protocol (`--max-events`), a simulated world with the offline one.
-Each step appends one JSON line to OUT/results.jsonl: case, rows (impressions), step, wall_s,
-peak_rss_mib, status. `plot` draws every recorded step's time and memory against rows.
+A case runs simulate (sim only) → import → split → train retrieval → train ranker (1 epoch each;
+`--defaults`: every default setting, as a new user runs them) → evaluate (the ranker, or the
+retrieval run alone when the ranker failed), each step as its own `feedrank` process, so its
+peak RSS is its own. RSS is also sampled from /proc every 0.2 s over the process and its
+children; a step that passes `--cap-gb` is killed (the machine is shared) and recorded as such,
+and the steps after it are skipped. The real slice is evaluated with the next-click protocol
+(`--max-events`), a simulated world with the offline one.
+Each step runs under `/usr/bin/time -v` and appends one JSON line to OUT/results.jsonl: case,
+rows (impressions), step, wall_s, cpu_s (user + system), peak_rss_mib (time's maximum resident
+set size), sampled_rss_mib, status, and the 1-minute load average at the step's start and end.
+`plot` draws every recorded step's time and memory against rows.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -47,26 +54,47 @@ def rss_kib(pid: int) -> int:
     return total
 
 
+def load_average() -> float:
+    """The machine's 1-minute load average (the box is shared: it says how loaded a step ran)."""
+    return round(os.getloadavg()[0], 2)
+
+
 def run_step(args: list[str], cap_gb: float, log_path: Path) -> dict[str, Any]:
-    """Run one step; its wall time, peak RSS and how it ended."""
+    """Run one step under `/usr/bin/time -v`; its wall time, peak RSS (time's maximum resident
+    set size where time wrote it, else the sampled one) and how it ended."""
+    time_path = log_path.with_suffix(".time")
+    timed = ["/usr/bin/time", "-v", "-o", str(time_path)] if Path("/usr/bin/time").exists() else []
+    load_start = load_average()
     start = time.perf_counter()
     with log_path.open("w") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        # Its own process group, so that a kill above the cap reaches the step under `time`.
+        proc = subprocess.Popen([*timed, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         peak, status = 0, "ok"
         while proc.poll() is None:
             peak = max(peak, rss_kib(proc.pid))
             if peak > cap_gb * 2**20:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 status = f"killed above {cap_gb} GB"
                 break
             time.sleep(0.2)
         rc = proc.wait()
+    wall = time.perf_counter() - start
     if status == "ok" and rc != 0:
         status = f"exit {rc}"
+    sampled = round(peak / 1024)
+    text = time_path.read_text() if time_path.is_file() else ""
+    found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    # CPU seconds (user + system) of the step: on a box other jobs load, wall time stretches with
+    # the load while the CPU time the step needed does not (much).
+    cpu = [float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text)]
     return {
-        "wall_s": round(time.perf_counter() - start, 1),
-        "peak_rss_mib": round(peak / 1024),
+        "wall_s": round(wall, 1),
+        "cpu_s": round(sum(cpu), 1) if cpu else None,
+        "peak_rss_mib": round(int(found.group(1)) / 1024) if found else sampled,
+        "sampled_rss_mib": sampled,
         "status": status,
+        "load_start": load_start,
+        "load_end": load_average(),
     }
 
 
@@ -94,7 +122,7 @@ def pipeline(
             )
         )
         src = sim
-    fmt = "parquet" if src.suffix == ".parquet" or src == sim else "csv"
+    fmt = opts.format or ("parquet" if src.suffix == ".parquet" or src == sim else "csv")
     steps += [
         ("import", [*FEEDRANK, "data", "import", str(src), "--format", fmt, "--out", str(data)]),
         ("split", [*FEEDRANK, "data", "split", str(data), "--out", str(split)]),
@@ -225,10 +253,19 @@ def main() -> None:
     parser.add_argument("--max-events", type=int, default=20_000, help="real: next-click test clicks")
     parser.add_argument("--retrieval-set", action="append", default=[], help="KEY=VALUE for train retrieval")
     parser.add_argument("--ranker-set", action="append", default=[], help="KEY=VALUE for train ranker")
+    parser.add_argument("--format", default=None, help="import format (default: parquet or csv by suffix)")
+    parser.add_argument(
+        "--defaults", action="store_true", help="train both models with their default settings (no --set)"
+    )
     opts = parser.parse_args()
-    # 1 epoch of each model unless told otherwise (the cost of an epoch is what scales with rows).
+    # 1 whole epoch of each model unless told otherwise (the cost of an epoch is what scales with
+    # rows): no sample or click budget.
+    one_epoch = {
+        "retrieval_set": ["train.epochs=1", "train.max_samples=0"],
+        "ranker_set": ["train.epochs=1", "loss.max_clicks=0"],
+    }
     for name in ("retrieval_set", "ranker_set"):
-        values = getattr(opts, name) or ["train.epochs=1"]
+        values = getattr(opts, name) or ([] if opts.defaults else one_epoch[name])
         setattr(opts, name, [arg for v in values for arg in ("--set", v)])
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if opts.case == "plot":
@@ -237,7 +274,8 @@ def main() -> None:
     if opts.case == "real":
         if opts.source is None:
             parser.error("real needs the click log")
-        rows = pl.scan_parquet(opts.source).select(pl.len()).collect().item()
+        log = opts.source / "clicks.parquet" if opts.source.is_dir() else opts.source
+        rows = pl.scan_parquet(log).select(pl.len()).collect().item()
         run_case("real", opts.source, rows, opts)
     else:
         rows = opts.impressions or PRESET_IMPRESSIONS[opts.preset or "medium"]

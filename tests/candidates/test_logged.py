@@ -116,10 +116,12 @@ def test_one_walk_over_many_requests_lists_what_each_request_alone_gets(
     clicks = impressions.filter(pl.col("clicked"))
     requests = clicks.gather(np.linspace(clicks.height // 4, clicks.height - 1, 40).astype(np.int64))
     rng = np.random.default_rng(3)
-    hourly = {}
+    hourly: dict[int, np.ndarray] = {}
 
     def items_at(hour: int) -> np.ndarray:  # different vectors every hour, as the towers give
-        return hourly.setdefault(hour, rng.normal(size=(len(space.catalog), DIM)).astype(np.float32))
+        if hour not in hourly:
+            hourly[hour] = rng.normal(size=(len(space.catalog), DIM)).astype(np.float32)
+        return hourly[hour]
 
     users = rng.normal(size=(requests.height, DIM)).astype(np.float32)
     asked = Requests(
