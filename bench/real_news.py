@@ -9,11 +9,12 @@ peak RSS are read from there), `nice`d, with its address space capped by `prlimi
 2. split    train = days 1-6 (from 2017-10-01 03:00 UTC), validation = day 7 (2017-10-07 UTC),
             test = day 8 (2017-10-08 UTC); sessions that span a cut go to the later part
 3. retrieval `feedrank train retrieval`, early stopping on next-click NDCG@10 of validation clicks
-4. ranker   `feedrank train ranker` on the last hours of the train part, every click a next-click
-            query with the click-only defaults: 5 live-catalog negatives and 10 drawn from the
-            click's own candidate pool (replayed forward in time), inputs built per batch;
-            the news columns (NEWS_FEATURES), no source columns, no tower vectors (ranker "E"
-            of docs/real_news.md); same selection metric
+4. ranker   `feedrank train ranker` on the last 6 hours of the train part, every click a
+            next-click query with the click-only defaults: 5 live-catalog negatives and 10 drawn
+            from the click's own candidate pool (replayed forward in time), inputs built per
+            batch; the news columns (NEWS_FEATURES + NEWS_NOW_NAMES), a listwise term on the
+            click head, no source columns, no tower vectors, one epoch (ranker "LFe1" of
+            docs/real_news.md, session 6); same selection metric
 5. evaluate `feedrank evaluate RANKER --protocol next-click`: on sampled test-day clicks, every
             baseline (recent popularity over 10 min / 1 h / 24 h, co-visitation with the previous
             click, their blend tuned on validation-day clicks), the two-tower and the ranker,
@@ -40,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from feedrank.data.history import NEWS_FEATURES
+from feedrank.data.history import NEWS_FEATURES, NEWS_NOW_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 FEEDRANK = [sys.executable, "-m", "feedrank"]
@@ -51,12 +52,14 @@ TEST_START = "2017-10-08T00:00:00"
 # Limited settings that fit the box (see the module docstring); override with --*-set.
 RETRIEVAL_SET = ("train.max_steps=300", "train.eval_every=100", "train.patience=2", "train.progress=false")
 RANKER_SET = (
-    "loss.train_window_h=2",
-    "counters=[" + ",".join(f'"{name}"' for name in NEWS_FEATURES) + "]",
+    "loss.train_window_h=6",
+    "loss.listwise_weight=1",
+    "counters=[" + ",".join(f'"{name}"' for name in NEWS_FEATURES + NEWS_NOW_NAMES) + "]",
     "sources=[]",
     "model.tower_inputs=false",
     "model.counter_norm=layer",  # the normalisation docs/real_news.md's ranker E was measured with
-    "train.eval_every=200",
+    "train.epochs=1",
+    "train.eval_every=400",
     "train.patience=2",
     "train.progress=false",
 )

@@ -68,7 +68,10 @@ elif todo:
 for name, over in todo.items():
     over = dict(over)
     k = over.pop("pool", pool)
+    epochs = over.pop("epochs", None)
     cfg = config(over)
+    if epochs is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
     ex = dataclasses.replace(examples, items=np.ascontiguousarray(examples.items[:, : 1 + 5 + k]))
     cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, pool_negatives=k))
     torch.manual_seed(cfg.train.seed)
