@@ -53,6 +53,7 @@ TEST_START = "2017-10-08T00:00:00"
 RETRIEVAL_SET = ("train.max_steps=300", "train.eval_every=100", "train.patience=2", "train.progress=false")
 RANKER_SET = (
     "loss.train_window_h=6",
+    "loss.max_clicks=0",  # every click of the window (the default keeps the latest 20,000)
     "loss.listwise_weight=1",
     "counters=[" + ",".join(f'"{name}"' for name in NEWS_FEATURES + NEWS_NOW_NAMES) + "]",
     "sources=[]",
