@@ -281,3 +281,12 @@ def test_click_only_split_trains_with_catalog_negatives(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"click-only.*catalog_negatives is 0, loss.pool_negatives 0"):
         train_ranker(split_dir, tmp_path / "run", tmp_path / "ranker", ranker_cfg)
     assert not (tmp_path / "ranker").exists()
+
+
+def test_auto_catalog_negatives_only_on_click_only_logs() -> None:
+    # On a log with impressions unshown items are labelled by the logging policy's exposure, not the
+    # user's choice (docs/served_feed.md): the ranker fits the impressions alone by default.
+    loss = RankerLossConfig()
+    assert loss.resolved(click_only=False).catalog_negatives == 0
+    assert loss.resolved(click_only=True).catalog_negatives > 0
+    assert RankerLossConfig(catalog_negatives=20).resolved(click_only=False).catalog_negatives == 20

@@ -24,6 +24,7 @@ from feedrank.data.features import (
     to_us,
 )
 from feedrank.data.history import (
+    AFFINITY_NAMES,
     COUNTER_NAMES,
     NEWS_FEATURES,
     NEWS_NOW_NAMES,
@@ -31,6 +32,7 @@ from feedrank.data.history import (
     PastEvents,
     build_past_events,
 )
+from feedrank.data.live_features import serving_features
 from feedrank.data.schema import ITEMS, USERS
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -49,7 +51,9 @@ def _world(seed: int = 0) -> tuple[ItemCatalog, UserDirectory, pl.DataFrame, pl.
         },
         schema_overrides={"published_ts": pl.Datetime("us", "UTC")},
     )
-    users = pl.DataFrame({"user_id": [f"u{k}" for k in range(6)]})
+    users = pl.DataFrame(
+        {"user_id": [f"u{k}" for k in range(6)], "age_bucket": ["a", "b", "a", "b", "a", None]}
+    )
     rows: list[dict[str, object]] = []
     for _ in range(90):
         user = f"u{rng.integers(6)}"
@@ -82,7 +86,7 @@ def _past(
     return build_past_events(history, impressions, catalog, users, ctr_prior=0.2)
 
 
-ALL_FEATURES = NEWS_FEATURES + NEWS_NOW_NAMES
+ALL_FEATURES = NEWS_FEATURES + NEWS_NOW_NAMES + AFFINITY_NAMES
 
 
 def _features(past: PastEvents, catalog: ItemCatalog, users: UserDirectory, rows: pl.DataFrame) -> np.ndarray:
@@ -276,3 +280,36 @@ def test_unknown_feature_names_are_refused() -> None:
         1,
         len(COUNTER_NAMES),
     )
+
+
+def test_an_unknown_users_affinity_columns_read_the_demographics_it_brings() -> None:
+    catalog, users, impressions, history = _world()
+    past = _past(catalog, users, impressions, history)
+    names = ("demo_category_lift", "user_category_affinity")
+    items = catalog.rows(pl.Series([f"i{k}" for k in range(5)]))  # one item of each category
+    now = int(to_us(impressions.get_column("ts")).max()) + 1
+    known = past.features(
+        names, np.full(5, users.rows(pl.Series(["u0"]))[0]), items, np.full(5, now), catalog
+    )
+    assert np.abs(known[:, 0]).max() > 0.01  # u0's group reads some categories more than others
+
+    def served(demographics: np.ndarray | None) -> np.ndarray:
+        return serving_features(
+            past,
+            catalog,
+            names,
+            user_rows=np.array([-1]),
+            now_us=now,
+            online=[[]],
+            pair_user=np.zeros(5, dtype=np.int64),
+            item_rows=items,
+            item_clicks=lambda _: np.zeros(5),
+            demographics=demographics,
+        )
+
+    u0 = users.demographics[users.rows(pl.Series(["u0"]))]  # (1, D): the same groups as u0
+    with_groups = served(u0)
+    assert np.allclose(with_groups[:, 0], known[:, 0])
+    # without clicks of its own the user's affinity is its groups' lift
+    assert np.allclose(with_groups[:, 1], with_groups[:, 0], atol=1e-6)
+    assert not served(None).any()  # no demographics: no lift, no affinity

@@ -31,7 +31,7 @@ class RetrievalLossConfig:
     catalog_negatives: int = -1
 
 
-AUTO_IMPRESSION_CATALOG_NEGATIVES = 50
+AUTO_IMPRESSION_CATALOG_NEGATIVES = 0
 AUTO_CLICK_ONLY_CATALOG_NEGATIVES = 5
 AUTO_CLICK_ONLY_POOL_NEGATIVES = 10
 # About the last 2 hours of the Globo slice's train part: ranker E of docs/real_news.md (18,016
@@ -46,9 +46,12 @@ class RankerLossConfig:
     negative_rate: float = 1.0  # keep-probability of rows without engagement (1 = no downsampling)
     # Unshown items drawn per click from the catalog live at its time (data/examples.py says why):
     # the ranker then learns to tell a click from everything live, as next-click ranking asks.
-    # 0 turns them off: the ranker fits the logged impressions only. -1 = auto: 50 on a log with
-    # impressions (docs/evaluation.md compares the counts that were tried), 5 on a click-only log,
-    # where the pool negatives below are the ones that teach (docs/real_news.md).
+    # 0 turns them off: the ranker fits the logged impressions only. -1 = auto: none on a log with
+    # impressions, 5 on a click-only log, where the pool negatives below are the ones that teach
+    # (docs/real_news.md). On a log with impressions an unshown item's label says only that the
+    # logging policy did not show it: with 50 of them per click the ranker learned the policy's
+    # exposure (popular, fresh items for everyone) and the served feed lost a tenth of the
+    # oracle's utility (docs/served_feed.md; docs/evaluation.md has the next-click counts tried).
     catalog_negatives: int = -1
     # Items drawn per click from its own merged candidate pool (what serving would rank: the
     # ANN's, trending, co-visitation and fresh lists at its time, `pool_size` of them), not shown,

@@ -108,7 +108,13 @@ def fit_feature_space(parts: dict[str, Dataset], cfg: FeatureConfig) -> FeatureS
     catalog = build_catalog(last.read("items"), cfg)
     directory = build_users(last.read("users"), cfg)
     events = SplitEvents(list(parts.values()), catalog, directory)
-    past = PastEvents(events, catalog, global_ctr=float(ctr or 0.0))
+    past = PastEvents(
+        events,
+        catalog,
+        global_ctr=float(ctr or 0.0),
+        demographics=directory.demographics,
+        demographic_buckets=cfg.demographic_buckets,
+    )
     first = (
         pl.concat([ds.scan("impressions").select("item_id", "ts") for ds in parts.values()])
         .group_by("item_id")
@@ -136,7 +142,10 @@ def build_feature_space(
     """
     catalog = build_catalog(items, cfg)
     directory = build_users(users, cfg)
-    past = build_past_events(history, impressions, catalog, directory, ctr_prior=ctr_prior)
+    buckets = cfg.demographic_buckets
+    past = build_past_events(
+        history, impressions, catalog, directory, ctr_prior=ctr_prior, demographic_buckets=buckets
+    )
     first = impressions.group_by("item_id").agg(pl.col("ts").min())
     return _assemble(cfg, catalog, directory, past, first, positives)
 

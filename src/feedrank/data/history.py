@@ -21,6 +21,15 @@ exactly those while newer ones also get recency, co-visitation and session featu
     since_session_click_log_s  log(1 + seconds since the session's previous click); 0 when none
     no_session_click           1 when the session has no click before t
 
+A user's affinity for the candidate's category from few clicks (data/affinity.py):
+
+    user_category_affinity     log(the user's category share, shrunk towards their demographic
+                               groups' / the category's overall share of clicks)
+    demo_category_lift         log lift of the category among the user's demographic groups
+    user_category_ctr_lift     log(the user's click rate on the category's impressions, shrunk
+                               towards the category's rate / the category's rate): what the user
+                               was shown and skipped counts too
+
 Columns for click-only news logs (`NEWS_NAMES`; not in the default list, a run names them), where
 the next click is mostly decided by the click before it and by what is being read right now:
 
@@ -47,6 +56,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import polars as pl
 
+from feedrank.data.affinity import CategoryAffinity
 from feedrank.data.event_log import Clicks, EventLog, FrameEvents, Shown
 from feedrank.data.event_log import shown as all_shown
 from feedrank.data.features import US_PER_HOUR, ItemCatalog, UserDirectory
@@ -79,11 +89,13 @@ RECENCY_NAMES = (
     "since_session_click_log_s",
     "no_session_click",
 )
-RANKER_FEATURES = COUNTER_NAMES + RECENCY_NAMES
+AFFINITY_NAMES = ("user_category_affinity", "demo_category_lift", "user_category_ctr_lift")
+RANKER_FEATURES = COUNTER_NAMES + RECENCY_NAMES + AFFINITY_NAMES
 NEWS_NAMES = ("covis_last_2h", "covis_back_last", "covis_last_out", "covis_last_share", "item_in_last5")
-NEWS_FEATURES = RANKER_FEATURES + NEWS_NAMES
+# The Globo recipe's columns (bench/real_news.py), as its ranker was measured: without the affinity ones
+NEWS_FEATURES = COUNTER_NAMES + RECENCY_NAMES + NEWS_NAMES
 NEWS_NOW_NAMES = ("item_clicks_2m", "item_clicks_30m", "covis_last_30m", "covis_prev2")
-FEATURE_NAMES = frozenset(NEWS_FEATURES + NEWS_NOW_NAMES)
+FEATURE_NAMES = frozenset(NEWS_FEATURES + NEWS_NOW_NAMES + AFFINITY_NAMES)
 INDEXES = (
     "user_clicks",
     "item_clicks",
@@ -92,6 +104,8 @@ INDEXES = (
     "user_publisher_clicks",
     "sessions",
     "covisits",
+    "affinity",
+    "category_views",
 )
 SESSION_COLUMNS = ("session_activities", "session_clicks", "since_session_click_log_s", "no_session_click")
 
@@ -104,13 +118,24 @@ class PastEvents:
     impression then. A two-tower reads histories alone, so it never holds the impressions.
     """
 
-    def __init__(self, events: EventLog, catalog: ItemCatalog, *, global_ctr: float) -> None:
+    def __init__(
+        self,
+        events: EventLog,
+        catalog: ItemCatalog,
+        *,
+        global_ctr: float,
+        demographics: np.ndarray | None = None,
+        demographic_buckets: int = 0,
+    ) -> None:
         self._events: EventLog | None = events
         self.num_items = len(catalog)
         self.category, self.publisher = catalog.category, catalog.publisher
         self.num_categories = int(catalog.category.max(initial=0)) + 1
         self.num_publishers = int(catalog.publisher.max(initial=0)) + 1
         self.global_ctr = global_ctr
+        # (U, D) hashed demographic buckets of each user row, for the group priors of `affinity`
+        self.demographics = demographics
+        self.demographic_buckets = demographic_buckets
 
     @property
     def events(self) -> EventLog:
@@ -149,6 +174,28 @@ class PastEvents:
         """key user row * num_publishers + publisher bucket."""
         c = self.clicks
         return EventIndex(c.user * self.num_publishers + self.publisher[c.item], c.ts)
+
+    @functools.cached_property
+    def affinity(self) -> CategoryAffinity:
+        """Category click counts overall, by demographic group and by user (data/affinity.py)."""
+        return CategoryAffinity(self.clicks, self.category, self.demographics, self.demographic_buckets)
+
+    @functools.cached_property
+    def category_views(self) -> tuple[EventIndex, EventIndex]:
+        """Impressions keyed by category bucket, and by user row * num_categories + category."""
+        cats, keys, times = [], [], []
+        by_user, by_item = self.events.shown_chunks("user"), self.events.shown_chunks("item")
+        for users, items in zip(by_user, by_item, strict=True):  # both in log order, row-aligned
+            known = (users.rows >= 0) & (items.rows >= 0)
+            cat = self.category[items.rows[known]]
+            cats.append(cat)
+            keys.append(users.rows[known] * self.num_categories + cat)
+            times.append(users.ts[known])
+        if not cats:
+            empty = np.zeros(0, dtype=np.int64)
+            return EventIndex(empty, empty), EventIndex(empty, empty)
+        ts = np.concatenate(times)
+        return EventIndex(np.concatenate(cats), ts), EventIndex(np.concatenate(keys), ts)
 
     @functools.cached_property
     def sessions(self) -> SessionIndex:
@@ -290,6 +337,7 @@ def build_past_events(
     users: UserDirectory,
     *,
     ctr_prior: float,
+    demographic_buckets: int = 0,
 ) -> PastEvents:
     """Every index over the pre-window history and the impressions' clicks and views, built now.
 
@@ -298,4 +346,11 @@ def build_past_events(
     training window by the caller: computing it here from all impressions would leak the future.
     """
     events = FrameEvents(history, impressions, catalog, users)
-    return PastEvents(events, catalog, global_ctr=ctr_prior).preload()
+    past = PastEvents(
+        events,
+        catalog,
+        global_ctr=ctr_prior,
+        demographics=users.demographics,
+        demographic_buckets=demographic_buckets,
+    )
+    return past.preload()

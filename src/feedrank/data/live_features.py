@@ -30,6 +30,7 @@ def serving_features(
     pair_user: np.ndarray,
     item_rows: np.ndarray,
     item_clicks: Callable[[int], np.ndarray],
+    demographics: np.ndarray | None = None,
 ) -> np.ndarray:
     """(P, len(names)) float32 features of (user, item) pairs at `now_us`.
 
@@ -38,6 +39,8 @@ def serving_features(
         online: per user, (µs, catalog row) of their engagements after the snapshot, oldest first.
         pair_user: (P,) index into `user_rows` of each pair's user; item_rows: (P,) candidates.
         item_clicks: window µs → (P,) online clicks of each pair's item in [now - window, now).
+        demographics: (B, D) the users' demographic buckets (an unknown user's from its request);
+            None: the directory's.
     """
     num = len(user_rows)
     now = np.full(num, now_us, dtype=np.int64)
@@ -53,7 +56,10 @@ def serving_features(
         last[b, COVIS_CLICKS - tail.size :] = tail
         session[b] = past.serving_session(int(user_rows[b]), now_us, [ts for ts, _ in recent])
     recent_events = RecentEvents(
-        item_clicks=item_clicks, last_clicks=last[pair_user], session=session[pair_user]
+        item_clicks=item_clicks,
+        last_clicks=last[pair_user],
+        session=session[pair_user],
+        demographics=None if demographics is None else demographics[pair_user],
     )
     times = np.full(pair_user.size, now_us, dtype=np.int64)
     return past.features(names, user_rows[pair_user], item_rows, times, catalog, recent_events)

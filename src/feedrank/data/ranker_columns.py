@@ -28,6 +28,7 @@ CLICK_WINDOWS_US = {  # the item click counters, by window: online clicks top th
     **{f"item_clicks_{w}h": w * US_PER_HOUR for w in COUNTER_WINDOWS_H},
 }
 CTR_PRIOR_VIEWS = 20.0  # pseudo-views that pull a new item's CTR towards the global rate
+USER_PRIOR_VIEWS = 10.0  # pseudo-views that pull a user's click rate on a category towards everyone's
 COVIS_CLICKS = 5  # the user's latest clicks that co-visitation looks back on
 COVIS_RECENT_US = 2 * US_PER_HOUR  # window of the recent co-visitation column
 COVIS_NOW_US = 30 * 60_000_000  # window of the co-visitation column of the last half hour
@@ -41,11 +42,14 @@ class RecentEvents:
     last_clicks: (N, COVIS_CLICKS) item rows + 1 of the user's latest engagements before t,
         snapshot and online merged, oldest first, 0 pads.
     session: (N, len(SESSION_COLUMNS)) the session columns with the online clicks counted.
+    demographics: (N, D) demographic buckets of each row's user (a user the bundle does not know
+        brings them with the request); None: the directory's.
     """
 
     item_clicks: Callable[[int], np.ndarray]
     last_clicks: np.ndarray
     session: np.ndarray
+    demographics: np.ndarray | None = None
 
 
 def f64(values: object) -> np.ndarray:
@@ -126,6 +130,50 @@ class FeatureColumns:
         value = np.where(self.i >= 0, column[np.maximum(self.i, 0)], 0)
         clicks = index.count_before(self.u * buckets + value, self.t)
         return np.where(value > 0, (clicks + 0.1) / (self.user_all() + 1.0), 0.0)
+
+    def item_category(self) -> np.ndarray:
+        """(N,) category bucket of each row's item (0 for none)."""
+        return np.where(self.i >= 0, self.catalog.category[np.maximum(self.i, 0)], 0)
+
+    def category_lifts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) overall share of each row's category and (N,) its demographic groups' log lift."""
+        if "raw_overall" not in self._cache:
+            affinity = self.past.affinity
+            category = self.item_category()
+            overall = affinity.overall_share(category, self.t)
+            demographics = (
+                self.recent.demographics
+                if self.recent is not None and self.recent.demographics is not None
+                else affinity.user_demographics(self.u)
+            )
+            lift = affinity.group_lift(demographics, category, self.t, overall)
+            self._cache["raw_overall"], self._cache["raw_lift"] = overall, lift
+        return self._cache["raw_overall"], self._cache["raw_lift"]
+
+    def _demo_category_lift(self) -> np.ndarray:
+        _, lift = self.category_lifts()
+        return f64(np.where(self.item_category() > 0, lift, 0.0))
+
+    def _user_category_affinity(self) -> np.ndarray:
+        overall, lift = self.category_lifts()
+        category = self.item_category()
+        out = self.past.affinity.user_lift(self.u, category, self.t, overall, lift)
+        return f64(np.where(category > 0, out, 0.0))
+
+    def _user_category_ctr_lift(self) -> np.ndarray:
+        category = self.item_category()
+        by_category, by_user = self.past.category_views
+        clicks_c = self.past.affinity.by_category.count_before(category, self.t)
+        rate = (clicks_c + CTR_PRIOR_VIEWS * self.past.global_ctr) / (
+            by_category.count_before(category, self.t) + CTR_PRIOR_VIEWS
+        )
+        known = self.u >= 0
+        key = np.maximum(self.u, 0) * self.past.num_categories + category
+        clicks = np.where(known, self.past.affinity.user_category.count_before(key, self.t), 0)
+        # clicks of the undated history were never shown as impressions: they count as views too
+        views = np.maximum(np.where(known, by_user.count_before(key, self.t), 0), clicks)
+        user_rate = (clicks + USER_PRIOR_VIEWS * rate) / (views + USER_PRIOR_VIEWS)
+        return f64(np.where(category > 0, np.log(user_rate / rate), 0.0))
 
     def _user_category_share(self) -> np.ndarray:
         return self._share(self.past.user_category_clicks, self.catalog.category, self.past.num_categories)

@@ -184,7 +184,7 @@ class Recommender:
             )
         elif self.rank_enabled and (pools.rows >= 0).any():
             try:
-                scores = self._rank(users, user_rows, pools, now, views, timings)
+                scores = self._rank(users, user_rows, pools, now, views, timings, demographics)
             except Exception as exc:  # serve the retrieval order rather than fail the request
                 log.exception("ranking failed; serving the retrieval order")
                 degraded.append(f"rank failed: {type(exc).__name__}")
@@ -331,6 +331,7 @@ class Recommender:
         now: int,
         views: Sequence[UserView | None],
         timings: dict[str, float],
+        demographics: Sequence[Mapping[str, str]] | None = None,
     ) -> np.ndarray:
         """(B, N) feed scores of the candidates: the ranker's head probabilities, weighted. A ranker
         trained with the candidate-source columns reads which sources proposed each candidate.
@@ -348,6 +349,7 @@ class Recommender:
             self._weights,
             pools.features,
             timings=timings,
+            demographics=demographics,
         )
         self.rows_ranked += pairs
         return scores

@@ -91,14 +91,7 @@ class FeedStages:
                 hist[i, -merged.size :] = merged
         known = user_rows >= 0
         bucket = np.where(known, space.users.id_bucket[np.maximum(user_rows, 0)], 0)  # unknown: no id
-        demo = np.zeros((num, len(DEMOGRAPHICS)), dtype=np.int64)
-        demo[known] = space.users.demographics[user_rows[known]]
-        unknown = np.flatnonzero(~known)
-        if unknown.size:
-            given = demographics or [{} for _ in range(num)]
-            for j, name in enumerate(DEMOGRAPHICS):
-                values = pl.Series([given[i].get(name) for i in unknown.tolist()], dtype=pl.String)
-                demo[unknown, j] = hash_column(values, space.config.demographic_buckets, name)
+        demo = self.demographic_buckets(user_rows, demographics)
         out = np.empty((num, cat.default_user.shape[0]), dtype=np.float32)
         for lo in range(0, num, self.chunk_rows):
             part = slice(lo, lo + self.chunk_rows)
@@ -111,6 +104,23 @@ class FeedStages:
             )
             out[part] = cat.user_tower(inputs).numpy()
         return out
+
+    def demographic_buckets(
+        self, user_rows: I64, demographics: Sequence[Mapping[str, str]] | None = None
+    ) -> I64:
+        """(B, D) hashed demographic buckets: the directory's for known users, the request's
+        `demographics` for users the bundle does not know (row -1); 0 where missing."""
+        space, num = self.bundle.space, user_rows.size
+        known = user_rows >= 0
+        demo = np.zeros((num, len(DEMOGRAPHICS)), dtype=np.int64)
+        demo[known] = space.users.demographics[user_rows[known]]
+        unknown = np.flatnonzero(~known)
+        if unknown.size:
+            given = demographics or [{} for _ in range(num)]
+            for j, name in enumerate(DEMOGRAPHICS):
+                values = pl.Series([given[i].get(name) for i in unknown.tolist()], dtype=pl.String)
+                demo[unknown, j] = hash_column(values, space.config.demographic_buckets, name)
+        return demo
 
     def retrieve(self, users: F32, now_us: int, n: int, exclude: Sequence[set[int]]) -> tuple[I64, F64]:
         """(B, n) ANN rows and inner-product scores, -1 / NaN padded: one search at the largest
@@ -242,6 +252,7 @@ class FeedStages:
         weights: F64,
         sources: F32 | None = None,
         timings: dict[str, float] | None = None,
+        demographics: Sequence[Mapping[str, str]] | None = None,
     ) -> tuple[F64, int]:
         """(B, N) feed scores of candidate rows (B, N) (-1 pads → NaN): weighted head probabilities,
         and the number of pairs scored.
@@ -249,7 +260,7 @@ class FeedStages:
         `online`: per user, the (µs, row) engagements since the snapshot; `item_clicks(rows, now,
         window)`: online clicks per item; `sources`: (B, N, 8) candidate-source columns;
         `timings`: gets the ms of the item arrays and counters (`rank.features`) and of the ranker
-        passes (`rank.model`).
+        passes (`rank.model`); `demographics`: per user, those a user the bundle does not know came with.
         """
         t0 = time.perf_counter()
         space, cat = self.bundle.space, self.catalog
@@ -269,6 +280,7 @@ class FeedStages:
             pair_user=pair_user,
             item_rows=pair_item,
             item_clicks=lambda window_us: item_clicks(distinct, now_us, window_us)[inverse],
+            demographics=self.demographic_buckets(user_rows, demographics),
         )
         pair_sources = None
         if self.bundle.ranker_cfg.sources:

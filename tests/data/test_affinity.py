@@ -1,0 +1,72 @@
+"""The category affinity columns against values computed by hand from the docstring's formulas."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from feedrank.data.affinity import GROUP_PRIOR_CLICKS, USER_PRIOR_CLICKS, CategoryAffinity
+from feedrank.data.event_log import Clicks
+
+# Items 0-3: categories 1, 1, 2, 3. Users 0-2; one demographic attribute: users 0 and 1 are group
+# 5, user 2 is group 7.
+CATEGORY = np.array([1, 1, 2, 3])
+DEMOGRAPHICS = np.array([[5], [5], [7]])
+
+
+def _affinity() -> CategoryAffinity:
+    # (user, item, time): user 0 reads category 1 twice, user 1 category 2 once, user 2 category 3
+    # twice; one click at t=100 comes after every query below.
+    user = np.array([0, 0, 1, 2, 2, 0])
+    item = np.array([0, 1, 2, 3, 3, 2])
+    ts = np.array([1, 2, 3, 4, 5, 100])
+    return CategoryAffinity(Clicks(user, item, ts), CATEGORY, DEMOGRAPHICS, num_buckets=8)
+
+
+def test_overall_and_group_shares_by_hand() -> None:
+    aff = _affinity()
+    t = np.array([50, 50, 50])
+    cat = np.array([1, 2, 3])
+    overall = aff.overall_share(cat, t)
+    # 5 clicks before t=50 over 3 known categories: (2+1)/8, (1+1)/8, (2+1)/8
+    assert np.allclose(overall, [3 / 8, 2 / 8, 3 / 8])
+    lift = aff.group_lift(np.array([[5], [5], [5]]), cat, t, overall)
+    # group 5 clicked 3 times before t: twice category 1, once category 2, never category 3
+    for j, m_c in enumerate([2, 1, 0]):
+        share = (m_c + GROUP_PRIOR_CLICKS * overall[j]) / (3 + GROUP_PRIOR_CLICKS)
+        assert math.isclose(lift[j], math.log(share / overall[j]))
+    assert lift[0] > 0 > lift[2]  # group 5 reads category 1 more than people do, category 3 less
+    # a missing value (bucket 0) adds no lift
+    assert np.allclose(aff.group_lift(np.zeros((3, 1), dtype=np.int64), cat, t, overall), 0.0)
+
+
+def test_user_lift_shrinks_few_clicks_towards_the_group_and_ignores_later_clicks() -> None:
+    aff = _affinity()
+    users = np.array([0, 0, 1, -1])
+    cat = np.array([1, 2, 2, 2])
+    t = np.array([50, 50, 50, 50])
+    overall = aff.overall_share(cat, t)
+    lift = aff.group_lift(aff.user_demographics(users), cat, t, overall)
+    got = aff.user_lift(users, cat, t, overall, lift)
+    prior = np.minimum(overall * np.exp(lift), 1.0)
+    n, n_c = np.array([2, 2, 1, 0]), np.array([2, 0, 1, 0])  # user 0's click on item 2 is at t=100
+    want = np.log((n_c + USER_PRIOR_CLICKS * prior) / (n + USER_PRIOR_CLICKS) / overall)
+    assert np.allclose(got, want)
+    assert got[0] > 0 > got[1]
+    assert got[3] == 0.0  # an unknown user: the prior is the overall share
+    # after t=100 user 0's category-2 click counts
+    later = aff.user_lift(np.array([0]), np.array([2]), np.array([101]), overall[1:2], lift[1:2])
+    assert later[0] > got[1]
+
+
+def test_without_demographics_the_prior_is_the_overall_share() -> None:
+    clicks = Clicks(np.array([0, 1]), np.array([0, 2]), np.array([1, 2]))
+    aff = CategoryAffinity(clicks, CATEGORY, None, num_buckets=0)
+    t, cat = np.array([10]), np.array([1])
+    overall = aff.overall_share(cat, t)
+    lift = aff.group_lift(aff.user_demographics(np.array([0])), cat, t, overall)
+    assert lift[0] == 0.0
+    got = aff.user_lift(np.array([0]), cat, t, overall, lift)
+    q = (1 + USER_PRIOR_CLICKS * overall[0]) / (1 + USER_PRIOR_CLICKS)
+    assert math.isclose(got[0], math.log(q / overall[0]))
