@@ -71,7 +71,10 @@ def test_a_new_run_records_its_feature_names(runs: tuple[Path, Path]) -> None:
 
 
 def _serve(bundle_dir: Path) -> Recommender:
-    return Recommender(load_bundle(bundle_dir), ServeSettings(), build_reranker(RerankConfig()), cache=None)
+    # No deadline: these tests check what the ranker reads, and a loaded CI box can overrun 50 ms
+    # (the feed then comes back "rank skipped", which is the deadline working, not a failure here).
+    settings = ServeSettings(deadline_ms=1e9, source_budget_ms=1e9)
+    return Recommender(load_bundle(bundle_dir), settings, build_reranker(RerankConfig()), cache=None)
 
 
 def test_an_old_bundle_serves_with_its_nine_counters(old_run: Path, tmp_path: Path) -> None:
