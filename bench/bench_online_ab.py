@@ -26,7 +26,8 @@ import torch
 
 from feedrank.bundle import load_bundle
 from feedrank.experiments.online_ab import ABConfig, BundlePolicy, simulate_ab, world_of_bundle
-from feedrank.experiments.online_stats import PRIMARY, agreement, analyze, offline_metrics, write_report
+from feedrank.experiments.online_report import write_report
+from feedrank.experiments.online_stats import PRIMARY, agreement, analyze, offline_metrics
 
 
 def peak_rss_mib() -> float:

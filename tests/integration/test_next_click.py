@@ -110,7 +110,7 @@ def test_sliding_popularity_counts_equal_trending_recounted_per_target() -> None
 
 def test_next_click_report_on_the_tiny_world(runs: tuple[Path, Path], tmp_path: Path) -> None:
     from feedrank.eval.next_click import NextClickOptions, evaluate_next_click
-    from feedrank.eval.report import write_next_click_report
+    from feedrank.eval.next_click_report import write_next_click_report
 
     heard: list[tuple[int, int]] = []
     report = evaluate_next_click(

@@ -27,6 +27,7 @@ from feedrank.experiments.online_ab import (
     simulate_ab,
     world_of_bundle,
 )
+from feedrank.experiments.online_report import write_report
 from feedrank.experiments.online_stats import (
     PRIMARY,
     agreement,
@@ -34,7 +35,6 @@ from feedrank.experiments.online_stats import (
     mean_test,
     offline_metrics,
     ratio_test,
-    write_report,
 )
 from feedrank.serve.catalog import _engagement_stats
 from feedrank.sim import World

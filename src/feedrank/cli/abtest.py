@@ -246,7 +246,8 @@ def simulate_command(
     import torch
 
     from feedrank.experiments.online_ab import ABConfig, simulate_bundles
-    from feedrank.experiments.online_stats import analyze, to_markdown, write_report
+    from feedrank.experiments.online_report import to_markdown, write_report
+    from feedrank.experiments.online_stats import analyze
 
     config = ABConfig(num_users=users, days=days, k=k, requests_per_user_day=requests_per_user_day, seed=seed)
     # Batches are small (one simulated hour of one arm): a second thread mostly waits on a shared box.

@@ -58,8 +58,9 @@ def evaluate_command(
     if protocol not in ("offline", "next-click"):
         raise ConfigError(f"--protocol {protocol!r}: expected offline or next-click")
     from feedrank.eval.next_click import NextClickOptions, evaluate_next_click
+    from feedrank.eval.next_click_report import write_next_click_report
     from feedrank.eval.offline import EvalOptions, evaluate_run
-    from feedrank.eval.report import write_next_click_report, write_report
+    from feedrank.eval.report import write_report
 
     if protocol == "next-click":
         options = NextClickOptions(

@@ -1,3 +1,5 @@
+# Over 300 lines: PastEvents is one leak-free index (every lookup takes t and sees only events before
+# it); its counters, histories and per-(user, t) columns share the same sorted arrays.
 """Time-dependent features computed only from the past: user histories and engagement counters.
 
 `PastEvents` indexes every engagement and view known to the system (the pre-window history plus

@@ -7,6 +7,7 @@
     rollout         a staged rollout plan with guardrails and stopping rules
     online_ab       the online A/B test simulated against the simulator's world
     online_stats    lifts, intervals and p-values of a simulated A/B test
+    online_report   its report: Markdown, JSON and plots
     ope*            off-policy estimators (IPS, SNIPS, DR) and their validation on simulated logs
 
 They build on offline evaluation (feedrank.eval), the artifacts of runs and bundles, and serving;

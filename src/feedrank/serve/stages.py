@@ -1,3 +1,5 @@
+# Over 300 lines: FeedStages is one pass over a batch of users (vectors, retrieve, candidates, rank,
+# re-rank); the stages share the batch's pools and timings, so splitting them would pass both around.
 """The stages of a feed, for B users at one request time in one pass (B = 1 for an HTTP request).
 
     user vectors   one user-tower pass over the users whose embedding is not cached
