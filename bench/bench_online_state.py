@@ -1,14 +1,15 @@
 """Memory of the online state under a stream of distinct new users (each clicks once, then dwells).
 
     .venv/bin/python bench/bench_online_state.py --users 1000000 --max-users 200000
-    .venv/bin/python bench/bench_online_state.py --users 1000000 --backend redis --redis-maxmemory 64mb
+    .venv/bin/python bench/bench_online_state.py --users 1000000 --max-users 200000 --backend redis
 
 In-process backend: events go through `MemoryStateStore` and one replica's view (`OnlineEvents`:
 per-item click counts) whose clicks feed real candidate sources (trending, co-visitation with the
 per-user bound), as serving does; the process's resident memory is sampled every `--every`
-users. Redis backend: a private redis-server (started here, `maxmemory` + `volatile-lru`, so
-users' keys, which all expire, are evicted least recently used first; the click stream has no TTL
-and is capped by length) and Redis' `used_memory` is sampled, plus this process's memory.
+users. Redis backend: the same through `RedisStateStore` on a private redis-server started here
+without `maxmemory` (`--redis-maxmemory 0`), so what bounds it is the store's own `max_users` cap
+and the click stream's MAXLEN; Redis' `used_memory`, its key count and the store's counters are
+sampled beside this process's memory.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def free_port() -> int:
 
 
 def run(
-    store: StateStore, args: argparse.Namespace, redis_used: Callable[[], int] | None = None
+    store: StateStore, args: argparse.Namespace, redis_info: Callable[[], dict[str, float]] | None = None
 ) -> list[dict[str, float]]:
     sources = CandidateSources(max_users=args.max_users)
     view = OnlineEvents(
@@ -69,9 +70,9 @@ def run(
         if (i + 1) % 100_000 == 0:  # serving's CandidateStage prunes what no window reaches
             sources.prune(ts - int(sources.config.history_h * 3_600_000_000))
         if (i + 1) % args.every == 0:
-            sample = {"users": float(i + 1), "rss_mb": rss_mb(), "s": time.perf_counter() - started}
-            if redis_used is not None:
-                sample["redis_used_mb"] = redis_used() / 2**20
+            sample = {"users_seen": float(i + 1), "rss_mb": rss_mb(), "s": time.perf_counter() - started}
+            if redis_info is not None:
+                sample |= redis_info()
             sample |= {k: float(v) for k, v in store.stats().items()}
             samples.append(sample)
             print(json.dumps(sample), flush=True)
@@ -85,12 +86,13 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=100_000)
     parser.add_argument("--span-h", type=float, default=24.0, help="hours the arrivals spread over")
     parser.add_argument("--backend", choices=["memory", "redis"], default="memory")
-    parser.add_argument("--redis-maxmemory", default="64mb")
+    parser.add_argument("--redis-maxmemory", default="0", help="redis-server's maxmemory (0: none)")
+    parser.add_argument("--click-log-len", type=int, default=StateSettings.click_log_len)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     print(json.dumps({"start_rss_mb": rss_mb()}))
     if args.backend == "memory":
-        store = MemoryStateStore(StateSettings(max_users=args.max_users))
+        store = MemoryStateStore(StateSettings(max_users=args.max_users, click_log_len=args.click_log_len))
         samples = run(store, args)
     else:
         binary = shutil.which("redis-server")
@@ -116,10 +118,23 @@ def main() -> None:
                     except redis.ConnectionError:
                         time.sleep(0.05)
                 settings = StateSettings(
-                    backend="redis", url=f"redis://127.0.0.1:{port}/0", click_log_len=100_000
+                    backend="redis",
+                    url=f"redis://127.0.0.1:{port}/0",
+                    max_users=args.max_users,
+                    click_log_len=args.click_log_len,
                 )
                 redis_store = make_state_store(settings)
-                samples = run(redis_store, args, lambda: int(raw.info("memory")["used_memory"]))
+
+                def redis_info() -> dict[str, float]:
+                    memory = raw.info("memory")
+                    return {
+                        "redis_used_mb": int(memory["used_memory"]) / 2**20,
+                        "redis_rss_mb": int(memory["used_memory_rss"]) / 2**20,
+                        "redis_keys": float(raw.dbsize()),
+                    }
+
+                print(json.dumps({"redis_before": redis_info()}), flush=True)
+                samples = run(redis_store, args, redis_info)
             finally:
                 server.terminate()
                 server.wait()

@@ -11,7 +11,9 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,8 @@ import polars as pl
 from tests.integration.http import ADMIN_TOKEN, AUTH, BUNDLE_KEY
 from tests.serve.conftest import RedisServer, free_port
 
+FEEDS_OK = 'feedrank_requests_total{endpoint="/v1/feed",status="200"}'
+METRICS_ROUNDS = 25  # rounds of 8 concurrent feeds at most (a bound on tries, not on time)
 POLLS = 10  # attempts, 0.1 s apart: the click must show within about a second of polling
 # Trending alone proposes candidates and the feed keeps them all, so B's feed for a new user is
 # B's trending top list: an item moves into it exactly when B's trending counts its clicks.
@@ -75,6 +79,23 @@ def feed(url: str, user: str, k: int = 20) -> list[str]:
     return [item["item_id"] for item in response.json()["items"]]
 
 
+def workers_serving(url: str, rounds: int, concurrent: int = 8) -> Counter[str]:
+    """Rounds of `concurrent` feeds at once (new connections, which the workers race to accept),
+    until two workers have answered or `rounds` rounds are spent: the requests each worker served."""
+    served: Counter[str] = Counter()
+    with ThreadPoolExecutor(concurrent) as pool:
+        for r in range(rounds):
+            users = [f"metrics-{r}-{i}" for i in range(concurrent)]
+            for response in pool.map(
+                lambda u: httpx.post(f"{url}/v1/feed", json={"user_id": u, "k": 5}, timeout=60), users
+            ):
+                assert response.status_code == 200, response.text
+                served[response.headers["x-feedrank-worker"]] += 1
+            if len(served) >= 2:
+                break
+    return served
+
+
 def counter(metrics: str, prefix: str) -> float:
     return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(prefix))
 
@@ -109,11 +130,12 @@ def test_a_click_on_replica_a_reaches_replica_b(
         assert clicked not in reader_now  # B knows the reader clicked it on A
         assert cold in trending_now and cold not in trending_before  # B's trending moved
 
-        sent = 12
-        for i in range(sent):
-            feed(a, f"metrics-{i}", k=5)
+        # Both of A's workers serve (each answer names its worker), and /metrics on either one
+        # counts the feeds of both: a worker's own count alone is below the total
+        served = workers_serving(a, rounds=METRICS_ROUNDS)
+        assert len(served) == 2 and all(n > 0 for n in served.values()), served
         metrics = httpx.get(f"{a}/metrics", timeout=60).text
-        assert counter(metrics, 'feedrank_requests_total{endpoint="/v1/feed",status="200"}') == sent
+        assert counter(metrics, FEEDS_OK) == sum(served.values())
         assert counter(metrics, 'feedrank_events_total{accepted="true",type="click"}') == 61
 
         # An item posted to A: B takes clicks on it at once, and both serve it.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import tracemalloc
 from collections.abc import Iterator
 
@@ -161,6 +162,11 @@ def test_unknown_paths_share_one_metrics_label(client: TestClient) -> None:
     assert 'feedrank_requests_total{endpoint="/v1/feed",status="503"} 1' in series
     assert 'feedrank_requests_total{endpoint="/v1/events",status="401"} 1' in series
     assert len(series) <= 4  # other/404, the two routes, and /metrics itself at most
+
+
+def test_every_answer_names_the_worker_process_that_served_it(client: TestClient) -> None:
+    for response in (client.get("/healthz"), client.get("/no/such/path"), client.get("/metrics")):
+        assert response.headers["x-feedrank-worker"] == str(os.getpid())
 
 
 def test_a_declared_oversized_body_is_refused_before_it_is_read(client: TestClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -110,6 +111,41 @@ def test_redis_keys_expire_and_the_stream_is_capped(redis_url: str) -> None:
         assert 0 < raw.pttl(f"feedrank:state:u:u0:{part}") <= 30_000
     assert raw.xlen("feedrank:state:clicks") < 2000  # trimmed to about click_log_len
     raw.close()
+    store.close()
+
+
+def test_redis_state_is_bounded_in_users(redis_url: str) -> None:
+    """A stream of new users keeps at most max_users users' keys; the least recently active go whole."""
+    settings = StateSettings(backend="redis", url=redis_url, max_users=100, click_log_len=100)
+    store = RedisStateStore.from_settings(settings)
+    store.record(click("new-0", "x", 0, "hide"))  # the oldest user has all four keys
+    for i in range(1000):
+        store.record(click(f"new-{i}", "a", 1 + i))
+    store.record(click("new-500", "b", 2000))  # evicted long ago: starts over
+    raw = redis.Redis.from_url(redis_url)
+    user_keys = list(raw.scan_iter("feedrank:state:u:*", count=10_000))
+    # 100 users x (events, seen, gen); without the cap all 1,001 users' keys stay (their TTL is a week)
+    assert len(user_keys) == 300
+    assert not any(key.startswith(b"feedrank:state:u:new-0:") for key in user_keys)
+    stats = store.stats()
+    assert stats["users"] == 100 and stats["users_evicted"] == 901 and stats["users_expired"] == 0
+    assert store.user("new-0") == store.user("nobody")  # no hidden set left behind either
+    assert store.user("new-999").generation == 1 and store.user("new-899").generation == 0
+    assert store.user("new-500").events == [(2000, "b", "click", 2000)]
+    raw.close()
+    store.close()
+
+
+def test_redis_users_past_their_ttl_leave_the_users_index(redis_url: str) -> None:
+    store = RedisStateStore.from_settings(
+        StateSettings(backend="redis", url=redis_url, user_ttl_s=0.05, max_users=100)
+    )
+    for i in range(10):
+        store.record(click(f"u{i}", "a", i))
+    time.sleep(0.2)  # longer than the TTL: the keys expire and the next event drops them from the index
+    store.record(click("late", "a", 100))
+    stats = store.stats()
+    assert stats["users"] == 1 and stats["users_expired"] == 10 and stats["users_evicted"] == 0
     store.close()
 
 

@@ -51,7 +51,7 @@ class StateSettings:
     key_prefix: str = "feedrank:state:"
     events_per_user: int = 150  # engagement events kept per user (the newest)
     user_ttl_s: float = 7 * 86_400.0  # a user's state expires this long after their last event
-    max_users: int = 200_000  # memory backend: least recently active users beyond this are dropped
+    max_users: int = 200_000  # least recently active users beyond this are dropped (both backends)
     click_log_len: int = 1_000_000  # clicks kept in the shared log (trending, co-visitation, counts)
     item_log_len: int = 100_000  # fresh items (POST /v1/items) kept in the shared log
     timeout_s: float = 0.5  # redis connect and read timeout

@@ -6,16 +6,23 @@ Keys (prefix `feedrank:state:` by default), each chosen for what is asked of it:
     u:{user}:seen     set of clicked item ids
     u:{user}:hidden   set of hidden item ids
     u:{user}:gen      integer, INCR per event of the user
+    users             sorted set of user ids by their last event (the Redis server's clock, ms):
+                      at most `max_users` users; each event's transaction ends in a script that
+                      drops the users whose TTL has passed and deletes the keys of the least
+                      recently active users beyond `max_users` (counted in `users_evicted`)
     clicks            stream of {u, i, t, l (logged µs)}, XADD with MAXLEN ~ `click_log_len`;
                       replicas read it with XRANGE from their cursor (the stream id of the last
                       click they applied)
     items             stream of {j: the item as JSON}, XADD with MAXLEN ~ `item_log_len`; read
                       like the clicks, so an item posted to one replica reaches every catalog
 
-Every per-user key expires `user_ttl_s` after the user's last event (PEXPIRE on each write), so a
-stream of new users costs Redis memory for the users of the last TTL only. An event is one
-MULTI/EXEC transaction and a user's state is read in another, so a reader never sees the history
-of an event without its generation (or the other way round).
+Every per-user key expires `user_ttl_s` after the user's last event (PEXPIRE on each write), and
+at most `max_users` users are kept, so a stream of new users costs Redis memory for at most
+`max_users` users whatever Redis' own `maxmemory` says (BENCHMARKS.md: 1M new users). An event is
+one MULTI/EXEC transaction and a user's state is read in another, so a reader never sees the
+history of an event without its generation (or the other way round); an evicted user's keys go
+in one script, so a user is kept or dropped whole. The script names the user's keys itself
+(not through KEYS), which a single Redis allows and Redis Cluster would not.
 
 The click log is a stream rather than per-window counters because trending and co-visitation are
 computed by the same code offline and online (candidates/): each replica replays the clicks into
@@ -42,6 +49,27 @@ from feedrank.serve.state import (
     UserState,
 )
 
+# KEYS: the users index, the evicted and expired counters; ARGV: the user, max_users, the TTL in
+# ms, the prefix of every user's keys. Runs last in an event's transaction: the user is already
+# written and has the newest score, so it is never the one evicted.
+_KEEP_USERS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+if expired > 0 then redis.call('INCRBY', KEYS[3], expired) end
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+if over > 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #popped, 2 do
+    local base = ARGV[4] .. popped[i] .. ':'
+    redis.call('DEL', base .. 'events', base .. 'seen', base .. 'hidden', base .. 'gen')
+  end
+  redis.call('INCRBY', KEYS[2], over)
+end
+return over
+"""
+
 
 class RedisStateStore:
     def __init__(self, client: redis.Redis, settings: StateSettings) -> None:
@@ -49,6 +77,8 @@ class RedisStateStore:
         self.settings = settings
         self.prefix = settings.key_prefix
         self._ttl_ms = max(1, round(settings.user_ttl_s * 1000))
+        self._keep_users = client.register_script(_KEEP_USERS)
+        self._users_keys = [f"{self.prefix}{name}" for name in ("users", "users_evicted", "users_expired")]
 
     @classmethod
     def from_settings(cls, settings: StateSettings) -> RedisStateStore:
@@ -86,8 +116,10 @@ class RedisStateStore:
             pipe.xadd(f"{self.prefix}clicks", fields, maxlen=self.settings.click_log_len, approximate=True)
         pipe.incr(self._key(user, "gen"))
         pipe.pexpire(self._key(user, "gen"), ttl)
+        args: list[str | int] = [user, self.settings.max_users, ttl, f"{self.prefix}u:"]
+        self._keep_users(keys=self._users_keys, args=args, client=pipe)
         results = self._run(pipe)
-        return int(results[-2])
+        return int(results[-3])
 
     def user(self, user_id: str) -> UserState:
         pipe = self.client.pipeline(transaction=True)
@@ -145,7 +177,18 @@ class RedisStateStore:
         return [FreshItem(**json.loads(f[b"j"])) for _, f in entries], entries[-1][0].decode()
 
     def stats(self) -> dict[str, int]:
-        return {}
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcard(self._users_keys[0])
+        pipe.get(self._users_keys[1])
+        pipe.get(self._users_keys[2])
+        pipe.xlen(f"{self.prefix}clicks")
+        users, evicted, expired, clicks = self._run(pipe)
+        return {
+            "users": int(users),
+            "users_evicted": int(evicted or 0),
+            "users_expired": int(expired or 0),
+            "clicks_kept": int(clicks),
+        }
 
     def close(self) -> None:
         self.client.close()

@@ -3,12 +3,14 @@
 The body limit counts bytes as they arrive, chunked or not, and answers 413 as soon as the count
 passes the limit, so an oversized body costs at most the limit in memory whatever its length.
 Request metrics label each request with its route, or "other" for paths the API does not have,
-so random URLs cannot grow the number of series.
+so random URLs cannot grow the number of series, and name the process that answered in an
+`X-Feedrank-Worker` header (its pid): with `--workers N` it tells which worker served a request.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,8 +64,11 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+WORKER_HEADER = b"x-feedrank-worker"
+
+
 class RequestMetrics:
-    """Count every answer by route and status through `count(route, status)`."""
+    """Count every answer by route and status through `count(route, status)`; add the worker header."""
 
     def __init__(self, app: ASGIApp, routes: frozenset[str], count: Callable[[str, str], None]) -> None:
         self.app = app
@@ -82,6 +87,8 @@ class RequestMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = str(message["status"])
+                headers = [*message.get("headers", []), (WORKER_HEADER, str(os.getpid()).encode())]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
