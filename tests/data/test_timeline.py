@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedrank.data.timeline import NO_TIME, EventIndex
+from feedrank.data.timeline import NO_TIME, SORT_QUERIES, EventIndex, search
 
 
 def brute_count(keys: np.ndarray, times: np.ndarray, k: int, t: int, window: int | None) -> int:
@@ -78,3 +80,27 @@ def test_sum_before_matches_brute_force(seed: int, window: int | None) -> None:
         if window is not None:
             mask &= times >= t - window
         assert got[i] == pytest.approx(values[mask].sum())
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_search_in_sorted_order_is_searchsorted(side: Literal["left", "right"]) -> None:
+    rng = np.random.default_rng(3)
+    haystack = np.sort(rng.integers(0, 1000, 3000))
+    needles = rng.integers(-5, 1005, 3 * SORT_QUERIES)  # enough to take the sorted path, with ties
+    assert np.array_equal(search(haystack, needles, side), np.searchsorted(haystack, needles, side=side))
+
+
+def test_queries_in_runs_of_one_time_count_like_brute_force() -> None:
+    """Rows of one query (a pool of items at one t) share their time: the time is searched once
+    per run; every window and the all-time count still match a scan, as do the bounds."""
+    rng = np.random.default_rng(5)
+    keys, times = rng.integers(0, 40, 5000), rng.integers(0, 10_000, 5000)
+    index = EventIndex(keys, times)
+    qt = np.repeat(rng.integers(0, 11_000, 30), 200)  # 30 queries x 200 keys, a run per query
+    qk = rng.integers(-1, 41, qt.size)
+    for window in (None, 1, 500, 20_000):
+        expected = [
+            brute_count(keys, times, k, t, window) for k, t in zip(qk.tolist(), qt.tolist(), strict=True)
+        ]
+        assert index.count_before(qk, qt, window).tolist() == expected
+    assert np.array_equal(index.ends(qk, qt) - index.starts(qk), index.count_before(qk, qt))

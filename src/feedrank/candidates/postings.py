@@ -95,13 +95,16 @@ class Postings:
         if self.max_keys is not None:  # keys in order of their latest event: the latest are kept
             by_latest = np.argsort(ts_us[ends - 1], kind="stable")
             starts, ends = starts[by_latest], ends[by_latest]
+        firsts = keys[starts].tolist()  # Python keys (ints for an int array), one conversion for all
         with self._lock:
-            for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-                key = keys[s].item() if isinstance(keys[s], np.generic) else keys[s]
+            for key, s, e in zip(firsts, starts.tolist(), ends.tolist(), strict=True):
                 run = self._runs.get(key)
                 if run is None:
-                    run = self._runs[key] = _Run()
-                elif self.max_keys is not None:
+                    # A new key's events are its sorted slice as they are: no concatenation or
+                    # order check per key (a bulk load of 500k keys spent 14 s in them).
+                    self._runs[key] = _Run(ts_us[s:e], values[s:e], weights[s:e])
+                    continue
+                if self.max_keys is not None:
                     self._runs[key] = self._runs.pop(key)
                 run.settle()
                 run.append(ts_us[s:e], values[s:e], weights[s:e])

@@ -96,26 +96,38 @@ class FeatureColumns:
         key = "raw_" + name
         if key not in self._cache:
             window = CLICK_WINDOWS_US.get(name)
-            raw = self.past.item_clicks.count_before(self.i, self.t, window).astype(np.float64)
+            raw = self.item_count("clicks", window).astype(np.float64)
             if self.recent is not None and window is not None:
                 raw = raw + self.recent.item_clicks(window)
             self._cache[key] = raw
+        return self._cache[key]
+
+    def item_count(self, which: str, window_us: int | None = None) -> np.ndarray:
+        """(N,) int64 `count_before` of each row's item in the "clicks" or "views" index, bounds shared."""
+        key = f"count_{which}_{window_us}"
+        if key not in self._cache:
+            index = self.past.item_clicks if which == "clicks" else self.past.item_views
+            start, end = f"start_{which}", f"end_{which}"
+            if end not in self._cache:
+                self._cache[start], self._cache[end] = index.starts(self.i), index.ends(self.i, self.t)
+            lo = self._cache[start] if window_us is None else index.ends(self.i, self.t - window_us)
+            self._cache[key] = self._cache[end] - lo
         return self._cache[key]
 
     def _log_clicks(self, name: str) -> np.ndarray:
         return f64(np.log1p(self.clicks(name)))
 
     def _item_views_24h(self) -> np.ndarray:
-        return f64(np.log1p(self.past.item_views.count_before(self.i, self.t, 24 * US_PER_HOUR)))
+        return f64(np.log1p(self.item_count("views", 24 * US_PER_HOUR)))
 
     def _item_ctr_24h(self) -> np.ndarray:
         # The snapshot's counts only: views after the snapshot are not tracked online.
-        clicks = self.past.item_clicks.count_before(self.i, self.t, 24 * US_PER_HOUR)
-        views = self.past.item_views.count_before(self.i, self.t, 24 * US_PER_HOUR)
+        clicks = self.item_count("clicks", 24 * US_PER_HOUR)
+        views = self.item_count("views", 24 * US_PER_HOUR)
         return (clicks + CTR_PRIOR_VIEWS * self.past.global_ctr) / (views + CTR_PRIOR_VIEWS)
 
     def _item_clicks_all(self) -> np.ndarray:
-        return f64(np.log1p(self.past.item_clicks.count_before(self.i, self.t)))
+        return f64(np.log1p(self.item_count("clicks")))
 
     def user_all(self) -> np.ndarray:
         if "raw_user_all" not in self._cache:
@@ -189,7 +201,8 @@ class FeatureColumns:
         """(N,) hours since publication (else since the item's first view before t); NaN if neither."""
         if "raw_age" not in self._cache:
             published = np.where(self.i >= 0, self.catalog.published_us[np.maximum(self.i, 0)], NO_TIME)
-            first = self.past.item_views.earliest_before(self.i, self.t)
+            views = self.item_count("views")  # its earliest view before t is at start_views
+            first = np.where(views > 0, self._cache["start_views"], -1)
             first_us = np.where(first >= 0, self.past.item_views.times[np.maximum(first, 0)], NO_TIME)
             since = np.where(published != NO_TIME, published, first_us)
             known = (since != NO_TIME) & (self.i >= 0)

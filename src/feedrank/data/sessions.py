@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from feedrank.data.timeline import NO_TIME, EventIndex
+from feedrank.data.timeline import NO_TIME, EventIndex, search
 
 SESSION_GAP_US = 30 * 60 * 1_000_000  # 30 minutes of inactivity end a session
 
@@ -120,7 +120,7 @@ class PairIndex:
         if not self._codes.size:
             return out
         code = first * self.num_items + second
-        at = np.searchsorted(self._codes, code)
+        at = search(self._codes, code)
         hit = (first >= 0) & (second >= 0) & (at < self._codes.size)
         hit &= self._codes[np.minimum(at, self._codes.size - 1)] == code
         out[hit] = self._index.count_before(at[hit], np.asarray(ts_us, dtype=np.int64)[hit], window_us)

@@ -13,9 +13,25 @@ before every real time.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 NO_TIME = np.iinfo(np.int64).min
+SORT_QUERIES = 4096  # from this many queries on, search them in sorted order
+
+
+def search(haystack: np.ndarray, needles: np.ndarray, side: Literal["left", "right"] = "left") -> np.ndarray:
+    """`np.searchsorted(haystack, needles, side)`, the same numbers: many needles are searched in
+    sorted order (consecutive searches then walk the same cached part of a large haystack; on
+    200k queries into 1.5M events, sorting first and searching took a fifth of the time)."""
+    if needles.size < SORT_QUERIES:
+        found: np.ndarray = np.searchsorted(haystack, needles, side=side)
+        return found
+    order = np.argsort(needles)
+    out = np.empty(needles.size, dtype=np.int64)
+    out[order] = np.searchsorted(haystack, needles[order], side=side)
+    return out
 
 
 class EventIndex:
@@ -53,31 +69,39 @@ class EventIndex:
     def __len__(self) -> int:
         return int(self.keys.size)
 
-    def _bound(self, query_keys: np.ndarray, query_times: np.ndarray) -> np.ndarray:
+    def _ranks(self, query_times: np.ndarray) -> np.ndarray:
+        """(Q,) position of each t among the distinct event times, searched once per run of equal
+        times: the rows of one query (a click and its negatives, a candidate pool) share t."""
+        t = np.asarray(query_times, dtype=np.int64)
+        firsts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]]) if t.size else np.zeros(0, np.int64)
+        if 2 * firsts.size > t.size:
+            return search(self._times, t)
+        found = search(self._times, t[firsts])
+        return np.repeat(found, np.diff(np.r_[firsts, t.size]))
+
+    def ends(self, query_keys: np.ndarray, query_times: np.ndarray) -> np.ndarray:
         """(Q,) index of the first event of each query's key with time >= t (events before it are < t)."""
-        rank = np.searchsorted(self._times, np.asarray(query_times, dtype=np.int64), side="left")
-        bound: np.ndarray = np.searchsorted(
-            self._composite, np.asarray(query_keys, dtype=np.int64) * self._stride + rank, side="left"
-        )
-        return bound
+        needles = np.asarray(query_keys, dtype=np.int64) * self._stride + self._ranks(query_times)
+        return search(self._composite, needles)
+
+    def starts(self, query_keys: np.ndarray) -> np.ndarray:
+        """(Q,) index of the first event of each query's key (its events are [start, ends))."""
+        return search(self._composite, np.asarray(query_keys, dtype=np.int64) * self._stride)
 
     def _position(self, query_keys: np.ndarray, query_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each query: index range [start, end) of its key's events with time < t."""
         qk = np.asarray(query_keys, dtype=np.int64)
-        start: np.ndarray = np.searchsorted(self._composite, qk * self._stride, side="left")
-        return start, self._bound(qk, query_times)
+        return self.starts(qk), self.ends(qk, query_times)
 
     def count_before(
         self, query_keys: np.ndarray, query_times: np.ndarray, window_us: int | None = None
     ) -> np.ndarray:
         """(Q,) number of events of each query's key with time in [t - window, t) (or < t)."""
-        start, end = self._position(query_keys, query_times)
-        if window_us is None:
-            counts: np.ndarray = end - start
-            return counts
-        lo = self._bound(query_keys, np.asarray(query_times, dtype=np.int64) - window_us)
-        in_window: np.ndarray = end - lo
-        return in_window
+        qk = np.asarray(query_keys, dtype=np.int64)
+        t = np.asarray(query_times, dtype=np.int64)
+        lo = self.starts(qk) if window_us is None else self.ends(qk, t - window_us)
+        counts: np.ndarray = self.ends(qk, t) - lo
+        return counts
 
     def sum_before(
         self, query_keys: np.ndarray, query_times: np.ndarray, window_us: int | None = None
@@ -89,7 +113,7 @@ class EventIndex:
             self._prefix = np.concatenate([[0.0], np.cumsum(self.values, dtype=np.float64)])
         start, end = self._position(query_keys, query_times)
         if window_us is not None:
-            start = self._bound(query_keys, np.asarray(query_times, dtype=np.int64) - window_us)
+            start = self.ends(query_keys, np.asarray(query_times, dtype=np.int64) - window_us)
         total: np.ndarray = self._prefix[end] - self._prefix[start]
         return total
 

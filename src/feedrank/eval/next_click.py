@@ -235,7 +235,7 @@ def evaluate_clicks(
     pool_sources: list[np.ndarray] = []
     target_in_top: list[int] = []
     outside_ranks: list[float] = []
-    sources = stream.sources(CandidateSources(options.sources))
+    sources = stream.sources(options.sources)
     published = stream.space.catalog.published_us
     trending = sources.trending.walk(published.size)  # the walk visits clicks in time order
     recall: dict[str, dict[str, list[float]]] = {"ANN": defaultdict(list), "union": defaultdict(list)}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from feedrank.candidates import CandidateSources, CoVisitation, CoVisitationConfig
+from feedrank.candidates import CandidateSources, CoVisitation, CoVisitationConfig, SourcesConfig
 from feedrank.data.examples import FeatureSpace
 from feedrank.data.features import to_us
 
@@ -69,6 +69,7 @@ class ClickStream:
         )
         self.covis = CoVisitation(previous_click)
         self.covis.extend(self.ck_user, self.ck_item, self.ck_ts)
+        self._sources: dict[SourcesConfig, CandidateSources] = {}
         self.reset()
 
     def user_codes(self, user_ids: pl.Series) -> np.ndarray:
@@ -83,10 +84,14 @@ class ClickStream:
         )
         return codes
 
-    def sources(self, sources: CandidateSources) -> CandidateSources:
-        """`sources` fed every click of the stream (they too answer only from before each t),
-        co-visitation keyed by `user_codes`."""
-        return sources.extend(self.ck_user, self.ck_item, self.ck_ts)
+    def sources(self, config: SourcesConfig) -> CandidateSources:
+        """Candidate sources of `config` fed every click of the stream (they too answer only from
+        before each t), co-visitation keyed by `user_codes`. Built once per config and kept: the
+        walks only read them, and training's validation asks again at every evaluation (the bulk
+        load of 1.4M clicks is seconds each time)."""
+        if config not in self._sources:
+            self._sources[config] = CandidateSources(config).extend(self.ck_user, self.ck_item, self.ck_ts)
+        return self._sources[config]
 
     def reset(self) -> None:
         self.last_event = np.full(self.num_items, NEVER, dtype=np.int64)
