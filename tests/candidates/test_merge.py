@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from feedrank.candidates import SourceList, merge, source_features, split_quotas, top_n
+from feedrank.candidates import SourceList, merge, merged_rows, source_features, split_quotas, top_n
 
 
 def _list(rows: list[int]) -> SourceList:
@@ -40,3 +40,35 @@ def test_top_n_is_positive_eligible_and_ordered() -> None:
     eligible = np.array([True, True, True, True, False])
     got = top_n(scores, 3, eligible)
     assert got.rows.tolist() == [1, 3, 2] and got.scores.tolist() == [3.0, 3.0, 1.0]
+
+
+def reference_merge(lists: dict[str, SourceList], quotas: dict[str, int], total: int) -> list[int]:
+    """The module docstring's rule, spelled out: each source's first seats in SOURCES order, then
+    the refill in the same order, skipping rows already taken."""
+    seats = split_quotas({n: quotas[n] for n in lists}, total)
+    taken: list[int] = []
+    for limit in (seats, dict.fromkeys(seats, total)):
+        for name in ("ann", "trending", "covis", "fresh"):
+            added = 0
+            for row in lists[name].rows.tolist():
+                if added < limit[name] and len(taken) < total and row not in taken:
+                    taken.append(row)
+                    added += 1
+    return taken
+
+
+def test_merged_rows_follow_the_merge_rule() -> None:
+    """The rows-only merge (evaluation, training replay) and `merge` take the rule's candidates
+    in its order, with overlaps, a row listed twice, short lists and every total."""
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        sizes = rng.integers(0, 40, 4)
+        lists = {
+            name: SourceList(rng.integers(0, 60, n), rng.random(n))
+            for name, n in zip(("ann", "trending", "covis", "fresh"), sizes.tolist(), strict=True)
+        }
+        for total in (1, 7, 30, 120):
+            quotas = {"ann": 3, "trending": 1, "covis": 1, "fresh": 1}
+            expected = reference_merge(lists, quotas, total)
+            assert merged_rows(lists, quotas, total).tolist() == expected
+            assert merge(lists, quotas, total).item_rows.tolist() == expected

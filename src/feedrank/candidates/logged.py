@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from feedrank.candidates.merge import SOURCE_FEATURES, SourceList, merge, source_features
+from feedrank.candidates.merge import SOURCE_FEATURES, SourceList, merged_rows, source_features
 from feedrank.candidates.postings import I64
 from feedrank.candidates.sources import CandidateSources, SourcesConfig
 from feedrank.data.features import US_PER_HOUR, ItemCatalog, UserDirectory
@@ -143,7 +143,7 @@ class LoggedSources:
         for i, r in enumerate(which.tolist()):
             slots.setdefault(r, []).append(i)
         for r, lists in self.walk(requests, np.unique(which), "pool negatives (requests replayed)"):
-            pool = merge(lists, quotas, pool_size).item_rows
+            pool = merged_rows(lists, quotas, pool_size)
             for i in slots[r]:
                 drawn = rng.choice(pool, size=min(k, pool.size), replace=False) if pool.size else pool
                 out[i, : drawn.size] = drawn

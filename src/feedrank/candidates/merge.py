@@ -141,16 +141,22 @@ def merge(lists: Mapping[str, SourceList], quotas: Mapping[str, int], total: int
     """
     # Every known source has its columns, listed or not, so the ranker's input keeps one layout.
     names = SOURCES + tuple(n for n in lists if n not in SOURCES)
-    present = [n for n in names if n in lists]
+    rows = merged_rows(lists, quotas, total)
+    member, scores = _lookup(lists, rows, names)
+    return CandidateSet(rows, member, scores, names)
+
+
+def merged_rows(lists: Mapping[str, SourceList], quotas: Mapping[str, int], total: int) -> I64:
+    """`merge(lists, quotas, total).item_rows` alone, without the per-candidate source columns
+    (evaluation's recall and the training replay's pools need only the rows)."""
+    present = [n for n in SOURCES + tuple(n for n in lists if n not in SOURCES) if n in lists]
     seats = split_quotas({n: quotas.get(n, 0) for n in present}, total)
     taken: dict[int, None] = {}  # insertion-ordered set
     for name in present:  # each source's own seats first
         _take(taken, lists[name].rows, seats[name], total)
     for name in present:  # then fill what is left, in the same priority order
         _take(taken, lists[name].rows, total, total)
-    rows = np.fromiter(taken, dtype=np.int64, count=len(taken))
-    member, scores = _lookup(lists, rows, names)
-    return CandidateSet(rows, member, scores, names)
+    return np.fromiter(taken, dtype=np.int64, count=len(taken))
 
 
 def top_n(scores: F64, n: int, eligible: npt.NDArray[np.bool_] | None = None) -> SourceList:

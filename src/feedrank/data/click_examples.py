@@ -25,7 +25,7 @@ import numpy.typing as npt
 import polars as pl
 
 from feedrank.candidates.logged import LoggedSources, Requests
-from feedrank.candidates.merge import SOURCE_FEATURES, merge, source_features
+from feedrank.candidates.merge import SOURCE_FEATURES, merged_rows, source_features
 from feedrank.data.example_arrays import Arrays
 from feedrank.data.examples import FeatureSpace, label_arrays, live_catalog_sample
 from feedrank.data.features import hash_column, to_us
@@ -125,7 +125,7 @@ def replay_pools(
     for r, lists in logged.walk(requests, np.arange(len(examples))):
         clicked = int(examples.items[r, 0])
         if pool_negatives > 0:
-            pool = merge(lists, quotas, pool_size).item_rows
+            pool = merged_rows(lists, quotas, pool_size)
             pool = pool[pool != clicked]
             k = min(pool_negatives, pool.size)
             drawn[r, :k] = rng.choice(pool, size=k, replace=False)

@@ -43,7 +43,7 @@ import numpy as np
 import polars as pl
 
 from feedrank.artifacts.store import build_space, load_ranker, load_retrieval, read_run
-from feedrank.candidates import CandidateSources, SourceList, SourcesConfig, merge, source_features
+from feedrank.candidates import CandidateSources, SourceList, SourcesConfig, merged_rows, source_features
 from feedrank.data.examples import EVENT_COLUMNS
 from feedrank.data.features import US_PER_HOUR, FeatureConfig, to_us
 from feedrank.data.split import open_split
@@ -240,6 +240,7 @@ def evaluate_clicks(
     trending = sources.trending.walk(published.size)  # the walk visits clicks in time order
     recall: dict[str, dict[str, list[float]]] = {"ANN": defaultdict(list), "union": defaultdict(list)}
     user_codes = stream.user_codes(test.get_column("user_id")).tolist()  # what `sources` keys users by
+    quotas = options.sources.quotas()
     stream.reset()
     # `test` is in time order (sample_clicks sorts it), the order walk() visits, so positions align.
     for e, state in stream.walk(test):
@@ -263,22 +264,23 @@ def evaluate_clicks(
         t = int(ts_us[e])
         lists = _source_lists(sources, options, state, user_codes[e], t, tt, published, trending.scores(t))
         target_row = int(state.live_rows[state.target]) if state.live_click else -1
-        for n in options.candidate_ns:
+        unions = {n: merged_rows(lists, quotas, n) for n in options.candidate_ns}  # rows alone
+        for n, union in unions.items():
             ann_top = lists["ann"].rows[:n]
-            union = merge(lists, options.sources.quotas(), n).item_rows
             recall["ANN"][f"recall@{n}"].append(float(target_row >= 0 and target_row in ann_top))
             recall["union"][f"recall@{n}"].append(float(target_row >= 0 and target_row in union))
         if ranker is not None:
             if options.ranker_pool == "union":
-                pool = merge(lists, options.sources.quotas(), options.ranker_candidates)
+                pool = unions.get(options.ranker_candidates)
+                pool = merged_rows(lists, quotas, options.ranker_candidates) if pool is None else pool
             else:
-                pool = merge({"ann": lists["ann"]}, {"ann": 1}, options.ranker_candidates)
-            pools.append(pool.item_rows)
+                pool = merged_rows({"ann": lists["ann"]}, {"ann": 1}, options.ranker_candidates)
+            pools.append(pool)
             # what the sources said of each pooled item, whichever pool (the ranker may read it)
-            pool_sources.append(source_features(lists, pool.item_rows))
-            hit = np.flatnonzero(pool.item_rows == target_row) if target_row >= 0 else np.zeros(0, np.int64)
+            pool_sources.append(source_features(lists, pool))
+            hit = np.flatnonzero(pool == target_row) if target_row >= 0 else np.zeros(0, np.int64)
             target_in_top.append(int(hit[0]) if hit.size else -1)
-            outside_ranks.append(_rank_after_pool(tt, state, pool.item_rows) if target_row >= 0 else np.inf)
+            outside_ranks.append(_rank_after_pool(tt, state, pool) if target_row >= 0 else np.inf)
     if on_click is not None:
         on_click(test.height, test.height)
     if ranker is not None:
