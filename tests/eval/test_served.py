@@ -96,10 +96,12 @@ def test_a_constant_feed_has_jaccard_one_and_tiny_coverage_a_personal_one_does_n
     assert constant["distinct_items"] == 10 and constant["top_item_feed_share"] == 1.0
     assert report.systems["constant"]["coverage@10"] == pytest.approx(10 / len(CATALOG))
     assert report.systems["constant"]["new_user_overlap@10"] == 1.0
+    assert report.systems["constant"]["anonymous_overlap@10"] == 1.0
     assert personal["jaccard@10"] < 0.2 and personal["jaccard@10_se"] > 0
     assert personal["distinct_items"] > 150
     assert report.systems["personal"]["coverage@10"] > 0.9
     assert report.systems["personal"]["new_user_overlap@10"] < 0.2
+    assert report.systems["personal"]["anonymous_overlap@10"] < 0.2
 
 
 def test_hit_rates_count_the_next_click_where_it_landed_and_skip_requests_without_one() -> None:
@@ -125,6 +127,9 @@ def test_utility_share_is_the_served_mean_over_the_oracles_on_the_same_requests(
         assert oracle[f"utility@{k}"] == pytest.approx(np.mean(range(399, 399 - k, -1)) / 100)
         assert served[f"utility_share@{k}"] == pytest.approx(served[f"utility@{k}"] / oracle[f"utility@{k}"])
     assert "utility_share@10" not in oracle
+    # one feed for everyone: the new user's feed is worth to the known user what their own is
+    assert served["new_feed_share@20"] == pytest.approx(served["utility_share@20"])
+    assert oracle["new_feed_share@20"] == pytest.approx(1.0)
     assert set(report.segments) == {"returning users", "heavy readers"}  # everyone has one past click
 
 

@@ -46,7 +46,11 @@ def test_served_feed_report_on_a_bundle(bundle_path: Path) -> None:
         assert served[f"utility_share@{k}"] == pytest.approx(served[f"utility@{k}"] / oracle[f"utility@{k}"])
         assert 0 < served[f"utility_share@{k}_se"] < 0.2
     assert 0 <= served["hr@10"] <= served["hr@20"] <= 1
-    assert 0 <= served["new_user_overlap@10"] <= 1
+    assert 0 <= served["new_user_overlap@10"] <= 1 and 0 <= served["anonymous_overlap@10"] <= 1
+    # the oracle serves a brand-new user too: the items best in expectation for the demographics,
+    # which are worth less to the known user than their own best feed
+    assert 0 <= oracle["new_user_overlap@10"] < 1 and 0 <= oracle["anonymous_overlap@10"] < 1
+    assert 0 < oracle["new_feed_share@20"] < 1
     panel = report.panel["served (ranker)"]
     assert panel["users"] == 30 and 0 <= panel["jaccard@10"] <= 1 and panel["distinct_items"] >= 10
     assert report.panel["oracle"]["distinct_items"] >= 10

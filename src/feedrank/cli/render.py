@@ -99,6 +99,7 @@ def served_table(report: OfflineReport) -> Table | None:
         table.add_column(name, justify="right")
     rows = [("utility@20", "utility@20"), ("share of the oracle's utility@20", "utility_share@20")]
     rows += [("HR@10 (next click)", "hr@10"), ("overlap with a new user's top 10", "new_user_overlap@10")]
+    rows += [("the same, new user without demographics", "anonymous_overlap@10")]
     for label, key in rows:
         table.add_row(label, *[_pm(served.systems[n], key) for n in served.systems])
     table.add_row(

@@ -9,6 +9,7 @@ achieves. Logs from elsewhere have no world, and no oracle is reported.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -18,6 +19,7 @@ import polars as pl
 from feedrank.data.dataset import Dataset
 from feedrank.eval.baselines import F64, query_micros
 from feedrank.sim import World
+from feedrank.sim.prior import NewUserPrior
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +57,15 @@ def world_of(ds: Dataset) -> World | None:
         path = Path(parent) if parent else None
     log.info("no simulated world behind %s: oracle metrics are not reported", ds.path)
     return None
+
+
+class NewUserOracle:
+    """Scores items for a user the world does not know, from the demographics the request carries:
+    the utility expected under the world's generative model of a new user (sim/prior.py)."""
+
+    def __init__(self, world: World, draws: int = 512, seed: int = 0) -> None:
+        self.prior = NewUserPrior(world, draws, seed)
+
+    def score(self, demographics: Mapping[str, str], now_us: int, item_ids: np.ndarray) -> F64:
+        items = self.prior.world.item_index(pl.Series(np.asarray(item_ids, dtype=object), dtype=pl.String))
+        return self.prior.expected_utility(demographics, items, now_us / 1e6)

@@ -13,7 +13,14 @@ served beside it. Per system, mean ± standard error over requests:
                       (a ratio of means; delta-method standard error)
     hr@K, ndcg@10,    where the user's next click landed in the feed (requests with one)
     mrr@20
-    new_user_overlap  Jaccard of the top 10 with the brand-new user's top 10
+    new_user_overlap  Jaccard of the top 10 with the brand-new user's top 10 (a user id no log
+                      holds, with the known user's demographics); anonymous_overlap: the same with
+                      a brand-new user sending no demographics. The oracle's own overlaps (its
+                      feed for a new user ranks by the utility expected from the demographics,
+                      sim/prior.py) say how far a personal feed should differ from a new user's
+    new_feed_share@20 the known user's utility@20 of the new user's feed (same demographics), over
+                      the oracle's utility@20 on the same requests: what serving everyone with
+                      those demographics one feed would keep
     coverage@10       distinct items over all requests' top 10, as a share of the catalog
 
 and on a panel of known users served at a few shared times: the distinct items across their
@@ -37,7 +44,7 @@ from feedrank.bundle import Bundle, load_bundle
 from feedrank.data.split import open_split
 from feedrank.eval.baselines import Scorer
 from feedrank.eval.catalog import LiveCatalog
-from feedrank.eval.oracle import OracleScorer, world_of
+from feedrank.eval.oracle import NewUserOracle, OracleScorer, world_of
 from feedrank.eval.served_metrics import (
     F64,
     all_pairs_jaccard,
@@ -58,6 +65,7 @@ log = logging.getLogger(__name__)
 
 KS = (10, 20)
 NEW_USER = "served-eval-new-user-{}"  # an id no log holds: the brand-new twin of request q
+ANONYMOUS = "served-eval-anonymous-{}"  # the same, sending no demographics
 # Progress (feedrank.progress) of the two long loops: requests served by every system, then the
 # panel's shared times served by each system in turn.
 REQUESTS_TASK = "served feeds (requests)"
@@ -118,7 +126,9 @@ def evaluate_served(
         events = pl.concat([ds.read("impressions").select("item_id", "ts") for ds in parts.values()])
         live = LiveCatalog(space, events, options.live_window_h)
         known = set(world.user_ids().to_list())
-        servers.append(OracleServer(truth, live, space.catalog.item_ids, known))
+        servers.append(
+            OracleServer(truth, live, space.catalog.item_ids, known, NewUserOracle(world, seed=options.seed))
+        )
     rows = space.users.rows(pl.Series(requests.user_ids, dtype=pl.String))
     past = np.zeros(len(requests), dtype=np.int64)
     ok = rows >= 0
@@ -145,10 +155,13 @@ def measure(
         demo = requests.demographics[q]
         target = requests.next_click[q]
         for server in servers:
-            known, new = server.feeds([user, NEW_USER.format(q)], int(now), k, [demo, demo])
-            values = request_metrics(known, new, target)
+            known, new, anonymous = server.feeds(
+                [user, NEW_USER.format(q), ANONYMOUS.format(q)], int(now), k, [demo, demo, {}]
+            )
+            values = request_metrics(known, new, target, anonymous)
             if truth is not None:
                 values |= _utilities(truth, user, int(now), known)
+                values["new_feed_utility@20"] = _utilities(truth, user, int(now), new)["utility@20"]
             for name, value in values.items():
                 per[server.name].setdefault(name, []).append(value)
             tops[server.name].update(known[:10])
@@ -180,7 +193,9 @@ def measure(
     )
 
 
-def request_metrics(known: list[str], new: list[str], target: str | None) -> dict[str, float]:
+def request_metrics(
+    known: list[str], new: list[str], target: str | None, anonymous: list[str] | None = None
+) -> dict[str, float]:
     rank = known.index(target) + 1 if target is not None and target in known else 0
     nan = float("nan")
     out = {
@@ -189,6 +204,7 @@ def request_metrics(known: list[str], new: list[str], target: str | None) -> dic
         "ndcg@10": nan if target is None else (1.0 / np.log2(rank + 1.0) if 0 < rank <= 10 else 0.0),
         "mrr@20": nan if target is None else (1.0 / rank if 0 < rank <= 20 else 0.0),
         "new_user_overlap@10": jaccard(known[:10], new[:10]) if new else nan,
+        "anonymous_overlap@10": jaccard(known[:10], anonymous[:10]) if anonymous else nan,
         "feed_length": float(len(known)),
     }
     return out
@@ -213,6 +229,9 @@ def _summaries(arrays: dict[str, dict[str, F64]], mask: np.ndarray) -> dict[str,
     if oracle is None:
         return out
     for system, metrics in arrays.items():
+        if "new_feed_utility@20" in metrics:
+            share, se = ratio_se(metrics["new_feed_utility@20"][mask], oracle["utility@20"][mask])
+            out[system]["new_feed_share@20"], out[system]["new_feed_share@20_se"] = share, se
         if system == "oracle":
             continue
         for k in KS:

@@ -38,6 +38,12 @@ from feedrank.serve.rerank import build_reranker
 from feedrank.serve.settings import ServeSettings
 
 
+class NewUserScorer(Protocol):
+    """Ground-truth utility of items (C,) for a user the world does not know, from demographics."""
+
+    def score(self, demographics: Mapping[str, str], now_us: int, item_ids: np.ndarray) -> np.ndarray: ...
+
+
 class FeedServer(Protocol):
     """Anything that answers feed requests: item ids, best first, for users at one time."""
 
@@ -106,16 +112,26 @@ class RecommenderServer:
 
 class OracleServer:
     """The best feed possible: the k items of highest ground-truth utility among the items live at
-    the request's time (`eval/catalog.py`'s live catalog, as the retrieval table's oracle), for
-    users the world knows; an unknown user gets an empty feed (the world has no utility for them)."""
+    the request's time (`eval/catalog.py`'s live catalog, as the retrieval table's oracle). A user
+    the world does not know (a brand-new user) gets the items of highest utility expected from the
+    demographics the request carries (`new_users`: eval/oracle.NewUserOracle, sim/prior.py), or
+    an empty feed without it."""
 
     name = "oracle"
 
-    def __init__(self, truth: Scorer, live: LiveCatalog, item_ids: np.ndarray, known_users: set[str]):
+    def __init__(
+        self,
+        truth: Scorer,
+        live: LiveCatalog,
+        item_ids: np.ndarray,
+        known_users: set[str],
+        new_users: NewUserScorer | None = None,
+    ):
         self.truth = truth
         self.live = live
         self.item_ids = item_ids
         self.known_users = known_users
+        self.new_users = new_users
 
     def feeds(
         self, user_ids: Sequence[str], now_us: int, k: int, demographics: Sequence[Mapping[str, str]]
@@ -124,11 +140,15 @@ class OracleServer:
         items = self.item_ids[rows]
         ts = np.full(rows.size, now_us, dtype="datetime64[us]")
         out: list[list[str]] = []
-        for user in user_ids:
-            if user not in self.known_users or rows.size == 0:
+        for user, demo in zip(user_ids, demographics, strict=True):
+            if rows.size == 0 or (user not in self.known_users and self.new_users is None):
                 out.append([])
                 continue
-            utility = self.truth.score(np.full(rows.size, user, dtype=object), ts, items)
+            if user in self.known_users:
+                utility = self.truth.score(np.full(rows.size, user, dtype=object), ts, items)
+            else:
+                assert self.new_users is not None
+                utility = self.new_users.score(demo, now_us, items)
             top = np.argsort(-utility, kind="stable")[:k]
             out.append([str(i) for i in items[top]])
         return out

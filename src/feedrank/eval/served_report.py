@@ -20,6 +20,8 @@ SERVED_ROWS = (
     "ndcg@10",
     "mrr@20",
     "new_user_overlap@10",
+    "anonymous_overlap@10",
+    "new_feed_share@20",
 )
 PANEL_ROWS = ("jaccard@10", "jaccard_all_pairs", "distinct_items", "top_item_feed_share", "live_coverage")
 
@@ -36,11 +38,15 @@ def served_markdown(report: ServedReport) -> list[str]:
         "",
         f"{report.requests:,} sampled requests of the test part, each sent through the service's own",
         "`Recommender.recommend_batch` (candidate union → ranker → re-ranker) at its own time, beside",
-        "a brand-new user id with the same demographics at the same time (`eval/served.py`). The",
-        "oracle serves the k items of highest ground-truth utility among the items live then.",
-        "utility@K: mean ground-truth utility of the feed's top K; utility_share@K: that over the",
-        "oracle's on the same requests; hr/ndcg/mrr: where the user's next click landed (requests",
-        "with one); new_user_overlap@10: Jaccard of the top 10 with the new user's. Mean ± standard error.",
+        "a brand-new user id with the same demographics and one with none, at the same time",
+        "(`eval/served.py`). The oracle serves the k items of highest ground-truth utility among the",
+        "items live then; for a brand-new user, of highest utility expected from the demographics",
+        "under the simulator's model of a new user (`sim/prior.py`). utility@K: mean ground-truth",
+        "utility of the feed's top K; utility_share@K: that over the oracle's on the same requests;",
+        "hr/ndcg/mrr: where the user's next click landed (requests with one); new_user_overlap@10:",
+        "Jaccard of the top 10 with the new user's (same demographics); anonymous_overlap@10: with",
+        "the new user's without demographics; new_feed_share@20: the known user's utility@20 of the",
+        "new user's feed over the oracle's. Mean ± standard error.",
         "",
     ]
     lines += _se_table(report.systems, [m for m in SERVED_ROWS if _anywhere(report.systems, m)], systems)
@@ -75,6 +81,7 @@ def gap_rows(impressions: dict[str, float], served: ServedReport, system: str) -
     """The model within logged impressions beside the same model's served feed, one table."""
     row = served.systems.get(system, {})
     panel = served.panel.get(system, {})
+    oracle = served.systems.get("oracle", {})
     pairs = [
         ("within impressions", "GAUC", impressions.get("gauc")),
         ("within impressions", "nDCG@10", impressions.get("ndcg@10")),
@@ -84,6 +91,9 @@ def gap_rows(impressions: dict[str, float], served: ServedReport, system: str) -
         ("served feed", "HR@10 of the next click", _pm(row, "hr@10")),
         ("served feed", "inter-user Jaccard of the top 10", _pm(panel, "jaccard@10")),
         ("served feed", "overlap with a brand-new user's top 10", _pm(row, "new_user_overlap@10")),
+        ("served feed", "the same, the oracle's own feeds", _pm(oracle, "new_user_overlap@10")),
+        ("served feed", "overlap with a new user without demographics", _pm(row, "anonymous_overlap@10")),
+        ("served feed", "the same, the oracle's own feeds", _pm(oracle, "anonymous_overlap@10")),
         ("served feed", "catalog coverage of the top 10", row.get("coverage@10")),
     ]
     lines = [

@@ -180,11 +180,20 @@ class World:
         rows are gathered per argument and only broadcast in the arithmetic.
         """
         u = np.asarray(users, dtype=np.int64)
+        return self.features_of(self.users.interests[u], self.users.device[u], items, t_s)
+
+    def features_of(
+        self, interests: npt.ArrayLike, device: npt.ArrayLike, items: npt.ArrayLike, t_s: npt.ArrayLike
+    ) -> PairFeatures:
+        """`features` for users given by their interests (..., K) and device codes (...), who need
+        not be in the world (sim/prior.py: a brand-new user's possible interests)."""
+        interests = np.asarray(interests, dtype=np.float32)
+        dev = np.asarray(device, dtype=np.int64)
         i = np.asarray(items, dtype=np.int64)
         t = np.asarray(t_s, dtype=np.float64)
-        shape = np.broadcast_shapes(u.shape, i.shape, t.shape)
+        shape = np.broadcast_shapes(dev.shape, i.shape, t.shape)
         it = self.items
-        affinity = np.einsum("...k,...k->...", self.users.interests[u], it.topics[i], dtype=np.float64)
+        affinity = np.einsum("...k,...k->...", interests, it.topics[i], dtype=np.float64)
         age_h = (t - it.published_s[i]) / 3600.0
         content_type = it.content_type[i].astype(np.int64)
 
@@ -195,7 +204,7 @@ class World:
             affinity=full(affinity),
             quality=full(it.quality[i]),
             clickbait=full(it.clickbait[i].astype(np.float64)),
-            appeal=full(it.appeal[i] + self.device_type_bias[self.users.device[u], content_type]),
+            appeal=full(it.appeal[i] + self.device_type_bias[dev, content_type]),
             content_type=full(content_type),
             freshness=full(freshness(age_h, it.decay_h[i], self.config.freshness_rise_hours)),
             published=full(age_h >= 0),
