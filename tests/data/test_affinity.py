@@ -6,7 +6,13 @@ import math
 
 import numpy as np
 
-from feedrank.data.affinity import GROUP_PRIOR_CLICKS, USER_PRIOR_CLICKS, CategoryAffinity
+from feedrank.data.affinity import (
+    DWELL_PRIOR_CLICKS,
+    GROUP_PRIOR_CLICKS,
+    USER_PRIOR_CLICKS,
+    CategoryAffinity,
+    CategoryDwell,
+)
 from feedrank.data.event_log import Clicks
 
 # Items 0-3: categories 1, 1, 2, 3. Users 0-2; one demographic attribute: users 0 and 1 are group
@@ -70,3 +76,22 @@ def test_without_demographics_the_prior_is_the_overall_share() -> None:
     got = aff.user_lift(np.array([0]), cat, t, overall, lift)
     q = (1 + USER_PRIOR_CLICKS * overall[0]) / (1 + USER_PRIOR_CLICKS)
     assert math.isclose(got[0], math.log(q / overall[0]))
+
+
+def test_category_dwell_is_the_users_shrunk_excess_log_dwell_before_t() -> None:
+    # Category 1 (items 0, 1): user 0 reads it for 80 s twice, user 1 for 5 s once; a NaN dwell
+    # (item 1, user 1) does not count; user 0's click at t=100 comes after the queries.
+    user = np.array([0, 0, 1, 1, 0])
+    item = np.array([0, 1, 0, 1, 0])
+    ts = np.array([1, 2, 3, 4, 100])
+    dwell = np.array([80.0, 80.0, 5.0, np.nan, 1000.0])
+    cd = CategoryDwell(Clicks(user, item, ts, dwell), CATEGORY)
+    got = cd.user_excess(np.array([0, 1, 2, -1, 0]), np.array([1, 1, 1, 1, 2]), np.full(5, 50))
+    mean = (2 * math.log(80.0) + math.log(5.0)) / 3
+    assert math.isclose(got[0], 2 * (math.log(80.0) - mean) / (2 + DWELL_PRIOR_CLICKS), rel_tol=1e-3)
+    assert math.isclose(got[1], (math.log(5.0) - mean) / (1 + DWELL_PRIOR_CLICKS), rel_tol=1e-3)
+    assert got[0] > 0 > got[1]
+    assert got[2] == got[3] == got[4] == 0.0  # no clicks of theirs there, an unknown user, no dwell yet
+    # without dwell in the log the column is 0 everywhere
+    bare = CategoryDwell(Clicks(user, item, ts), CATEGORY)
+    assert not bare.user_excess(np.array([0, 1]), np.array([1, 1]), np.full(2, 50)).any()

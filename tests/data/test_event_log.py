@@ -41,7 +41,7 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Dataset]:
 
 def whole_tables_space(parts: dict[str, Dataset]) -> FeatureSpace:
     """The feature space as it was built before the log was streamed: every table collected."""
-    columns = ("user_id", "item_id", "ts", "clicked")
+    columns = ("user_id", "item_id", "ts", "clicked", "dwell_s")
     events = [ds.scan("impressions").select(columns).collect() for ds in parts.values()]
     train = events[0]
     return build_feature_space(
@@ -75,6 +75,10 @@ def test_streamed_space_equals_the_whole_tables_space(parts: dict[str, Dataset])
         if isinstance(a, EventIndex):
             for x, y in zip(arrays_of(a), arrays_of(b), strict=True):
                 np.testing.assert_array_equal(x, y, err_msg=name)
+    # the clicks carry their dwell, the same whichever way they were read
+    dwell = streamed.past.clicks.dwell_s
+    assert dwell is not None and np.isfinite(dwell).any()
+    np.testing.assert_array_equal(dwell, whole.past.clicks.dwell_s)
     sa, sb = streamed.past.sessions, whole.past.sessions
     np.testing.assert_array_equal(sa._position, sb._position)
     np.testing.assert_array_equal(sa._start_us, sb._start_us)

@@ -26,6 +26,7 @@ from feedrank.data.features import (
 from feedrank.data.history import (
     AFFINITY_NAMES,
     COUNTER_NAMES,
+    DWELL_NAMES,
     NEWS_FEATURES,
     NEWS_NOW_NAMES,
     SESSION_COLUMNS,
@@ -63,7 +64,8 @@ def _world(seed: int = 0) -> tuple[ItemCatalog, UserDirectory, pl.DataFrame, pl.
             for pos, item in enumerate(shown.tolist()):
                 rows.append(
                     {"request_id": f"r{len(rows)}", "user_id": user, "item_id": f"i{item}", "ts": ts,
-                     "position": pos, "clicked": bool(rng.random() < 0.35)}
+                     "position": pos, "clicked": bool(rng.random() < 0.35),
+                     "dwell_s": 3.0 + 7.0 * (len(rows) * 37 % 11)}
                 )  # fmt: skip
             ts += MIN * int(rng.integers(1, 12))
     impressions = pl.DataFrame(rows).sort("ts")
@@ -86,7 +88,7 @@ def _past(
     return build_past_events(history, impressions, catalog, users, ctr_prior=0.2)
 
 
-ALL_FEATURES = NEWS_FEATURES + NEWS_NOW_NAMES + AFFINITY_NAMES
+ALL_FEATURES = NEWS_FEATURES + NEWS_NOW_NAMES + AFFINITY_NAMES + DWELL_NAMES
 
 
 def _features(past: PastEvents, catalog: ItemCatalog, users: UserDirectory, rows: pl.DataFrame) -> np.ndarray:

@@ -36,6 +36,7 @@ class Clicks:
     user: np.ndarray  # (C,) int64 user rows
     item: np.ndarray  # (C,) int64 catalog rows
     ts: np.ndarray  # (C,) int64 µs; NO_TIME for undated history
+    dwell_s: np.ndarray | None = None  # (C,) float64 seconds read; NaN where the log has none
 
 
 @dataclass(frozen=True)
@@ -80,20 +81,32 @@ class _Codes:
         return id_rows(self.users, "user_id", ids)
 
 
-def _history_clicks(history: pl.DataFrame, codes: _Codes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    hist = history.select("user_id", "item_id", "seq", "ts").sort("user_id", "seq")
+ClickPart = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # user rows, item rows, µs, dwell
+
+
+def _dwell(frame: pl.DataFrame) -> np.ndarray:
+    """(N,) float64 dwell seconds of a frame's rows; NaN where null or without the column."""
+    if "dwell_s" not in frame.columns:
+        return np.full(frame.height, np.nan)
+    return frame.get_column("dwell_s").cast(pl.Float64).fill_null(np.nan).to_numpy()
+
+
+def _history_clicks(history: pl.DataFrame, codes: _Codes) -> ClickPart:
+    dwell = ["dwell_s"] if "dwell_s" in history.columns else []
+    hist = history.select("user_id", "item_id", "seq", "ts", *dwell).sort("user_id", "seq")
     return (
         codes.rows("user", hist.get_column("user_id")),
         codes.rows("item", hist.get_column("item_id")),
         to_us(hist.get_column("ts")),
+        _dwell(hist),
     )
 
 
-def _clicks(parts: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Clicks:
-    users, items, times = zip(*parts, strict=True)
+def _clicks(parts: Iterator[ClickPart]) -> Clicks:
+    users, items, times, dwells = zip(*parts, strict=True)
     user, item, ts = np.concatenate(users), np.concatenate(items), np.concatenate(times)
     known = (user >= 0) & (item >= 0)
-    return Clicks(user[known], item[known], ts[known])
+    return Clicks(user[known], item[known], ts[known], np.concatenate(dwells)[known])
 
 
 def _within(between: tuple[int, int] | None) -> pl.Expr:
@@ -112,7 +125,8 @@ class FrameEvents:
         self, history: pl.DataFrame, impressions: pl.DataFrame, catalog: ItemCatalog, users: UserDirectory
     ) -> None:
         self._history = history
-        self._impressions = impressions.select("user_id", "item_id", "ts", "clicked")
+        dwell = ["dwell_s"] if "dwell_s" in impressions.columns else []
+        self._impressions = impressions.select("user_id", "item_id", "ts", "clicked", *dwell)
         self._codes = _Codes(catalog, users)
 
     def clicks(self) -> Clicks:
@@ -121,6 +135,7 @@ class FrameEvents:
             self._codes.rows("user", clicked.get_column("user_id")),
             self._codes.rows("item", clicked.get_column("item_id")),
             to_us(clicked.get_column("ts")),
+            _dwell(clicked),
         )
         return _clicks(iter([_history_clicks(self._history, self._codes), log]))
 
@@ -150,14 +165,15 @@ class SplitEvents:
         return scan.filter(keep).select(columns).collect()
 
     def clicks(self) -> Clicks:
-        def parts() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        def parts() -> Iterator[ClickPart]:
             yield _history_clicks(self._parts[-1].read("history"), self._codes)
             for shard in self._shards():
-                frame = self._read(shard, ["user_id", "item_id", "ts"], pl.col("clicked"))
+                frame = self._read(shard, ["user_id", "item_id", "ts", "dwell_s"], pl.col("clicked"))
                 yield (
                     self._codes.rows("user", frame.get_column("user_id")),
                     self._codes.rows("item", frame.get_column("item_id")),
                     to_us(frame.get_column("ts")),
+                    _dwell(frame),
                 )
 
         return _clicks(parts())

@@ -37,7 +37,7 @@ from feedrank.data.features import (
 from feedrank.data.history import RANKER_FEATURES, PastEvents, build_past_events
 from feedrank.data.timeline import NO_TIME
 
-EVENT_COLUMNS = ("user_id", "item_id", "ts", "clicked")  # what the past-event indexes read
+EVENT_COLUMNS = ("user_id", "item_id", "ts", "clicked", "dwell_s")  # what the past-event indexes read
 LONG_DWELL_S = 10.0
 
 

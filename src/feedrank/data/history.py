@@ -31,6 +31,9 @@ A user's affinity for the candidate's category from few clicks (data/affinity.py
     user_category_ctr_lift     log(the user's click rate on the category's impressions, shrunk
                                towards the category's rate / the category's rate): what the user
                                was shown and skipped counts too
+    user_category_dwell        the user's mean log dwell on the category's clicks above the
+                               category's mean, shrunk towards 0 (`DWELL_NAMES`; how long a user
+                               reads a category says how much it is theirs)
 
 Columns for click-only news logs (`NEWS_NAMES`; not in the default list, a run names them), where
 the next click is mostly decided by the click before it and by what is being read right now:
@@ -58,7 +61,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from feedrank.data.affinity import CategoryAffinity
+from feedrank.data.affinity import CategoryAffinity, CategoryDwell
 from feedrank.data.event_log import Clicks, EventLog, FrameEvents, Shown
 from feedrank.data.event_log import shown as all_shown
 from feedrank.data.features import US_PER_HOUR, ItemCatalog, UserDirectory
@@ -92,12 +95,13 @@ RECENCY_NAMES = (
     "no_session_click",
 )
 AFFINITY_NAMES = ("user_category_affinity", "demo_category_lift", "user_category_ctr_lift")
+DWELL_NAMES = ("user_category_dwell",)
 RANKER_FEATURES = COUNTER_NAMES + RECENCY_NAMES + AFFINITY_NAMES
 NEWS_NAMES = ("covis_last_2h", "covis_back_last", "covis_last_out", "covis_last_share", "item_in_last5")
 # The Globo recipe's columns (bench/real_news.py), as its ranker was measured: without the affinity ones
 NEWS_FEATURES = COUNTER_NAMES + RECENCY_NAMES + NEWS_NAMES
 NEWS_NOW_NAMES = ("item_clicks_2m", "item_clicks_30m", "covis_last_30m", "covis_prev2")
-FEATURE_NAMES = frozenset(NEWS_FEATURES + NEWS_NOW_NAMES + AFFINITY_NAMES)
+FEATURE_NAMES = frozenset(NEWS_FEATURES + NEWS_NOW_NAMES + AFFINITY_NAMES + DWELL_NAMES)
 INDEXES = (
     "user_clicks",
     "item_clicks",
@@ -108,6 +112,7 @@ INDEXES = (
     "covisits",
     "affinity",
     "category_views",
+    "category_dwell",
 )
 SESSION_COLUMNS = ("session_activities", "session_clicks", "since_session_click_log_s", "no_session_click")
 
@@ -181,6 +186,11 @@ class PastEvents:
     def affinity(self) -> CategoryAffinity:
         """Category click counts overall, by demographic group and by user (data/affinity.py)."""
         return CategoryAffinity(self.clicks, self.category, self.demographics, self.demographic_buckets)
+
+    @functools.cached_property
+    def category_dwell(self) -> CategoryDwell:
+        """Log dwell of clicks by category and by (user, category) (data/affinity.py)."""
+        return CategoryDwell(self.clicks, self.category)
 
     @functools.cached_property
     def category_views(self) -> tuple[EventIndex, EventIndex]:

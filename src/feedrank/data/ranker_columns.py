@@ -1,3 +1,5 @@
+# Over 300 lines: FeatureColumns is one lazy cache of named columns whose pieces (the user's click
+# count, category lifts, session state) several columns share; one method per column keeps it flat.
 """The ranker's dense feature columns for one set of (user, item, t) query rows.
 
 `PastEvents.features` (data/history.py) names the columns it wants; `FeatureColumns` computes each
@@ -186,6 +188,10 @@ class FeatureColumns:
         views = np.maximum(np.where(known, by_user.count_before(key, self.t), 0), clicks)
         user_rate = (clicks + USER_PRIOR_VIEWS * rate) / (views + USER_PRIOR_VIEWS)
         return f64(np.where(category > 0, np.log(user_rate / rate), 0.0))
+
+    def _user_category_dwell(self) -> np.ndarray:
+        category = self.item_category()
+        return f64(self.past.category_dwell.user_excess(self.u, category, self.t))
 
     def _user_category_share(self) -> np.ndarray:
         return self._share(self.past.user_category_clicks, self.catalog.category, self.past.num_categories)
