@@ -94,6 +94,7 @@ class ServedReport:
     segments: dict[str, dict[str, dict[str, float]]]  # segment → system → metric
     panel: dict[str, dict[str, float]]  # system → panel measures
     notes: list[str] = field(default_factory=list)
+    part: str = "test"  # the split part the requests were sampled from
 
 
 def evaluate_served(
@@ -134,7 +135,7 @@ def evaluate_served(
     ok = rows >= 0
     past[ok] = space.past.user_clicks.count_before(rows[ok], requests.ts_us[ok])
     report = measure(servers, requests, past, truth, len(space.catalog), options, live)
-    report.bundle, report.data = str(path), str(split)
+    report.bundle, report.data, report.part = str(path), str(split), options.part
     return report
 
 

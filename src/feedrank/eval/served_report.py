@@ -36,8 +36,8 @@ def served_markdown(report: ServedReport) -> list[str]:
     lines = [
         "## The served feed (through the serving path)",
         "",
-        f"{report.requests:,} sampled requests of the test part, each sent through the service's own",
-        "`Recommender.recommend_batch` (candidate union → ranker → re-ranker) at its own time, beside",
+        f"{report.requests:,} sampled requests of the {report.part} part, each sent through the service's",
+        "own `Recommender.recommend_batch` (candidate union → ranker → re-ranker) at its own time, beside",
         "a brand-new user id with the same demographics and one with none, at the same time",
         "(`eval/served.py`). The oracle serves the k items of highest ground-truth utility among the",
         "items live then; for a brand-new user, of highest utility expected from the demographics",
