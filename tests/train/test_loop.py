@@ -202,6 +202,19 @@ def test_max_steps_and_constant_schedule(tmp_path: Path, toy_train: dict[str, Te
     assert lrs == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0])
 
 
+def test_the_result_records_the_threads_the_run_used(tmp_path: Path, toy_train: dict[str, Tensor]) -> None:
+    before = torch.get_num_threads()
+    try:
+        data = TensorBatchSource(toy_train, batch_size=32)
+        for threads in (1, 2):
+            result = train(
+                make_task(), data, fast_config(max_steps=2, num_threads=threads), tmp_path / str(threads)
+            )
+            assert result.threads == threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_sample_budget_sets_the_steps_and_spans_the_schedule(
     tmp_path: Path, toy_train: dict[str, Tensor]
 ) -> None:

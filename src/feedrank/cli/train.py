@@ -138,5 +138,6 @@ def _print_result(kind: str, out: Path, result: TrainResult, train: TrainConfig)
     )
     console.print(
         f"[green]trained[/] {kind} → {out}: {result.steps:,} steps, {result.samples_per_s:,.0f} samples/s"
-        f"{best}; peak RSS {result.peak_rss_mib:,.0f} MiB; curves in {out / 'curves.png'}"
+        f"{best}; peak RSS {result.peak_rss_mib:,.0f} MiB; {result.threads} thread(s); "
+        f"curves in {out / 'curves.png'}"
     )

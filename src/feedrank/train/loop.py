@@ -280,6 +280,7 @@ def _train(
         stopped_early=early.should_stop,
         peak_rss_mib=peak_rss_mib(),
         checkpoint=ckpt.checkpoint_path(run_dir, progress.step),
+        threads=torch.get_num_threads(),
     )
 
 

@@ -41,6 +41,10 @@ class TrainResult:
     stopped_early: bool
     peak_rss_mib: float  # peak resident memory of this process, MiB
     checkpoint: Path  # the final checkpoint (written by rank 0)
+    # Torch intra-op threads the run used. Float sums split across threads add up in another order,
+    # so a rerun is bitwise identical only at the same count; the automatic choice depends on the
+    # load (feedrank/threads.py), so rerun with train.num_threads set to this value.
+    threads: int
 
 
 class MetricWindow:
