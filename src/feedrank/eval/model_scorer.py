@@ -24,7 +24,7 @@ from feedrank.models.two_tower import TwoTower
 
 BATCH = 8192
 # Rows per ranker forward pass: its activations (~500 floats a row) stay in cache at 1,024 rows;
-# at 8,192 the same rows took 1.7x the CPU time (bench: BENCHMARKS.md, next-click speed). Each
+# at 8,192 the same rows took 1.9x the CPU time (bench: BENCHMARKS.md, next-click speed). Each
 # row's output does not depend on the batch (no batch statistics in eval mode).
 RANKER_BATCH = 1024
 

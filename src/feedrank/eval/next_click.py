@@ -229,12 +229,29 @@ def evaluate_clicks(
     systems = [*baselines, "two-tower"] if hourly is not None else baselines
     metrics: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in systems}
     keep, live = [], []
-    # The ranker re-scores each click's candidate pool; those pairs are scored a block at a time
-    # at the end. A target outside the pool ranks after it, in two-tower order among the rest.
+    # The ranker re-scores each click's candidate pool; those pairs are scored a block of about
+    # _RANKER_BLOCK_ROWS rows at a time as the walk goes (held to the end, 20,000 pools and their
+    # source columns were 0.4 GB). A target outside the pool ranks after it, in two-tower order
+    # among the rest.
+    pooled: list[int] = []  # the clicks whose pools wait to be scored
     pools: list[np.ndarray] = []
     pool_sources: list[np.ndarray] = []
     target_in_top: list[int] = []
     outside_ranks: list[float] = []
+    ranked: dict[str, dict[str, list[float]]] = {}
+
+    def score_pools() -> None:
+        assert ranker is not None
+        at = np.array(pooled, dtype=np.int64)
+        part = _ranker_metrics(
+            ranker, users[at], ts_us[at], pools, pool_sources, target_in_top, outside_ranks
+        )
+        for system, values in part.items():
+            for metric, column in values.items():
+                ranked.setdefault(system, defaultdict(list))[metric].extend(column)
+        for waiting in (pooled, pools, pool_sources, target_in_top, outside_ranks):
+            waiting.clear()
+
     sources = stream.sources(options.sources)
     published = stream.space.catalog.published_us
     trending = sources.trending.walk(published.size)  # the walk visits clicks in time order
@@ -275,19 +292,21 @@ def evaluate_clicks(
                 pool = merged_rows(lists, quotas, options.ranker_candidates) if pool is None else pool
             else:
                 pool = merged_rows({"ann": lists["ann"]}, {"ann": 1}, options.ranker_candidates)
+            pooled.append(e)
             pools.append(pool)
             # what the sources said of each pooled item, whichever pool (the ranker may read it)
             pool_sources.append(source_features(lists, pool))
             hit = np.flatnonzero(pool == target_row) if target_row >= 0 else np.zeros(0, np.int64)
             target_in_top.append(int(hit[0]) if hit.size else -1)
             outside_ranks.append(_rank_after_pool(tt, state, pool) if target_row >= 0 else np.inf)
+            if sum(p.size for p in pools) >= _RANKER_BLOCK_ROWS:
+                score_pools()
     if on_click is not None:
         on_click(test.height, test.height)
     if ranker is not None:
-        log.info("the ranker scores the candidate pools of %d clicks", len(pools))
-        metrics.update(
-            _ranker_metrics(ranker, users, ts_us, pools, pool_sources, target_in_top, outside_ranks)
-        )
+        score_pools()
+        log.info("the ranker scored the candidate pools of %d clicks", len(keep))
+        metrics.update(ranked)
     return PerEvent(
         keep=np.array(keep, dtype=bool),
         live=np.array(live, dtype=bool),
