@@ -82,20 +82,3 @@ def test_a_saved_ranker_config_without_counter_norm_keeps_its_layer_norm() -> No
     del saved["model"]["counter_norm"]
     assert ranker_config(saved, "test").model.counter_norm == "layer"
     assert ranker_config(to_dict(RankerRunConfig()), "test").model.counter_norm == "column"
-
-
-def test_the_feed_score_defaults_to_minutes_and_a_saved_config_keeps_its_weights() -> None:
-    from feedrank.artifacts.config import RetrievalRunConfig
-    from feedrank.artifacts.labels import FEED_SCORE_MINUTES, EngagementWeights
-
-    fresh = RankerRunConfig()
-    assert fresh.weights == FEED_SCORE_MINUTES
-    # a long click is worth more than 7 short ones, a share more than two long clicks
-    w = fresh.weights
-    assert w.long_dwell > 7 * w.click and w.share > 2 * (w.click + w.long_dwell) and w.hide < 0
-    # the retrieval loss keeps the engagement weights
-    assert RetrievalRunConfig().weights == EngagementWeights()
-    saved = to_dict(fresh)
-    assert ranker_config(saved, "test").weights == FEED_SCORE_MINUTES
-    del saved["weights"]  # saved before the feed score was in minutes: served with the old weights
-    assert ranker_config(saved, "test").weights == EngagementWeights()

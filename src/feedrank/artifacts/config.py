@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from feedrank.artifacts.labels import FEED_SCORE_MINUTES, EngagementWeights
+from feedrank.artifacts.labels import EngagementWeights
 from feedrank.artifacts.train_config import TrainConfig
 from feedrank.candidates import SOURCE_FEATURES
 from feedrank.config import from_dict
@@ -129,9 +129,7 @@ class RetrievalRunConfig:
 class RankerRunConfig:
     model: RankerConfig = field(default_factory=RankerConfig)
     loss: RankerLossConfig = field(default_factory=RankerLossConfig)
-    # The feed score's head weights (minutes of reading, artifacts/labels.py); saved with the run,
-    # so older runs and bundles keep the weights they were trained and served with.
-    weights: EngagementWeights = field(default_factory=lambda: FEED_SCORE_MINUTES)
+    weights: EngagementWeights = field(default_factory=EngagementWeights)
     train: TrainConfig = RANKER_TRAINING
     batch_size: int = 1024
     # Names of the dense features the ranker reads (data/history.py), in column order; recorded in
@@ -156,11 +154,8 @@ class RankerRunConfig:
 def ranker_config(values: dict[str, Any], source: str) -> RankerRunConfig:
     """A ranker's config as saved in a run or bundle. A config without `counters` reads the nine
     COUNTER_NAMES, one without `sources` no source columns and one without `model.counter_norm`
-    the LayerNorm, and one without `weights` the engagement defaults it was served with: the
-    inputs, layers and feed score such a model was trained with, so every saved run and bundle
-    keeps its exact model."""
-    if "weights" not in values:
-        values = {**values, "weights": EngagementWeights().__dict__}
+    the LayerNorm: the inputs and layers such a model was trained with, so every saved run and
+    bundle keeps its exact model."""
     if "counters" not in values:
         values = {**values, "counters": list(COUNTER_NAMES)}
     if "sources" not in values:  # no key: the model reads no source columns

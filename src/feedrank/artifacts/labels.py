@@ -1,9 +1,8 @@
 """Engagement weights: how much each kind of engagement is worth when learning and ranking.
 
 Defaults are where practitioners usually start: a click counts 1, a long dwell (> 10 s) 2 more, a
-share 5 more, and a hide ("not interested") counts against. They give the retrieval loss its
-per-example weight. The ranker's feed score (a weighted sum of head probabilities) defaults to
-`FEED_SCORE_MINUTES` instead: each engagement at what it is worth in minutes of reading.
+share 5 more, and a hide ("not interested") counts against. The same weights give the retrieval
+loss its per-example weight and the ranker its feed score (a weighted sum of head probabilities).
 """
 
 from __future__ import annotations
@@ -34,12 +33,3 @@ class EngagementWeights:
             + self.hide * y["y_hide"]
         )
         return np.maximum(value, 0.0).astype(np.float32)
-
-
-# The ranker's default feed score, in minutes of reading. A click is worth its expected dwell:
-# 0.098 min for a click of at most 10 s and 0.851 min for a longer one in the default simulated
-# world's training log (so the long-dwell head adds 0.753); a share and a hide are worth what the
-# served evaluation's utility counts them (docs/simulator.md: 2 min, -0.3 min). On validation the
-# served feed's share of the oracle rose 0.592 -> 0.598 and 0.575 -> 0.579 (two seeds) against
-# EngagementWeights' defaults (docs/served_feed.md, session 7).
-FEED_SCORE_MINUTES = EngagementWeights(click=0.098, long_dwell=0.753, share=2.0, hide=-0.3)
