@@ -30,6 +30,7 @@ def test_auto_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(threads, "_load_average", lambda: 0.0)
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert auto_threads(3) == 3  # a configured count wins
     assert auto_threads() == available_cpus()
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * available_cpus()))
@@ -40,3 +41,17 @@ def test_auto_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     monkeypatch.setattr(threads, "_load_average", lambda: available_cpus() + 1.0)
     assert auto_threads() == 1  # the machine is already busy
+
+
+def test_an_explicit_omp_num_threads_is_the_automatic_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "_load_average", lambda: 0.0)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert auto_threads() == 1  # asked for one thread, even on an idle machine with more CPUs
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    assert auto_threads() == 7
+    assert auto_threads(3) == 3  # a configured count still wins
+    for unusable in ("0", "two", ""):
+        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+        assert auto_threads() == available_cpus()

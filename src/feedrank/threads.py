@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 WAIT_POLICY = "OMP_WAIT_POLICY"
+NUM_THREADS = "OMP_NUM_THREADS"
 
 
 def prefer_passive_waits() -> None:
@@ -29,7 +30,8 @@ def available_cpus() -> int:
 
 
 def auto_threads(configured: int = 0) -> int:
-    """Torch intra-op threads: `configured` when > 0, else this process's share of the CPUs.
+    """Torch intra-op threads: `configured` when > 0, else OMP_NUM_THREADS when the environment
+    sets a positive count (the user asked for it), else this process's share of the CPUs.
 
     Ranks started on one machine (torchrun's LOCAL_WORLD_SIZE) split its CPUs between them; with
     spinning waits (a policy other than PASSIVE chosen explicitly), or when the 1-minute load
@@ -38,6 +40,9 @@ def auto_threads(configured: int = 0) -> int:
     """
     if configured > 0:
         return configured
+    from_env = os.environ.get(NUM_THREADS, "").strip()
+    if from_env.isdigit() and int(from_env) > 0:
+        return int(from_env)
     if os.environ.get(WAIT_POLICY, "").upper() != "PASSIVE":
         return 1
     cpus = available_cpus()
