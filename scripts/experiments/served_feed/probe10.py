@@ -2,22 +2,11 @@
 python probe10.py BUNDLE. Regresses the truth's and the ranker's item means on the latent item traits and
 prints the top-20 share of the oracle for the ranker, the truth's item mean, and each mix of one
 part from the ranker with the other from the truth (docs/served_feed.md, session 7)."""
-import numpy as np, polars as pl, dataclasses, sys
+import numpy as np, polars as pl, sys
 sys.path.insert(0, "scripts/experiments/served_feed")
-from diagnose import sample_requests
-from feedrank.bundle import load_bundle
-from feedrank.sim import World
-from feedrank.serve.settings import ServeSettings
-from feedrank.serve.recommender import Recommender
-from feedrank.serve.rerank import build_reranker
-from feedrank.data.features import to_us
+from probe_setup import probe_setup
 from feedrank.candidates import SOURCE_FEATURES
-from pathlib import Path
-b = load_bundle(sys.argv[1]); w = World.load("runs/demo/sim")
-s = dataclasses.replace(ServeSettings(), index_max_age_s=1e12)
-rec = Recommender(b, s, build_reranker(s.rerank)); cat = rec.catalog
-reqs = sample_requests(Path("runs/demo/split"), "valid", 150, 0)
-ts = to_us(reqs.get_column("ts")); users = reqs.get_column("user_id").to_list()
+b, w, rec, cat, ts, users = probe_setup(sys.argv[1], 150)
 res = []
 for now in [int(np.quantile(ts, q)) for q in (0.25, 0.5, 0.75)]:
     urows = b.space.users.rows(pl.Series(users, dtype=pl.String))

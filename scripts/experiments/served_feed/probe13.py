@@ -1,23 +1,12 @@
 """Candidate personal columns computed from the bundle's events by hand (subcategory share, publisher
 click-rate lift, excess log dwell on the category): python probe13.py BUNDLE prints log score +
 a * z(column) on the top-20 share of the oracle (docs/served_feed.md, session 7)."""
-import numpy as np, polars as pl, dataclasses, sys
+import numpy as np, polars as pl, sys
 sys.path.insert(0, "scripts/experiments/served_feed")
-from diagnose import sample_requests
-from feedrank.bundle import load_bundle
-from feedrank.sim import World
-from feedrank.serve.settings import ServeSettings
-from feedrank.serve.recommender import Recommender
-from feedrank.serve.rerank import build_reranker
-from feedrank.data.features import to_us
+from probe_setup import probe_setup
 from feedrank.candidates import SOURCE_FEATURES
 import feedrank.serve.stages as st
-from pathlib import Path
-b = load_bundle(sys.argv[1]); w = World.load("runs/demo/sim")
-s = dataclasses.replace(ServeSettings(), index_max_age_s=1e12)
-rec = Recommender(b, s, build_reranker(s.rerank)); cat = rec.catalog
-reqs = sample_requests(Path("runs/demo/split"), "valid", 300, 0)
-ts = to_us(reqs.get_column("ts")); users = reqs.get_column("user_id").to_list()
+b, w, rec, cat, ts, users = probe_setup(sys.argv[1], 300)
 names = list(b.ranker_cfg.counters)
 orig = st.serving_features; cap = {}
 def patched(*a, **k):
