@@ -111,10 +111,10 @@ class EventIndex:
             raise ValueError("this EventIndex holds no values")
         if self._prefix is None:
             self._prefix = np.concatenate([[0.0], np.cumsum(self.values, dtype=np.float64)])
-        start, end = self._position(query_keys, query_times)
-        if window_us is not None:
-            start = self.ends(query_keys, np.asarray(query_times, dtype=np.int64) - window_us)
-        total: np.ndarray = self._prefix[end] - self._prefix[start]
+        qk = np.asarray(query_keys, dtype=np.int64)
+        t = np.asarray(query_times, dtype=np.int64)
+        start = self.starts(qk) if window_us is None else self.ends(qk, t - window_us)
+        total: np.ndarray = self._prefix[self.ends(qk, t)] - self._prefix[start]
         return total
 
     def latest_before(self, query_keys: np.ndarray, query_times: np.ndarray) -> np.ndarray:
