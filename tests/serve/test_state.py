@@ -49,11 +49,26 @@ def test_events_generations_seen_and_hidden(store: StateStore) -> None:
     assert store.record(click("u1", "a", 10)) == 1
     assert store.record(click("u1", "a", 11, "dwell")) == 2
     assert store.record(click("u1", "b", 12, "hide")) == 3
-    assert store.record(click("u2", "c", 13)) == 1
+    assert store.record(click("u2", "c", 13)) == 4  # a new user starts above every generation issued
     state = store.user("u1")
     assert state.generation == store.generation("u1") == 3
     assert state.events == [(10, "a", "click", 10), (11, "a", "dwell", 11)]
     assert state.seen == frozenset({"a"}) and state.hidden == frozenset({"b"})
+
+
+def test_a_returning_user_never_reuses_a_generation(store: StateStore) -> None:
+    """An evicted or expired user's cache entries (keyed on user and generation) may outlive its
+    state; a new life must not walk back through the generations they are keyed on."""
+    issued = [store.record(click("u1", "a", ts)) for ts in range(5)]
+    assert issued == sorted(set(issued)) and issued[-1] - issued[0] == 4  # +1 per event
+    if isinstance(store, RedisStateStore):
+        store.client.delete("feedrank:state:u:u1:gen", "feedrank:state:u:u1:events")  # as eviction does
+    else:
+        store._users.pop("u1")  # as eviction does
+    assert store.generation("u1") == 0
+    again = [store.record(click("u1", "b", 10 + ts)) for ts in range(5)]
+    assert min(again) > max(issued)
+    assert store.record(click("u2", "c", 20)) > max(again)
 
 
 def test_per_user_history_keeps_the_newest_events_only(store: StateStore) -> None:
@@ -87,7 +102,7 @@ def test_memory_state_is_bounded_in_users_and_expires() -> None:
         store.record(click(f"new-{i}", "a", i))
     assert store.stats()["users"] == 100 and store.stats()["users_evicted"] == 900
     assert store.user("new-0").generation == 0  # the least recently active went first
-    assert store.user("new-999").generation == 1
+    assert store.user("new-999").generation == 1000  # each new user starts above every earlier one
     clock.t += 61.0
     assert store.user("new-999").events == [] and store.generation("new-999") == 0
 
@@ -130,8 +145,9 @@ def test_redis_state_is_bounded_in_users(redis_url: str) -> None:
     stats = store.stats()
     assert stats["users"] == 100 and stats["users_evicted"] == 901 and stats["users_expired"] == 0
     assert store.user("new-0") == store.user("nobody")  # no hidden set left behind either
-    assert store.user("new-999").generation == 1 and store.user("new-899").generation == 0
+    assert store.user("new-999").generation == 1001 and store.user("new-899").generation == 0
     assert store.user("new-500").events == [(2000, "b", "click", 2000)]
+    assert store.user("new-500").generation == 1002  # not 1 again: its old generation 502 stays unused
     raw.close()
     store.close()
 

@@ -5,7 +5,10 @@ replicas (or `--workers N`) agree and a reload keeps it:
 
     per user   the latest engagement events (bounded in number, expiring `user_ttl_s` after the
                user's last event), the items they clicked (seen) and hid, and a generation that
-               every event of the user increments (the embedding cache keys on it: serve/cache.py)
+               every event of the user increments (the embedding cache keys on it: serve/cache.py);
+               a user who was evicted or expired starts above every generation the store has
+               issued, so no generation of a user ever repeats and an entry cached in an earlier
+               life (still within the cache's TTL) is never read as the current one
     global     the click log, in arrival order with a cursor, bounded to `click_log_len` clicks;
                each replica replays it into its trending, co-visitation and item click counters
     global     the fresh-item log (POST /v1/items), in arrival order with a cursor, bounded to
@@ -173,13 +176,14 @@ class MemoryStateStore:
         self._items: _Log[FreshItem] = _Log(settings.item_log_len)
         self._evicted = 0
         self._expired = 0
+        self._highest_generation = 0  # a new or returning user starts above it (see the module doc)
 
     def record(self, event: StoredEvent) -> int:
         now = self._clock()
         with self._lock:
             user = self._live(event.user_id, now)
             if user is None:
-                user = self._users[event.user_id] = _User(expires_at=0.0)
+                user = self._users[event.user_id] = _User(expires_at=0.0, generation=self._highest_generation)
                 while len(self._users) > self.settings.max_users:
                     self._users.popitem(last=False)
                     self._evicted += 1
@@ -197,6 +201,7 @@ class MemoryStateStore:
                 user.seen.add(event.item_id)
                 self._log.append(Click(event.user_id, event.item_id, event.ts_us, event.logged_us))
             user.generation += 1
+            self._highest_generation = max(self._highest_generation, user.generation)
             return user.generation
 
     def user(self, user_id: str) -> UserState:

@@ -5,7 +5,10 @@ Keys (prefix `feedrank:state:` by default), each chosen for what is asked of it:
     u:{user}:events   list of "µs|logged µs|kind|item", RPUSH + LTRIM to the newest `events_per_user`
     u:{user}:seen     set of clicked item ids
     u:{user}:hidden   set of hidden item ids
-    u:{user}:gen      integer, INCR per event of the user
+    u:{user}:gen      integer, +1 per event of the user; a user without the key (new, evicted or
+                      expired) starts above `gen_high`, the highest generation issued, so a
+                      returning user never reuses a generation an old cache entry is keyed on
+    gen_high          integer, the highest generation issued to any user
     users             sorted set of user ids by their last event (the Redis server's clock, ms):
                       at most `max_users` users; each event's transaction ends in a script that
                       drops the users whose TTL has passed and deletes the keys of the least
@@ -71,6 +74,24 @@ return over
 """
 
 
+# KEYS: the user's generation, the highest generation issued; ARGV: the TTL in ms. The user's next
+# generation: one more than the last, or above every generation issued when the user has none (an
+# evicted or expired user's keys are gone, and restarting at 1 would let the user reach a
+# generation whose embedding from the old history is still cached).
+_NEXT_GENERATION = """
+local g
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  g = redis.call('INCR', KEYS[1])
+else
+  g = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
+  redis.call('SET', KEYS[1], g)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if g > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], g) end
+return g
+"""
+
+
 class RedisStateStore:
     def __init__(self, client: redis.Redis, settings: StateSettings) -> None:
         self.client = client
@@ -78,6 +99,7 @@ class RedisStateStore:
         self.prefix = settings.key_prefix
         self._ttl_ms = max(1, round(settings.user_ttl_s * 1000))
         self._keep_users = client.register_script(_KEEP_USERS)
+        self._next_generation = client.register_script(_NEXT_GENERATION)
         self._users_keys = [f"{self.prefix}{name}" for name in ("users", "users_evicted", "users_expired")]
 
     @classmethod
@@ -114,12 +136,13 @@ class RedisStateStore:
                 "l": str(event.logged_us),
             }
             pipe.xadd(f"{self.prefix}clicks", fields, maxlen=self.settings.click_log_len, approximate=True)
-        pipe.incr(self._key(user, "gen"))
-        pipe.pexpire(self._key(user, "gen"), ttl)
+        self._next_generation(
+            keys=[self._key(user, "gen"), f"{self.prefix}gen_high"], args=[ttl], client=pipe
+        )
         args: list[str | int] = [user, self.settings.max_users, ttl, f"{self.prefix}u:"]
         self._keep_users(keys=self._users_keys, args=args, client=pipe)
         results = self._run(pipe)
-        return int(results[-3])
+        return int(results[-2])
 
     def user(self, user_id: str) -> UserState:
         pipe = self.client.pipeline(transaction=True)
