@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import redis
@@ -29,12 +30,12 @@ class FakeClock:
 
 @pytest.fixture(params=["memory", "redis"])
 def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
-    settings = StateSettings(events_per_user=3, click_log_len=1000)
+    settings = StateSettings(events_per_user=3, marks_per_user=3, click_log_len=1000)
     if request.param == "memory":
         yield MemoryStateStore(settings)
         return
     url = request.getfixturevalue("redis_url")
-    made = make_state_store(StateSettings(backend="redis", url=url, events_per_user=3, click_log_len=1000))
+    made = make_state_store(replace(settings, backend="redis", url=url))
     assert isinstance(made, RedisStateStore)
     yield made
     made.close()
@@ -56,6 +57,17 @@ def test_events_generations_seen_and_hidden(store: StateStore) -> None:
     assert state.seen == frozenset({"a"}) and state.hidden == frozenset({"b"})
 
 
+def test_seen_and_hidden_keep_the_newest_marks_only(store: StateStore) -> None:
+    """Within the TTL (a week) a heavy reader's clicked and hidden items are capped, the oldest first."""
+    for ts in range(1, 8):
+        store.record(click("u1", f"c{ts}", ts))
+        store.record(click("u1", f"h{ts}", ts, "hide"))
+    store.record(click("u1", "c2", 20))  # clicked again: the newest now, kept
+    state = store.user("u1")
+    assert state.seen == frozenset({"c6", "c7", "c2"})
+    assert state.hidden == frozenset({"h5", "h6", "h7"})
+
+
 def test_a_returning_user_never_reuses_a_generation(store: StateStore) -> None:
     """An evicted or expired user's cache entries (keyed on user and generation) may outlive its
     state; a new life must not walk back through the generations they are keyed on."""
@@ -64,6 +76,7 @@ def test_a_returning_user_never_reuses_a_generation(store: StateStore) -> None:
     if isinstance(store, RedisStateStore):
         store.client.delete("feedrank:state:u:u1:gen", "feedrank:state:u:u1:events")  # as eviction does
     else:
+        assert isinstance(store, MemoryStateStore)
         store._users.pop("u1")  # as eviction does
     assert store.generation("u1") == 0
     again = [store.record(click("u1", "b", 10 + ts)) for ts in range(5)]
@@ -122,7 +135,7 @@ def test_redis_keys_expire_and_the_stream_is_capped(redis_url: str) -> None:
         store.record(click(f"u{i % 3}", f"i{i}", i))
     store.record(click("u0", "x", 5000, "hide"))
     raw = redis.Redis.from_url(redis_url)
-    for part in ("events", "seen", "hidden", "gen"):
+    for part in ("events", "seen_at", "hidden_at", "gen"):
         assert 0 < raw.pttl(f"feedrank:state:u:u0:{part}") <= 30_000
     assert raw.xlen("feedrank:state:clicks") < 2000  # trimmed to about click_log_len
     raw.close()

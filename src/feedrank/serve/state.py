@@ -53,6 +53,10 @@ class StateSettings:
     url: str = "redis://127.0.0.1:6379/0"  # redis backend only
     key_prefix: str = "feedrank:state:"
     events_per_user: int = 150  # engagement events kept per user (the newest)
+    # Clicked (seen) and hidden items kept per user, each set its newest: within a week's TTL a
+    # heavy reader would otherwise grow both without bound; an item clicked this long ago has left
+    # the live catalog, so forgetting it does not bring it back into the feed.
+    marks_per_user: int = 1_000
     user_ttl_s: float = 7 * 86_400.0  # a user's state expires this long after their last event
     max_users: int = 200_000  # least recently active users beyond this are dropped (both backends)
     click_log_len: int = 1_000_000  # clicks kept in the shared log (trending, co-visitation, counts)
@@ -64,6 +68,7 @@ class StateSettings:
             raise ConfigError(f"state backend must be 'memory' or 'redis', got {self.backend!r}")
         for name in (
             "events_per_user",
+            "marks_per_user",
             "user_ttl_s",
             "max_users",
             "click_log_len",
@@ -154,15 +159,25 @@ class _User:
     expires_at: float
     generation: int = 0
     events: list[tuple[int, str, str, int]] = field(default_factory=list)
-    seen: set[str] | None = None
-    hidden: set[str] | None = None
+    seen: dict[str, None] | None = None  # insertion-ordered sets: the oldest go first past the cap
+    hidden: dict[str, None] | None = None
+
+
+def _mark(marks: dict[str, None] | None, item_id: str, cap: int) -> dict[str, None]:
+    """`marks` with `item_id` as its newest entry, at most `cap` entries (the oldest dropped)."""
+    marks = marks if marks is not None else {}
+    marks.pop(item_id, None)
+    marks[item_id] = None
+    while len(marks) > cap:
+        del marks[next(iter(marks))]
+    return marks
 
 
 class MemoryStateStore:
     """Online state of one process: an LRU of users (each bounded, expiring) and a bounded click log.
 
-    Memory is bounded by `max_users` x (`events_per_user` events + their seen and hidden items)
-    plus `click_log_len` clicks and `item_log_len` items; thread-safe.
+    Memory is bounded by `max_users` x (`events_per_user` events + 2 x `marks_per_user` seen and
+    hidden items) plus `click_log_len` clicks and `item_log_len` items; thread-safe.
     """
 
     def __init__(
@@ -190,15 +205,13 @@ class MemoryStateStore:
             self._users.move_to_end(event.user_id)
             user.expires_at = now + self.settings.user_ttl_s
             if event.kind == "hide":
-                user.hidden = user.hidden if user.hidden is not None else set()
-                user.hidden.add(event.item_id)
+                user.hidden = _mark(user.hidden, event.item_id, self.settings.marks_per_user)
             else:
                 user.events.append((event.ts_us, event.item_id, event.kind, event.logged_us))
                 if len(user.events) > self.settings.events_per_user:
                     del user.events[0]
             if event.kind == "click":
-                user.seen = user.seen if user.seen is not None else set()
-                user.seen.add(event.item_id)
+                user.seen = _mark(user.seen, event.item_id, self.settings.marks_per_user)
                 self._log.append(Click(event.user_id, event.item_id, event.ts_us, event.logged_us))
             user.generation += 1
             self._highest_generation = max(self._highest_generation, user.generation)

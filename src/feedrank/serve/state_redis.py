@@ -3,8 +3,9 @@
 Keys (prefix `feedrank:state:` by default), each chosen for what is asked of it:
 
     u:{user}:events   list of "µs|logged µs|kind|item", RPUSH + LTRIM to the newest `events_per_user`
-    u:{user}:seen     set of clicked item ids
-    u:{user}:hidden   set of hidden item ids
+    u:{user}:seen_at  sorted set of clicked item ids by when they were logged (µs), ZREMRANGEBYRANK
+                      to the newest `marks_per_user`
+    u:{user}:hidden_at  the same for hidden items
     u:{user}:gen      integer, +1 per event of the user; a user without the key (new, evicted or
                       expired) starts above `gen_high`, the highest generation issued, so a
                       returning user never reuses a generation an old cache entry is keyed on
@@ -66,7 +67,7 @@ if over > 0 then
   local popped = redis.call('ZPOPMIN', KEYS[1], over)
   for i = 1, #popped, 2 do
     local base = ARGV[4] .. popped[i] .. ':'
-    redis.call('DEL', base .. 'events', base .. 'seen', base .. 'hidden', base .. 'gen')
+    redis.call('DEL', base .. 'events', base .. 'seen_at', base .. 'hidden_at', base .. 'gen')
   end
   redis.call('INCRBY', KEYS[2], over)
 end
@@ -119,16 +120,14 @@ class RedisStateStore:
         ttl, user = self._ttl_ms, event.user_id
         pipe = self.client.pipeline(transaction=True)
         if event.kind == "hide":
-            pipe.sadd(self._key(user, "hidden"), event.item_id)
-            pipe.pexpire(self._key(user, "hidden"), ttl)
+            self._mark(pipe, self._key(user, "hidden_at"), event)
         else:
             events = self._key(user, "events")
             pipe.rpush(events, f"{event.ts_us}|{event.logged_us}|{event.kind}|{event.item_id}")
             pipe.ltrim(events, -self.settings.events_per_user, -1)
             pipe.pexpire(events, ttl)
         if event.kind == "click":
-            pipe.sadd(self._key(user, "seen"), event.item_id)
-            pipe.pexpire(self._key(user, "seen"), ttl)
+            self._mark(pipe, self._key(user, "seen_at"), event)
             fields: dict[Any, Any] = {
                 "u": user,
                 "i": event.item_id,
@@ -144,12 +143,18 @@ class RedisStateStore:
         results = self._run(pipe)
         return int(results[-2])
 
+    def _mark(self, pipe: redis.client.Pipeline, key: str, event: StoredEvent) -> None:
+        """Add the event's item to a user's seen or hidden set, keeping its newest `marks_per_user`."""
+        pipe.zadd(key, {event.item_id: event.logged_us})
+        pipe.zremrangebyrank(key, 0, -self.settings.marks_per_user - 1)
+        pipe.pexpire(key, self._ttl_ms)
+
     def user(self, user_id: str) -> UserState:
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self._key(user_id, "gen"))
         pipe.lrange(self._key(user_id, "events"), 0, -1)
-        pipe.smembers(self._key(user_id, "seen"))
-        pipe.smembers(self._key(user_id, "hidden"))
+        pipe.zrange(self._key(user_id, "seen_at"), 0, -1)
+        pipe.zrange(self._key(user_id, "hidden_at"), 0, -1)
         gen, raw_events, seen, hidden = self._run(pipe)
         events = []
         for raw in raw_events:
