@@ -17,6 +17,7 @@ and @500, wall time and peak RSS.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import resource
@@ -51,10 +52,13 @@ args = parser.parse_args()
 
 t0 = time.time()
 out = Path("runs/tt8") / args.name
-base = {"train": {"max_steps": 300, "progress": False, "plot": False, "early_stop_metric": ""}}
-overrides = json.loads(args.overrides)
-for key, value in overrides.items():
-    base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+# Overrides on top of the two-tower's own defaults (RETRIEVAL_TRAINING: lr 3e-3, sparse lr 0.05,
+# 307,200 samples = 300 steps), as `feedrank train retrieval --set` applies them; a plain
+# from_dict of a partial "train" dict would start from TrainConfig's generic defaults instead.
+base = dataclasses.asdict(RetrievalRunConfig())
+base["train"].update(progress=False, plot=False, early_stop_metric="")
+for key, value in json.loads(args.overrides).items():
+    base[key] = {**base[key], **value} if isinstance(value, dict) else value
 cfg = from_dict(RetrievalRunConfig, base, source="exp_tt8")
 space = build_space(args.split, cfg.features)
 if not args.reuse:
