@@ -68,3 +68,15 @@ def test_a_file_merges_into_nested_base_fields(tmp_path: Path) -> None:
     base = Outer(inner=Inner(lr=0.1, names=("kept",)))
     cfg = load_config(Outer, path, [], base=base)
     assert cfg.inner == Inner(lr=0.5, names=("kept",))
+
+
+@dataclass(frozen=True)
+class WithTunedInner:
+    inner: Inner = Inner(lr=0.003, names=("tuned",))  # a class-level default other than Inner()'s
+
+
+def test_a_partial_table_keeps_the_class_level_defaults_of_the_other_fields(tmp_path: Path) -> None:
+    # RetrievalRunConfig.train is RETRIEVAL_TRAINING; `[train] epochs = 2` must not reset its lr
+    path = tmp_path / "c.toml"
+    path.write_text("[inner]\nlr = 0.5\n")
+    assert load_config(WithTunedInner, path).inner == Inner(lr=0.5, names=("tuned",))

@@ -34,7 +34,10 @@ def load_config(
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     source = str(path) if path else "defaults"
-    config = from_dict(cls, values, source=source) if base is None else merge(base, values, source=source)
+    # Merged into the class's own defaults, not built by from_dict: a nested table that names a few
+    # fields ([train] epochs = 2) must keep the others' class-level defaults (the two-tower's
+    # RETRIEVAL_TRAINING), where a fresh TrainConfig(epochs=2) would take the generic ones.
+    config = merge(cls() if base is None else base, values, source=source)
     return apply_overrides(config, overrides or [])
 
 

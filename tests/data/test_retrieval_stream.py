@@ -9,7 +9,14 @@ import pytest
 from feedrank.artifacts.labels import EngagementWeights
 from feedrank.data.dataset import Dataset
 from feedrank.data.examples import FeatureSpace, fit_feature_space, retrieval_examples
-from feedrank.data.retrieval_stream import RetrievalBatches, retrieval_rows, uniforms
+from feedrank.data.features import to_us
+from feedrank.data.retrieval_stream import (
+    RetrievalBatches,
+    retrieval_rows,
+    uniforms,
+    window_clicks,
+    window_start,
+)
 from tests.data.conftest import EXAMPLE_FEATURES as FEATURES
 from tests.data.conftest import tiny_split
 
@@ -74,6 +81,26 @@ def test_catalog_negatives_depend_on_the_example_and_epoch_only(
     published = whole.catalog["item_published_us"]
     assert valid.mean() > 0.9
     assert (published[valid] <= ts[valid]).all() and (published[valid] >= ts[valid] - 48 * H_US).all()
+
+
+def test_train_window_keeps_the_clicks_of_the_last_hours(
+    world: tuple[dict[str, Dataset], FeatureSpace],
+) -> None:
+    parts, space = world
+    weight = EngagementWeights().example_weight
+    every = np.concatenate([c["ts_us"] for c in retrieval_rows(space, parts["train"], weight)])
+    window_h = (every.max() - every.min()) / H_US / 3  # a third of the train part's span
+    chunks = list(retrieval_rows(space, parts["train"], weight, window_h=window_h))
+    kept = np.concatenate([c["ts_us"] for c in chunks])
+    latest = to_us(parts["train"].read("impressions").get_column("ts")).max()
+    since = latest - round(window_h * H_US)
+    assert np.array_equal(np.sort(kept), np.sort(every[every > since]))
+    assert 0 < kept.size < every.size
+    numbered = np.concatenate([c["example"] for c in chunks])
+    assert np.array_equal(numbered, np.arange(kept.size))  # the window's rows are numbered afresh
+    start = window_start(parts["train"], window_h)
+    assert start is not None and window_start(parts["train"], 0.0) is None
+    assert window_clicks(parts["train"], window_h) == kept.size
 
 
 def test_uniforms_are_uniform_and_keyed() -> None:

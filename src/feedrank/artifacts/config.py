@@ -29,6 +29,10 @@ class RetrievalLossConfig:
     # Uniform draws from the catalog live at each example's time; -1 = auto: 20 for click-only logs
     # (they have no shown-not-clicked items), else none.
     catalog_negatives: int = -1
+    # Train on the clicks of the last `train_window_h` hours of the train part only (0 = all of
+    # it), as the ranker's `loss.train_window_h`: on a news log the items read next are those of
+    # the last day or two, and a row of a week-old click spends a step on an item no longer live.
+    train_window_h: float = 0.0
 
 
 AUTO_IMPRESSION_CATALOG_NEGATIVES = 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -31,19 +32,27 @@ _GOLDEN = np.array([0x9E3779B97F4A7C15], dtype=np.uint64)
 
 
 def retrieval_rows(
-    space: FeatureSpace, train: Dataset, weight: Callable[[Arrays], np.ndarray], hard_negatives: int = 0
+    space: FeatureSpace,
+    train: Dataset,
+    weight: Callable[[Arrays], np.ndarray],
+    hard_negatives: int = 0,
+    window_h: float = 0.0,
 ) -> Iterator[Arrays]:
     """Per shard of the train impressions: the rows of `retrieval_examples`' positives that carry
     a positive `weight(labels)`, with `example` numbering them in shard order (the key of their
-    random draws).
+    random draws). With `window_h` > 0 only clicks in the last `window_h` hours before the train
+    part's latest event.
 
     Columns: example, user_bucket, user_row, item_row, ts_us, y_* labels, weight, and with
     `hard_negatives` > 0 `neg_row` (P, hard_negatives) of shown-not-clicked items of the request.
     """
     negatives = _request_negatives(train, hard_negatives) if hard_negatives > 0 else None
+    since = window_start(train, window_h)
     numbered = 0
     for shard in sorted((train.path / "impressions").glob("*.parquet")):
         pos = pl.read_parquet(shard, columns=list(_COLUMNS)).filter(pl.col("clicked"))
+        if since is not None:
+            pos = pos.filter(pl.col("ts") > since)
         rows = space.catalog.rows(pos.get_column("item_id"))
         out: Arrays = label_arrays(pos)
         out["weight"] = weight(out)
@@ -62,6 +71,24 @@ def retrieval_rows(
         numbered += rows.size
         if rows.size:
             yield out
+
+
+def window_start(train: Dataset, window_h: float) -> datetime | None:
+    """The time `window_h` hours before the train part's latest event (None: no window, or no
+    events); rows strictly after it are in the window, as `train.run.recent_part` keeps them."""
+    if window_h <= 0:
+        return None
+    latest = train.scan("impressions").select(pl.col("ts").max()).collect().item()
+    return None if latest is None else latest - timedelta(hours=window_h)
+
+
+def window_clicks(train: Dataset, window_h: float) -> int:
+    """How many clicks of the train part `retrieval_rows` reads with this `window_h`."""
+    clicked = train.scan("impressions").filter(pl.col("clicked"))
+    since = window_start(train, window_h)
+    if since is not None:
+        clicked = clicked.filter(pl.col("ts") > since)
+    return int(clicked.select(pl.len()).collect().item() or 0)
 
 
 def _request_negatives(train: Dataset, k: int) -> pl.DataFrame:

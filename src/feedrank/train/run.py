@@ -31,7 +31,7 @@ from feedrank.data.dataset import Dataset
 from feedrank.data.example_arrays import Arrays, RequestArrays
 from feedrank.data.examples import FeatureSpace, ranker_examples, with_unshown_negatives
 from feedrank.data.features import FeatureConfig, table_memory
-from feedrank.data.retrieval_stream import RetrievalBatches, retrieval_rows
+from feedrank.data.retrieval_stream import RetrievalBatches, retrieval_rows, window_clicks
 from feedrank.data.split import open_split
 from feedrank.errors import ConfigError, DatasetError
 from feedrank.models.inputs import ItemInputs, UserInputs
@@ -190,10 +190,12 @@ def retrieval_streams(
             order = np.random.default_rng([cfg.train.seed, i]).permutation(chunk["example"].size)
             yield {k: v[order] for k, v in chunk.items()}
 
-    clicks = int(train_part.scan("impressions").select(pl.col("clicked").sum()).collect().item() or 0)
+    clicks = window_clicks(train_part, cfg.loss.train_window_h)
     # Small logs get smaller units, so that every stream holds several of them.
     unit_rows = max(1, min(EXAMPLE_UNIT_ROWS, clicks // (8 * streams)))
-    rows = retrieval_rows(space, train_part, cfg.weights.example_weight, cfg.loss.hard_negatives)
+    rows = retrieval_rows(
+        space, train_part, cfg.weights.example_weight, cfg.loss.hard_negatives, cfg.loss.train_window_h
+    )
     paths = write_streams(
         out_dir,
         shuffled(rows),
