@@ -142,3 +142,14 @@ def test_user_rows_by_join(parts: dict[str, Dataset], tmp_path: Path) -> None:
     ids = space.users.user_ids
     asked = pl.Series([str(ids[3]), "nobody", str(ids[0]), None, str(ids[3])], dtype=pl.String)
     np.testing.assert_array_equal(space.users.rows(asked), [3, -1, 0, -1, 3])
+
+
+def test_logq_from_clicks_per_item_equals_one_count_per_click(parts: dict[str, Dataset]) -> None:
+    # The space counts training clicks per item by a grouped count (one row per item, not one
+    # string per click); the logQ must be what counting every click one by one gives.
+    space = fit_feature_space(parts, FEATURES)
+    clicks = parts["train"].scan("impressions").filter(pl.col("clicked")).collect().get_column("item_id")
+    rows = space.catalog.rows(clicks)
+    counts = 1.0 + np.bincount(rows[rows >= 0], minlength=len(space.catalog))
+    assert counts.max() > 2  # some item has several clicks: the per-item counts are exercised
+    np.testing.assert_array_equal(space.item_logq, np.log(counts / counts.sum()))
