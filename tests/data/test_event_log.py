@@ -153,3 +153,17 @@ def test_logq_from_clicks_per_item_equals_one_count_per_click(parts: dict[str, D
     counts = 1.0 + np.bincount(rows[rows >= 0], minlength=len(space.catalog))
     assert counts.max() > 2  # some item has several clicks: the per-item counts are exercised
     np.testing.assert_array_equal(space.item_logq, np.log(counts / counts.sum()))
+
+
+def test_keep_history_only_lets_the_click_arrays_go_and_answers_the_same(parts: dict[str, Dataset]) -> None:
+    whole = fit_feature_space(parts, FEATURES)
+    lean = fit_feature_space(parts, FEATURES)
+    lean.past.keep_history_only()
+    assert "clicks" not in lean.past.__dict__ and "user_clicks" in lean.past.__dict__
+    for name in ("user_clicks", "item_clicks", "covisits", "user_category_clicks"):
+        a, b = getattr(lean.past, name), getattr(whole.past, name)  # item_clicks: the clicks read again
+        if isinstance(a, EventIndex):
+            for x, y in zip(arrays_of(a), arrays_of(b), strict=True):
+                np.testing.assert_array_equal(x, y, err_msg=name)
+    users, ts = np.array([0, 1, 2, 3]), np.full(4, np.iinfo(np.int64).max // 2)
+    np.testing.assert_array_equal(lean.past.history(users, ts, 5), whole.past.history(users, ts, 5))
