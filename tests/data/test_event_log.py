@@ -142,3 +142,28 @@ def test_user_rows_by_join(parts: dict[str, Dataset], tmp_path: Path) -> None:
     ids = space.users.user_ids
     asked = pl.Series([str(ids[3]), "nobody", str(ids[0]), None, str(ids[3])], dtype=pl.String)
     np.testing.assert_array_equal(space.users.rows(asked), [3, -1, 0, -1, 3])
+
+
+def test_logq_from_clicks_per_item_equals_one_count_per_click(parts: dict[str, Dataset]) -> None:
+    # The space counts training clicks per item by a grouped count (one row per item, not one
+    # string per click); the logQ must be what counting every click one by one gives.
+    space = fit_feature_space(parts, FEATURES)
+    clicks = parts["train"].scan("impressions").filter(pl.col("clicked")).collect().get_column("item_id")
+    rows = space.catalog.rows(clicks)
+    counts = 1.0 + np.bincount(rows[rows >= 0], minlength=len(space.catalog))
+    assert counts.max() > 2  # some item has several clicks: the per-item counts are exercised
+    np.testing.assert_array_equal(space.item_logq, np.log(counts / counts.sum()))
+
+
+def test_keep_history_only_lets_the_click_arrays_go_and_answers_the_same(parts: dict[str, Dataset]) -> None:
+    whole = fit_feature_space(parts, FEATURES)
+    lean = fit_feature_space(parts, FEATURES)
+    lean.past.keep_history_only()
+    assert "clicks" not in lean.past.__dict__ and "user_clicks" in lean.past.__dict__
+    for name in ("user_clicks", "item_clicks", "covisits", "user_category_clicks"):
+        a, b = getattr(lean.past, name), getattr(whole.past, name)  # item_clicks: the clicks read again
+        if isinstance(a, EventIndex):
+            for x, y in zip(arrays_of(a), arrays_of(b), strict=True):
+                np.testing.assert_array_equal(x, y, err_msg=name)
+    users, ts = np.array([0, 1, 2, 3]), np.full(4, np.iinfo(np.int64).max // 2)
+    np.testing.assert_array_equal(lean.past.history(users, ts, 5), whole.past.history(users, ts, 5))

@@ -104,3 +104,21 @@ def test_queries_in_runs_of_one_time_count_like_brute_force() -> None:
         ]
         assert index.count_before(qk, qt, window).tolist() == expected
     assert np.array_equal(index.ends(qk, qt) - index.starts(qk), index.count_before(qk, qt))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), num_events=st.integers(0, 200))
+def test_keys_and_times_derived_from_the_composite_are_the_stable_sort(seed: int, num_events: int) -> None:
+    # keys and times are not held beside the composite key; derived on first read they must be
+    # exactly the events stably sorted by (key, time), NO_TIME and ties included.
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 6, num_events)
+    times = rng.choice(np.array([NO_TIME, 0, 5, 7, 10**15]), num_events)
+    values = np.arange(num_events)
+    index = EventIndex(keys, times, values)
+    assert "keys" not in index.__dict__ and "times" not in index.__dict__
+    order = np.lexsort((times, keys))  # lexsort is stable: ties keep input order
+    np.testing.assert_array_equal(index.keys, keys[order])
+    np.testing.assert_array_equal(index.times, times[order])
+    np.testing.assert_array_equal(index.values, values[order])
+    assert index.keys.dtype == np.int64 and index.times.dtype == np.int64 and len(index) == num_events

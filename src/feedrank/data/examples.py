@@ -121,8 +121,15 @@ def fit_feature_space(parts: dict[str, Dataset], cfg: FeatureConfig) -> FeatureS
         .agg(pl.col("ts").min())
         .collect(engine="streaming")
     )
-    positives = train.filter(pl.col("clicked")).select("item_id").collect(engine="streaming")
-    return _assemble(cfg, catalog, directory, past, first, positives.get_column("item_id"))
+    # Clicks per item, not every training click's id: the frame has one row per clicked item
+    # whatever the log's length (a string per click grew with rows).
+    positives = (
+        train.filter(pl.col("clicked"))
+        .group_by("item_id")
+        .agg(pl.len().alias("n"))
+        .collect(engine="streaming")
+    )
+    return _assemble(cfg, catalog, directory, past, first, positives)
 
 
 def build_feature_space(
@@ -147,7 +154,12 @@ def build_feature_space(
         history, impressions, catalog, directory, ctr_prior=ctr_prior, demographic_buckets=buckets
     )
     first = impressions.group_by("item_id").agg(pl.col("ts").min())
-    return _assemble(cfg, catalog, directory, past, first, positives)
+    counted = (
+        None
+        if positives is None
+        else positives.to_frame("item_id").group_by("item_id").agg(pl.len().alias("n"))
+    )
+    return _assemble(cfg, catalog, directory, past, first, counted)
 
 
 def _assemble(
@@ -156,13 +168,19 @@ def _assemble(
     directory: UserDirectory,
     past: PastEvents,
     first: pl.DataFrame,
-    positives: pl.Series | None,
+    positives: pl.DataFrame | None,
 ) -> FeatureSpace:
-    """The space around built parts: `first` (item_id, ts) is each item's first impression."""
+    """The space around built parts: `first` (item_id, ts) is each item's first impression;
+    `positives` (item_id, n) the training clicks per item (None: uniform logQ)."""
     counts = np.ones(len(catalog), dtype=np.float64)
     if positives is not None:
-        rows = catalog.rows(positives)
-        counts += np.bincount(rows[rows >= 0], minlength=len(catalog))
+        rows = catalog.rows(positives.get_column("item_id"))
+        known = rows >= 0
+        counts += np.bincount(
+            rows[known],
+            weights=positives.get_column("n").to_numpy()[known].astype(np.float64),
+            minlength=len(catalog),
+        )
     first_rows = catalog.rows(first.get_column("item_id"))
     first_us = np.full(len(catalog), np.iinfo(np.int64).max, dtype=np.int64)
     first_us[first_rows[first_rows >= 0]] = to_us(first.get_column("ts"))[first_rows >= 0]

@@ -232,6 +232,17 @@ class PastEvents:
             return _latest_per_hour([Shown(views.keys[inside], views.times[inside])])
         return _latest_per_hour(self.events.shown_chunks("item", between=(lo_us, hi_us)))
 
+    def keep_history_only(self) -> None:
+        """Build the user click index (histories) and let go of the click arrays it came from.
+
+        A two-tower reads histories alone: the (user, item, time, dwell) arrays, 32 bytes a
+        click, would stay beside the index for nothing. Any other click index asked for later
+        reads the clicks from the log again (same events, same order), so answers do not change.
+        """
+        _ = self.user_clicks
+        if self._events is not None:  # after preload() the events are gone: keep what is built
+            self.__dict__.pop("clicks", None)
+
     def preload(self) -> PastEvents:
         """Build every index now (a service must not pay for one on its first request)."""
         for name in INDEXES:

@@ -13,6 +13,7 @@ before every real time.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import numpy as np
@@ -61,13 +62,25 @@ class EventIndex:
         composite = keys * self._stride + np.searchsorted(self._times, times)
         order = np.argsort(composite, kind="stable")  # stable: ties keep input order
         self._composite = composite[order]
-        self.keys = keys[order]
-        self.times = times[order]
         self.values = None if values is None else np.asarray(values)[order]
         self._prefix: np.ndarray | None = None  # cumulative sums of values, built on first use
 
+    @functools.cached_property
+    def keys(self) -> np.ndarray:
+        """(E,) the events' keys in index order, derived from the composite key the first time
+        they are read: the queries never need them, and held beside it they were 8 bytes an event
+        more (a two-tower's history index never reads them)."""
+        keys: np.ndarray = self._composite // self._stride
+        return keys
+
+    @functools.cached_property
+    def times(self) -> np.ndarray:
+        """(E,) the events' µs times in index order (the composite's time rank, looked up)."""
+        times: np.ndarray = self._times[self._composite % self._stride]
+        return times
+
     def __len__(self) -> int:
-        return int(self.keys.size)
+        return int(self._composite.size)
 
     def _ranks(self, query_times: np.ndarray) -> np.ndarray:
         """(Q,) position of each t among the distinct event times, searched once per run of equal

@@ -73,6 +73,7 @@ def train_retrieval(
     if catalog_negatives < 0:
         catalog_negatives = AUTO_CATALOG_NEGATIVES if parts["train"].click_only else 0
     streams, examples = retrieval_streams(space, parts["train"], cfg, out_dir / EXAMPLES_DIR)
+    space.past.keep_history_only()  # the two-tower's batches and validation read histories alone
     if examples < cfg.batch_size:
         raise DatasetError(
             f"{split_dir}: only {examples} engaged training examples, fewer than one batch "
