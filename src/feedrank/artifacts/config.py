@@ -53,6 +53,13 @@ class RankerLossConfig:
     # exposure (popular, fresh items for everyone) and the served feed lost a tenth of the
     # oracle's utility (docs/served_feed.md; docs/evaluation.md has the next-click counts tried).
     catalog_negatives: int = -1
+    # The heads whose loss counts the unshown negatives above (catalog, popular and pool draws) on
+    # a log with impressions; the other heads learn from the shown rows alone. An unshown item's
+    # zero says only that it was not shown: it is a fair negative for "which live item gets the
+    # next click", not for "is a long read / a share / a hide once shown".
+    unshown_heads: tuple[str, ...] = HEADS
+    # The loss weight of each unshown negative (1 = as much as a shown row).
+    unshown_weight: float = 1.0
     # Items drawn per click from its own merged candidate pool (what serving would rank: the
     # ANN's, trending, co-visitation and fresh lists at its time, `pool_size` of them), not shown,
     # labels 0: the hard negatives the ranker must tell apart from the click when it serves.
