@@ -14,6 +14,7 @@ import torch
 
 from feedrank.artifacts.config import (
     AUTO_CLICK_ONLY_MAX_CLICKS,
+    AUTO_IMPRESSION_CATALOG_NEGATIVES,
     RETRIEVAL_MAX_SAMPLES,
     RankerLossConfig,
     RankerRunConfig,
@@ -187,17 +188,18 @@ def test_unshown_negatives_teach_only_the_heads_named_and_at_their_weight(
         logs = task.loss(RankerBatch.from_arrays(batch_rows))[1]
         return torch.tensor([logs[f"bce_{h}"] for h in HEADS])
 
-    everything_rows = per_head(rows)
+    everything_rows = per_head(rows, unshown_heads=HEADS)
     shown_rows = per_head({k: v[shown] for k, v in rows.items()})
-    click_only = per_head(rows, unshown_heads=("click",))
+    click_only = per_head(rows)  # the default: the click head alone
     assert torch.allclose(click_only[0], everything_rows[0]) and torch.allclose(
         click_only[1:], shown_rows[1:]
     )
     assert not torch.allclose(everything_rows[1:], shown_rows[1:])  # the unshown rows did count there
     # weight 0 leaves them out of every head; a weight w counts each as w rows
-    assert torch.allclose(per_head(rows, unshown_weight=0.0), shown_rows)
+    assert torch.allclose(per_head(rows, unshown_heads=HEADS, unshown_weight=0.0), shown_rows)
     twice = {k: np.concatenate([v, v[~shown]]) for k, v in rows.items()}
-    assert torch.allclose(per_head(rows, unshown_weight=2.0), per_head(twice), atol=1e-6)
+    doubled = per_head(rows, unshown_heads=HEADS, unshown_weight=2.0)
+    assert torch.allclose(doubled, per_head(twice, unshown_heads=HEADS), atol=1e-6)
     with pytest.raises(ValueError, match="clicks"):
         per_head(rows, unshown_heads=("clicks",))
 
@@ -322,10 +324,13 @@ def test_click_only_split_trains_with_catalog_negatives(tmp_path: Path) -> None:
     assert not (tmp_path / "ranker").exists()
 
 
-def test_auto_catalog_negatives_only_on_click_only_logs() -> None:
-    # On a log with impressions unshown items are labelled by the logging policy's exposure, not the
-    # user's choice (docs/served_feed.md): the ranker fits the impressions alone by default.
+def test_auto_catalog_negatives_teach_the_click_head_alone_on_a_log_with_impressions() -> None:
+    # On a log with impressions an unshown item's zero is the logging policy's exposure, not the
+    # user's choice: it teaches which live item gets the next click (the click head) and must not
+    # teach the heads the feed score weighs most (docs/evaluation.md, docs/served_feed.md).
     loss = RankerLossConfig()
-    assert loss.resolved(click_only=False).catalog_negatives == 0
+    assert loss.resolved(click_only=False).catalog_negatives == AUTO_IMPRESSION_CATALOG_NEGATIVES == 50
     assert loss.resolved(click_only=True).catalog_negatives > 0
+    assert loss.unshown_heads == ("click",)
     assert RankerLossConfig(catalog_negatives=20).resolved(click_only=False).catalog_negatives == 20
+    assert RankerLossConfig(catalog_negatives=0).resolved(click_only=False).catalog_negatives == 0
