@@ -14,12 +14,14 @@ import torch
 
 from feedrank.artifacts.config import (
     AUTO_CLICK_ONLY_MAX_CLICKS,
+    AUTO_IMPRESSION_CATALOG_NEGATIVES,
     RETRIEVAL_MAX_SAMPLES,
     RankerLossConfig,
     RankerRunConfig,
     RetrievalLossConfig,
     RetrievalRunConfig,
 )
+from feedrank.artifacts.store import build_ranker
 from feedrank.artifacts.towers import HourlyItemVectors, item_vectors_at_hour
 from feedrank.artifacts.train_config import TrainConfig
 from feedrank.data.dataset import Dataset
@@ -37,11 +39,12 @@ from feedrank.data.sources.tabular import import_tabular
 from feedrank.data.split import SplitSpec, open_split, split_dataset
 from feedrank.errors import ConfigError
 from feedrank.models.inputs import ItemInputs, UserInputs
+from feedrank.models.ranker import HEADS
 from feedrank.models.two_tower import TwoTower, TwoTowerConfig
 from feedrank.sim import SimConfig, simulate
 from feedrank.train.batch_types import RankerBatch, RetrievalBatch
 from feedrank.train.batches import take
-from feedrank.train.ranker_task import tower_tables
+from feedrank.train.ranker_task import RankerTask, tower_tables
 from feedrank.train.retrieval_task import RetrievalTask
 from feedrank.train.run import (
     AUTO_CATALOG_NEGATIVES,
@@ -139,6 +142,7 @@ def test_ranker_catalog_negatives_are_live_unshown_rows_of_the_clicks_request(
     rows, _ = ranker_examples(space, train, counters=RANKER_FEATURES, catalog_negatives=3, seed=1)
     n, clicks = base["y_click"].size, np.flatnonzero(base["y_click"] > 0)
     assert all(np.array_equal(rows[k][:n], base[k]) for k in base)  # the impressions come first, unchanged
+    assert "shown" not in base and (rows["shown"][:n] == 1).all() and (rows["shown"][n:] == 0).all()
     extra = {k: v[n:] for k, v in rows.items()}
     assert 0.9 * 3 * clicks.size <= extra["item_row"].size <= 3 * clicks.size
     assert all(extra[f"y_{h}"].sum() == 0 for h in ("click", "long_dwell", "share", "hide"))
@@ -161,6 +165,43 @@ def test_ranker_catalog_negatives_are_live_unshown_rows_of_the_clicks_request(
     t, exists = request_ts[extra["request_index"]], space.item_exists_us[extra["item_row"]]
     assert (exists <= t).all() and (exists >= t - 48 * H_US).all()
     assert rows["counters"].shape == (rows["item_row"].size, len(RANKER_FEATURES))
+
+
+def test_unshown_negatives_teach_only_the_heads_named_and_at_their_weight(
+    world: tuple[dict[str, Dataset], FeatureSpace],
+) -> None:
+    parts, space = world
+    train = parts["train"].read("impressions").head(600)
+    rows, requests = ranker_examples(space, train, counters=RANKER_FEATURES, catalog_negatives=4, seed=1)
+    shown = rows["shown"] > 0
+    assert shown.sum() == 600 and (~shown).sum() > 0
+    torch.manual_seed(0)
+    towers = TwoTower(FEATURES, TwoTowerConfig(dim=16, embed_dim=8, hidden=16), num_demographics=4).eval()
+    everything = np.arange(len(space.catalog))
+    catalog = space.item_arrays(everything, np.zeros(everything.size, dtype=np.int64))
+    tables = tower_tables(towers, [UserInputs.from_arrays(requests.user)], ItemInputs.from_arrays(catalog))
+    cfg = RankerRunConfig(sources=(), counters=RANKER_FEATURES)
+    ranker = build_ranker(cfg, FEATURES, 16).eval()  # no dropout: every loss sees the same logits
+
+    def per_head(batch_rows: dict[str, np.ndarray], **loss: object) -> torch.Tensor:
+        task = RankerTask(ranker, tables, dataclasses.replace(RankerLossConfig(), **loss))
+        logs = task.loss(RankerBatch.from_arrays(batch_rows))[1]
+        return torch.tensor([logs[f"bce_{h}"] for h in HEADS])
+
+    everything_rows = per_head(rows, unshown_heads=HEADS)
+    shown_rows = per_head({k: v[shown] for k, v in rows.items()})
+    click_only = per_head(rows)  # the default: the click head alone
+    assert torch.allclose(click_only[0], everything_rows[0]) and torch.allclose(
+        click_only[1:], shown_rows[1:]
+    )
+    assert not torch.allclose(everything_rows[1:], shown_rows[1:])  # the unshown rows did count there
+    # weight 0 leaves them out of every head; a weight w counts each as w rows
+    assert torch.allclose(per_head(rows, unshown_heads=HEADS, unshown_weight=0.0), shown_rows)
+    twice = {k: np.concatenate([v, v[~shown]]) for k, v in rows.items()}
+    doubled = per_head(rows, unshown_heads=HEADS, unshown_weight=2.0)
+    assert torch.allclose(doubled, per_head(twice, unshown_heads=HEADS), atol=1e-6)
+    with pytest.raises(ValueError, match="clicks"):
+        per_head(rows, unshown_heads=("clicks",))
 
 
 def test_popular_negatives_are_items_clicked_in_the_hour_before(
@@ -283,10 +324,13 @@ def test_click_only_split_trains_with_catalog_negatives(tmp_path: Path) -> None:
     assert not (tmp_path / "ranker").exists()
 
 
-def test_auto_catalog_negatives_only_on_click_only_logs() -> None:
-    # On a log with impressions unshown items are labelled by the logging policy's exposure, not the
-    # user's choice (docs/served_feed.md): the ranker fits the impressions alone by default.
+def test_auto_catalog_negatives_teach_the_click_head_alone_on_a_log_with_impressions() -> None:
+    # On a log with impressions an unshown item's zero is the logging policy's exposure, not the
+    # user's choice: it teaches which live item gets the next click (the click head) and must not
+    # teach the heads the feed score weighs most (docs/evaluation.md, docs/served_feed.md).
     loss = RankerLossConfig()
-    assert loss.resolved(click_only=False).catalog_negatives == 0
+    assert loss.resolved(click_only=False).catalog_negatives == AUTO_IMPRESSION_CATALOG_NEGATIVES == 50
     assert loss.resolved(click_only=True).catalog_negatives > 0
+    assert loss.unshown_heads == ("click",)
     assert RankerLossConfig(catalog_negatives=20).resolved(click_only=False).catalog_negatives == 20
+    assert RankerLossConfig(catalog_negatives=0).resolved(click_only=False).catalog_negatives == 0

@@ -163,3 +163,19 @@ def test_grouped_softmax_learns_the_order_within_queries() -> None:
         loss.backward()
         opt.step()
     assert float(w.detach()) > 1.0
+
+
+def test_per_head_weights_leave_a_row_out_of_one_head_only() -> None:
+    gen = torch.Generator().manual_seed(3)
+    logits, targets = torch.randn(6, 4, generator=gen), (torch.rand(6, 4, generator=gen) > 0.5).float()
+    weights = torch.ones(6, 4)
+    weights[4:, 1:] = 0.0  # rows 4-5 count for head 0 only
+    _, per_head = multitask_bce(logits, targets, sample_weights=weights)
+    _, all_rows = multitask_bce(logits, targets)
+    _, first_rows = multitask_bce(logits[:4], targets[:4])
+    assert torch.allclose(per_head[0], all_rows[0]) and torch.allclose(per_head[1:], first_rows[1:])
+    # a (N, H) weight equal in every head is the (N,) weight
+    row = torch.tensor([1.0, 2.0, 1.0, 3.0, 1.0, 1.0])
+    _, as_rows = multitask_bce(logits, targets, sample_weights=row)
+    _, as_matrix = multitask_bce(logits, targets, sample_weights=row[:, None].expand(6, 4))
+    assert torch.allclose(as_rows, as_matrix)

@@ -35,7 +35,10 @@ class RetrievalLossConfig:
     train_window_h: float = 0.0
 
 
-AUTO_IMPRESSION_CATALOG_NEGATIVES = 0
+# On a log with impressions the catalog negatives teach the click head alone (`unshown_heads`):
+# validation of the default world, 2026-12-05 (docs/evaluation.md): next click as with 50 for every
+# head, the served share as with none.
+AUTO_IMPRESSION_CATALOG_NEGATIVES = 50
 AUTO_CLICK_ONLY_CATALOG_NEGATIVES = 5
 AUTO_CLICK_ONLY_POOL_NEGATIVES = 10
 # About the last 2 hours of the Globo slice's train part: ranker E of docs/real_news.md (18,016
@@ -50,13 +53,23 @@ class RankerLossConfig:
     negative_rate: float = 1.0  # keep-probability of rows without engagement (1 = no downsampling)
     # Unshown items drawn per click from the catalog live at its time (data/examples.py says why):
     # the ranker then learns to tell a click from everything live, as next-click ranking asks.
-    # 0 turns them off: the ranker fits the logged impressions only. -1 = auto: none on a log with
-    # impressions, 5 on a click-only log, where the pool negatives below are the ones that teach
-    # (docs/real_news.md). On a log with impressions an unshown item's label says only that the
-    # logging policy did not show it: with 50 of them per click the ranker learned the policy's
-    # exposure (popular, fresh items for everyone) and the served feed lost a tenth of the
-    # oracle's utility (docs/served_feed.md; docs/evaluation.md has the next-click counts tried).
+    # 0 turns them off: the ranker fits the logged impressions only. -1 = auto: 50 on a log with
+    # impressions, for the click head only (`unshown_heads`), 5 on a click-only log, where the pool
+    # negatives below are the ones that teach (docs/real_news.md). On a log with impressions an
+    # unshown item's label says only that the logging policy did not show it: with 50 of them per
+    # click in every head's loss the ranker learned the policy's exposure (popular, fresh items for
+    # everyone) and the served feed lost a tenth of the oracle's utility (docs/served_feed.md);
+    # with none, the click head lost next click (docs/evaluation.md has the counts tried).
     catalog_negatives: int = -1
+    # The heads whose loss counts the unshown negatives above (catalog, popular and pool draws) on
+    # a log with impressions; the other heads learn from the shown rows alone. An unshown item's
+    # zero says only that it was not shown: a fair negative for "which live item gets the next
+    # click" (the click head, which next-click ranking reads), not for "is it read long, shared or
+    # hidden once shown" (the heads the feed score weighs most: long dwell x2, share x5, hide -1).
+    # A click-only log's rows do not tell shown from unshown: there every head counts them.
+    unshown_heads: tuple[str, ...] = ("click",)
+    # The loss weight of each unshown negative (1 = as much as a shown row).
+    unshown_weight: float = 1.0
     # Items drawn per click from its own merged candidate pool (what serving would rank: the
     # ANN's, trending, co-visitation and fresh lists at its time, `pool_size` of them), not shown,
     # labels 0: the hard negatives the ranker must tell apart from the click when it serves.

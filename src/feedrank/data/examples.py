@@ -404,4 +404,9 @@ def with_unshown_negatives(
     extra["counters"] = space.past.features(counters, user_rows[src], items, ts[src], space.catalog)
     for name in ("position", "request_index", "sample_rate"):
         extra[name] = rows[name][src]
+    # Which rows were shown, so the loss can keep the unshown ones to the heads that should learn
+    # from them (RankerLossConfig.unshown_heads).
+    extra["shown"] = np.zeros(items.size, dtype=np.float32)
+    rows = dict(rows)
+    rows.setdefault("shown", np.ones(rows["y_click"].size, dtype=np.float32))
     return {name: np.concatenate([rows[name], extra[name]]) for name in rows}

@@ -83,11 +83,15 @@ class RankerBatch:
     labels: Tensor  # (N, len(HEADS)) float32 targets in models.ranker.HEADS order
     sample_rate: Tensor  # (N,) float32 probability the row was kept when downsampling negatives
     sources: Tensor | None = None  # (N, S) float32 candidate-source columns, when the ranker reads them
+    # (N,) float32 1 = a logged impression, 0 = an unshown negative (catalog, popular or pool draw);
+    # None when the rows hold no unshown negatives, or none are told apart (a click-only log's).
+    shown: Tensor | None = None
 
     @classmethod
     def from_arrays(cls, rows: Columns) -> RankerBatch:
         """From `ranker_examples`' rows (and train_ranker's `sources` column when present)."""
         sources = rows.get("sources")
+        shown = rows.get("shown")
         return cls(
             request_index=as_tensor(rows["request_index"]),
             item_row=as_tensor(rows["item_row"]),
@@ -97,6 +101,7 @@ class RankerBatch:
             labels=torch.stack([as_tensor(rows[f"y_{head}"]) for head in HEADS], dim=1),
             sample_rate=as_tensor(rows["sample_rate"]),
             sources=None if sources is None else as_tensor(sources),
+            shown=None if shown is None else as_tensor(shown),
         )
 
     def to(self, device: torch.device) -> RankerBatch:

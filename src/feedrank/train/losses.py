@@ -62,13 +62,17 @@ def multitask_bce(
     Args:
         logits, targets: (N, H). head_weights: (H,) importance of each head in the total.
         sample_weights: (N,) per-row weights, e.g. 1 / keep-rate of downsampled negatives, which
-            keeps predicted probabilities calibrated to the full data.
+            keeps predicted probabilities calibrated to the full data; or (N, H), one per row and
+            head (a row weighted 0 for a head is left out of that head's mean).
 
     Returns (total loss, (H,) per-head losses).
     """
     per = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")  # (N, H)
     if sample_weights is not None:
-        per_head = (per * sample_weights[:, None]).sum(0) / sample_weights.sum().clamp(min=1e-6)
+        if sample_weights.dim() == 2:
+            per_head = (per * sample_weights).sum(0) / sample_weights.sum(0).clamp(min=1e-6)
+        else:
+            per_head = (per * sample_weights[:, None]).sum(0) / sample_weights.sum().clamp(min=1e-6)
     else:
         per_head = per.mean(0)
     total = per_head.sum() if head_weights is None else (per_head * head_weights).sum()

@@ -71,6 +71,13 @@ class RankerTask(nn.Module):
         self.register_buffer(
             "head_weights", torch.tensor([cfg.head_weights.get(h, 1.0) for h in HEADS]), persistent=False
         )
+        unknown = sorted(set(cfg.unshown_heads) - set(HEADS))
+        if unknown:
+            raise ValueError(f"loss.unshown_heads names {unknown}, not heads of the ranker {list(HEADS)}")
+        # (H,) 1 for a head that learns from unshown negatives, 0 for one fitted to shown rows only
+        self.register_buffer(
+            "unshown_heads", torch.tensor([float(h in cfg.unshown_heads) for h in HEADS]), persistent=False
+        )
 
     @property
     def model(self) -> Ranker:
@@ -82,7 +89,7 @@ class RankerTask(nn.Module):
         weights = 1.0 / batch.sample_rate
         head_weights: Tensor = self.head_weights  # type: ignore[assignment]
         total, per_head = multitask_bce(
-            logits, batch.labels, head_weights=head_weights, sample_weights=weights
+            logits, batch.labels, head_weights=head_weights, sample_weights=self.row_weights(batch, weights)
         )
         logs = {}
         if self.cfg.listwise_weight > 0:
@@ -95,3 +102,12 @@ class RankerTask(nn.Module):
         logs["loss"] = float(total.detach())
         logs.update({f"bce_{h}": float(v) for h, v in zip(HEADS, per_head.tolist(), strict=True)})
         return total, logs
+
+    def row_weights(self, batch: RankerBatch, weights: Tensor) -> Tensor:
+        """(N,) `weights`, or (N, H) when unshown rows count for some heads only or at another weight."""
+        unshown_heads: Tensor = self.unshown_heads  # type: ignore[assignment]
+        if batch.shown is None or (bool(unshown_heads.all()) and self.cfg.unshown_weight == 1.0):
+            return weights
+        unshown = (1.0 - batch.shown)[:, None]  # (N, 1)
+        scale = 1.0 - unshown + unshown * self.cfg.unshown_weight * unshown_heads[None, :]  # (N, H)
+        return weights[:, None] * scale
