@@ -6,6 +6,7 @@ import dataclasses
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -183,7 +184,7 @@ def test_unshown_negatives_teach_only_the_heads_named_and_at_their_weight(
     cfg = RankerRunConfig(sources=(), counters=RANKER_FEATURES)
     ranker = build_ranker(cfg, FEATURES, 16).eval()  # no dropout: every loss sees the same logits
 
-    def per_head(batch_rows: dict[str, np.ndarray], **loss: object) -> torch.Tensor:
+    def per_head(batch_rows: dict[str, np.ndarray], **loss: Any) -> torch.Tensor:
         task = RankerTask(ranker, tables, dataclasses.replace(RankerLossConfig(), **loss))
         logs = task.loss(RankerBatch.from_arrays(batch_rows))[1]
         return torch.tensor([logs[f"bce_{h}"] for h in HEADS])
