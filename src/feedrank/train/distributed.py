@@ -19,6 +19,7 @@ import datetime
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -218,6 +219,13 @@ def _run_rank(
     fn(rank, *args)
     if dist.is_initialized():
         _leave_together(rank, world_size, sync_dir)
+    # The rank's work is done and on disk. Leave without interpreter finalization: a gloo worker
+    # thread still alive when C++ destructors run at exit aborts the process ("terminate called
+    # without an active exception", SIGABRT; seen once in CI under load after every rank had
+    # passed the rendezvous above), which failed a run whose results were already complete.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _leave_together(rank: int, world_size: int, sync_dir: Path, timeout_s: float = 120.0) -> None:
