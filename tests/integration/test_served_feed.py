@@ -76,8 +76,34 @@ def test_next_click_served_rows_sit_beside_the_offline_ones(
     assert served["events"] == report.num_events == 60
     for row in (served, report.overall["served (no re-ranking)"]):
         assert 0 <= row["ndcg@10"] <= row["hr@10"] <= row["hr@20"] <= 1 and row["mrr@20"] <= row["hr@20"]
+    # each served row against each offline ranker row, paired over the same 60 clicks
+    for name in ("served (ranker)", "served (no re-ranking)"):
+        for base in ("ranker (feed score)", "ranker"):
+            pair = report.served_paired[f"{name} − {base}"]
+            assert pair["events"] == 60
+            for m in ("hr@10", "ndcg@10"):
+                assert pair[m] == pytest.approx(report.overall[name][m] - report.overall[base][m])
+                assert pair[f"{m}_se"] >= 0
     with pytest.raises(ConfigError, match="skip-session-first"):
         evaluate_next_click_served(runs[1], bundle_path, split_dir, NextClickOptions(skip_session_first=True))
+
+
+def test_served_differences_are_paired_click_by_click() -> None:
+    from feedrank.eval.served_next_click import METRICS, served_differences
+
+    rng = np.random.default_rng(4)
+    offline = {m: rng.random(200) for m in METRICS}
+    shift = rng.normal(0.05, 0.01, 200)  # served = offline + a small, steady per-click gain
+    served = {m: offline[m] + shift for m in METRICS}
+    rows = served_differences({"served (ranker)": served}, {"ranker": offline, "blend": offline})
+    assert list(rows) == ["served (ranker) − ranker"]  # the offline rankers only, not baselines
+    row = rows["served (ranker) − ranker"]
+    assert row["ndcg@10"] == pytest.approx(shift.mean())
+    assert row["ndcg@10_se"] == pytest.approx(shift.std(ddof=1) / np.sqrt(200))
+    # pairing removes the clicks' own spread: the difference's SE is far below either row's
+    assert row["ndcg@10_se"] < 0.1 * offline["ndcg@10"].std(ddof=1) / np.sqrt(200)
+    with pytest.raises(ValueError, match="clicks"):
+        served_differences({"served (ranker)": served}, {"ranker": {m: v[:100] for m, v in offline.items()}})
 
 
 def _stats_before(bundle_path: Path, now_us: int, size: int) -> tuple[np.ndarray, np.ndarray]:

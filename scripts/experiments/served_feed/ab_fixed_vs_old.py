@@ -8,12 +8,16 @@ system improves.
 DEMO is a `feedrank demo` output of the current code: its ranker and bundle are the fixed system.
 The old system is rebuilt in DEMO/old on the same split and two-tower with main 0e82ede's
 defaults, which the issue's fixes changed:
-- ranker: `model.counter_norm=layer` (a LayerNorm across each row's counters) and
-  `train.patience=1` (early stopping after one evaluation without a gain);
+- ranker: `model.counter_norm=layer` (a LayerNorm across each row's counters),
+  `train.patience=1` (early stopping after one evaluation without a gain), and two defaults that
+  came after the session-7 run of this script: `counters` without the category-affinity columns
+  (AFFINITY_NAMES, e487257) and `loss.unshown_heads` = every head (0e82ede counted the 50 catalog
+  negatives in every head's loss; session 8's default counts them in the click head's only);
 - serving: the re-ranking order drop, freshness, clickbait, cap (a second freshness decay).
 Every other default of 0e82ede is today's for this world (the ranker's negatives resolve to the
-same counts). Steps (each skipped when its output exists; --force redoes them), all with the
-command line a user would type, under DEMO/issue15/:
+same counts: 50 catalog negatives per click, no pool or popular ones). Steps (each skipped when
+its output exists; --force redoes them), all with the command line a user would type, under
+DEMO/issue15/:
 
 1. old/ranker: `feedrank train ranker --data DEMO/split --retrieval DEMO/retrieval --set ...`
 2. old/bundle: `feedrank bundle --ranker old/ranker`
@@ -39,7 +43,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-OLD_RANKER = ["--set", "model.counter_norm=layer", "--set", "train.patience=1"]
+from feedrank.data.history import COUNTER_NAMES, RECENCY_NAMES
+from feedrank.models.ranker import HEADS
+
+OLD_RANKER = [
+    "--set", "model.counter_norm=layer",
+    "--set", "train.patience=1",
+    "--set", "counters=" + json.dumps(list(COUNTER_NAMES + RECENCY_NAMES), separators=(",", ":")),
+    "--set", "loss.unshown_heads=" + json.dumps(list(HEADS), separators=(",", ":")),
+]  # fmt: skip
 OLD_ORDER = ("drop", "freshness", "clickbait", "cap")
 OLD_RERANK = "rerank.order=" + json.dumps(list(OLD_ORDER), separators=(",", ":"))
 TESTS = {  # name: (control bundle key, control policy, treatment bundle key, treatment policy)

@@ -109,6 +109,9 @@ class NextClickReport:
     # segment ("all", cold / warm items) → "model − baseline" → NDCG@10 difference over the same
     # clicks, its paired standard error and the relative difference (next_click_segments.py)
     paired: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # "served − offline" → metric → difference over the same clicks (and `<metric>_se`, its paired
+    # standard error; `events`): the serving path against the offline scorer (served_next_click.py)
+    served_paired: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def evaluate_next_click(
@@ -121,6 +124,17 @@ def evaluate_next_click(
     with `run_dir` None, the baselines alone on `split_dir`.
 
     `on_click(done, total)` hears after each test click is ranked (a progress bar, say)."""
+    return next_click_per_event(run_dir, split_dir, options, on_click)[0]
+
+
+def next_click_per_event(
+    run_dir: Path | None,
+    split_dir: Path | None = None,
+    options: NextClickOptions = NextClickOptions(),
+    on_click: Callable[[int, int], None] | None = None,
+) -> tuple[NextClickReport, PerEvent]:
+    """`evaluate_next_click`'s report and the per-click metrics it summarizes (in the sampled
+    clicks' time order), for comparisons paired click by click."""
     two_tower: TwoTowerScorer | None = None
     ranker: RankerScorer | None = None
     if run_dir is None:
@@ -167,7 +181,7 @@ def evaluate_next_click(
         for name, mask in masks.items()
         if name in ("all", "cold items", "warm items") and (mask & keep).sum() > 1
     }
-    return NextClickReport(
+    report = NextClickReport(
         run=str(run_dir),
         data=str(split_dir),
         num_events=int(keep.sum()),
@@ -182,6 +196,7 @@ def evaluate_next_click(
         quotas=options.sources.quotas(),
         paired={name: rows for name, rows in paired.items() if rows},
     )
+    return report, per_event
 
 
 def sample_clicks(impressions: pl.DataFrame, n: int, rng: np.random.Generator) -> pl.DataFrame:

@@ -43,6 +43,8 @@ def write_next_click_report(report: NextClickReport, out_dir: Path) -> dict[str,
         lines += [f"NDCG@10 on the validation clicks the blend was tuned on: {valid}.", ""]
     if report.paired:
         lines += _paired_section(report)
+    if report.served_paired:
+        lines += _served_paired_section(report, metrics)
     for segment, results in report.segments.items():
         events = int(next(iter(results.values())).get("events", 0))
         lines += [f"## {segment} ({events:,} clicks)", ""]
@@ -74,6 +76,23 @@ def _paired_section(report: NextClickReport) -> list[str]:
             cells.append(
                 "-" if row is None else f"{row['diff']:+.4f} ± {row['diff_se']:.4f} ({row['relative']:+.1%})"
             )
+        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _served_paired_section(report: NextClickReport, metrics: list[str]) -> list[str]:
+    """The serving path against the offline ranker on the same clicks: difference ± paired SE."""
+    lines = [
+        "## The serving path against the offline ranker (same clicks)",
+        "",
+        "Served minus offline over the same sampled clicks, ± the standard error of the per-click",
+        "differences: a difference within about two of them is one the clicks cannot tell from zero.",
+        "",
+        "| pair | " + " | ".join(metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
+    for pair, row in report.served_paired.items():
+        cells = [f"{row[m]:+.4f} ± {row[f'{m}_se']:.4f}" for m in metrics]
         lines.append(f"| {pair} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
