@@ -9,9 +9,11 @@ import numpy as np
 from feedrank.data.affinity import (
     DWELL_PRIOR_CLICKS,
     GROUP_PRIOR_CLICKS,
+    ITEM_GROUP_PRIOR_CLICKS,
     USER_PRIOR_CLICKS,
     CategoryAffinity,
     CategoryDwell,
+    GroupItemClicks,
 )
 from feedrank.data.event_log import Clicks
 
@@ -95,3 +97,30 @@ def test_category_dwell_is_the_users_shrunk_excess_log_dwell_before_t() -> None:
     # without dwell in the log the column is 0 everywhere
     bare = CategoryDwell(Clicks(user, item, ts), CATEGORY)
     assert not bare.user_excess(np.array([0, 1]), np.array([1, 1]), np.full(2, 50)).any()
+
+
+def test_group_item_lift_by_hand_counts_only_the_window_before_t() -> None:
+    # The clicks of _affinity(): group 5 (users 0, 1) clicked items 0, 1, 2 at t=1..3 and item 2
+    # again at t=100; group 7 (user 2) clicked item 3 at t=4 and t=5.
+    user = np.array([0, 0, 1, 2, 2, 0])
+    item = np.array([0, 1, 2, 3, 3, 2])
+    ts = np.array([1, 2, 3, 4, 5, 100])
+    groups = GroupItemClicks(Clicks(user, item, ts), DEMOGRAPHICS, num_buckets=8, num_items=4)
+    demo = np.array([[5], [5], [7], [0]])
+    items = np.array([2, 3, 3, 3])
+    got = groups.lift(demo, items, np.array([100, 100, 100, 100]), window_us=None)
+    # before t=100: 5 clicks, 3 by group 5 and 2 by group 7; the click at t=100 is not counted
+    s5, s7 = (3 + 1) / (5 + 2), (2 + 1) / (5 + 2)
+    p = ITEM_GROUP_PRIOR_CLICKS
+    assert math.isclose(got[0], math.log((1 + p * s5) / (1 + p) / s5))  # item 2: its one click is 5's
+    assert math.isclose(got[1], math.log((0 + p * s5) / (2 + p) / s5))  # item 3 is read by 7 alone
+    assert math.isclose(got[2], math.log((2 + p * s7) / (2 + p) / s7))
+    assert got[2] > 0 > got[1]
+    assert got[3] == 0.0  # a user without a value adds no lift
+    # a window of 96 µs before t=100 keeps the clicks at t=4 and t=5 only (both group 7's, item 3)
+    win = groups.lift(demo[1:3], items[1:3], np.array([100, 100]), window_us=96)
+    w5, w7 = (0 + 1) / (2 + 2), (2 + 1) / (2 + 2)
+    assert np.allclose(win, [math.log(p * w5 / (2 + p) / w5), math.log((2 + p * w7) / (2 + p) / w7)])
+    # no demographics: no lift
+    none = GroupItemClicks(Clicks(user, item, ts), None, num_buckets=0, num_items=4)
+    assert not none.lift(demo, items, np.full(4, 100), window_us=None).any()

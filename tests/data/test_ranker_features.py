@@ -29,6 +29,7 @@ from feedrank.data.history import (
     DWELL_NAMES,
     NEWS_FEATURES,
     NEWS_NOW_NAMES,
+    SEGMENT_NAMES,
     SESSION_COLUMNS,
     PastEvents,
     build_past_events,
@@ -48,6 +49,8 @@ def _world(seed: int = 0) -> tuple[ItemCatalog, UserDirectory, pl.DataFrame, pl.
             "item_id": [f"i{k}" for k in range(25)],
             "publisher_id": [f"p{k % 4}" for k in range(25)],
             "category": [f"c{k % 5}" for k in range(25)],
+            "subcategory": [f"c{k % 5}s{k % 2}" for k in range(25)],
+            "content_type": [("article", "video")[k % 3 == 1] for k in range(25)],
             "published_ts": [None if k % 3 == 0 else T0 + timedelta(hours=k) for k in range(25)],
         },
         schema_overrides={"published_ts": pl.Datetime("us", "UTC")},
@@ -88,7 +91,7 @@ def _past(
     return build_past_events(history, impressions, catalog, users, ctr_prior=0.2)
 
 
-ALL_FEATURES = NEWS_FEATURES + NEWS_NOW_NAMES + AFFINITY_NAMES + DWELL_NAMES
+ALL_FEATURES = NEWS_FEATURES + NEWS_NOW_NAMES + AFFINITY_NAMES + DWELL_NAMES + SEGMENT_NAMES
 
 
 def _features(past: PastEvents, catalog: ItemCatalog, users: UserDirectory, rows: pl.DataFrame) -> np.ndarray:
@@ -287,13 +290,14 @@ def test_unknown_feature_names_are_refused() -> None:
 def test_an_unknown_users_affinity_columns_read_the_demographics_it_brings() -> None:
     catalog, users, impressions, history = _world()
     past = _past(catalog, users, impressions, history)
-    names = ("demo_category_lift", "user_category_affinity")
+    names = ("demo_category_lift", "user_category_affinity", *SEGMENT_NAMES)
     items = catalog.rows(pl.Series([f"i{k}" for k in range(5)]))  # one item of each category
     now = int(to_us(impressions.get_column("ts")).max()) + 1
     known = past.features(
         names, np.full(5, users.rows(pl.Series(["u0"]))[0]), items, np.full(5, now), catalog
     )
     assert np.abs(known[:, 0]).max() > 0.01  # u0's group reads some categories more than others
+    assert (np.abs(known[:, 2:]).max(axis=0) > 0.01).all()  # and subcategories, types, items
 
     def served(demographics: np.ndarray | None) -> np.ndarray:
         return serving_features(
@@ -312,6 +316,7 @@ def test_an_unknown_users_affinity_columns_read_the_demographics_it_brings() -> 
     u0 = users.demographics[users.rows(pl.Series(["u0"]))]  # (1, D): the same groups as u0
     with_groups = served(u0)
     assert np.allclose(with_groups[:, 0], known[:, 0])
+    assert np.allclose(with_groups[:, 2:], known[:, 2:])  # the group columns read only the groups
     # without clicks of its own the user's affinity is its groups' lift
     assert np.allclose(with_groups[:, 1], with_groups[:, 0], atol=1e-6)
     assert not served(None).any()  # no demographics: no lift, no affinity

@@ -35,6 +35,13 @@ A user's affinity for the candidate's category from few clicks (data/affinity.py
                                category's mean, shrunk towards 0 (`DWELL_NAMES`; how long a user
                                reads a category says how much it is theirs)
 
+What the user's demographic groups read, beyond the category (`SEGMENT_NAMES`, data/affinity.py):
+
+    demo_subcategory_lift      log lift of the item's subcategory among the user's groups
+    demo_type_lift             log lift of the item's content type among the user's groups
+    demo_item_lift_24h         log lift of the item itself among the user's groups' clicks of
+                               the last 24 hours, shrunk towards the groups' overall share
+
 Columns for click-only news logs (`NEWS_NAMES`; not in the default list, a run names them), where
 the next click is mostly decided by the click before it and by what is being read right now:
 
@@ -61,7 +68,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from feedrank.data.affinity import CategoryAffinity, CategoryDwell
+from feedrank.data.affinity import CategoryAffinity, CategoryDwell, GroupItemClicks
 from feedrank.data.event_log import Clicks, EventLog, FrameEvents, Shown
 from feedrank.data.event_log import shown as all_shown
 from feedrank.data.features import US_PER_HOUR, ItemCatalog, UserDirectory
@@ -96,12 +103,13 @@ RECENCY_NAMES = (
 )
 AFFINITY_NAMES = ("user_category_affinity", "demo_category_lift", "user_category_ctr_lift")
 DWELL_NAMES = ("user_category_dwell",)
+SEGMENT_NAMES = ("demo_subcategory_lift", "demo_type_lift", "demo_item_lift_24h")
 RANKER_FEATURES = COUNTER_NAMES + RECENCY_NAMES + AFFINITY_NAMES
 NEWS_NAMES = ("covis_last_2h", "covis_back_last", "covis_last_out", "covis_last_share", "item_in_last5")
 # The Globo recipe's columns (bench/real_news.py), as its ranker was measured: without the affinity ones
 NEWS_FEATURES = COUNTER_NAMES + RECENCY_NAMES + NEWS_NAMES
 NEWS_NOW_NAMES = ("item_clicks_2m", "item_clicks_30m", "covis_last_30m", "covis_prev2")
-FEATURE_NAMES = frozenset(NEWS_FEATURES + NEWS_NOW_NAMES + AFFINITY_NAMES + DWELL_NAMES)
+FEATURE_NAMES = frozenset(NEWS_FEATURES + NEWS_NOW_NAMES + AFFINITY_NAMES + DWELL_NAMES + SEGMENT_NAMES)
 INDEXES = (
     "user_clicks",
     "item_clicks",
@@ -113,6 +121,9 @@ INDEXES = (
     "affinity",
     "category_views",
     "category_dwell",
+    "subcategory_affinity",
+    "type_affinity",
+    "group_items",
 )
 SESSION_COLUMNS = ("session_activities", "session_clicks", "since_session_click_log_s", "no_session_click")
 
@@ -137,6 +148,7 @@ class PastEvents:
         self._events: EventLog | None = events
         self.num_items = len(catalog)
         self.category, self.publisher = catalog.category, catalog.publisher
+        self.subcategory, self.content_type = catalog.subcategory, catalog.content_type
         self.num_categories = int(catalog.category.max(initial=0)) + 1
         self.num_publishers = int(catalog.publisher.max(initial=0)) + 1
         self.global_ctr = global_ctr
@@ -186,6 +198,21 @@ class PastEvents:
     def affinity(self) -> CategoryAffinity:
         """Category click counts overall, by demographic group and by user (data/affinity.py)."""
         return CategoryAffinity(self.clicks, self.category, self.demographics, self.demographic_buckets)
+
+    @functools.cached_property
+    def subcategory_affinity(self) -> CategoryAffinity:
+        """`affinity`'s counts with the subcategory in place of the category."""
+        return CategoryAffinity(self.clicks, self.subcategory, self.demographics, self.demographic_buckets)
+
+    @functools.cached_property
+    def type_affinity(self) -> CategoryAffinity:
+        """`affinity`'s counts with the content type in place of the category."""
+        return CategoryAffinity(self.clicks, self.content_type, self.demographics, self.demographic_buckets)
+
+    @functools.cached_property
+    def group_items(self) -> GroupItemClicks:
+        """Item clicks by demographic group (data/affinity.py)."""
+        return GroupItemClicks(self.clicks, self.demographics, self.demographic_buckets, self.num_items)
 
     @functools.cached_property
     def category_dwell(self) -> CategoryDwell:

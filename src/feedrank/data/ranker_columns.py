@@ -20,6 +20,7 @@ from feedrank.data.features import US_PER_HOUR, ItemCatalog
 from feedrank.data.timeline import NO_TIME, EventIndex
 
 if TYPE_CHECKING:
+    from feedrank.data.affinity import CategoryAffinity
     from feedrank.data.history import PastEvents
 
 COUNTER_WINDOWS_H = (1, 6, 24)  # hours of the original item click counters
@@ -155,18 +156,35 @@ class FeatureColumns:
             affinity = self.past.affinity
             category = self.item_category()
             overall = affinity.overall_share(category, self.t)
-            demographics = (
-                self.recent.demographics
-                if self.recent is not None and self.recent.demographics is not None
-                else affinity.user_demographics(self.u)
-            )
-            lift = affinity.group_lift(demographics, category, self.t, overall)
+            lift = affinity.group_lift(self.user_demographics(), category, self.t, overall)
             self._cache["raw_overall"], self._cache["raw_lift"] = overall, lift
         return self._cache["raw_overall"], self._cache["raw_lift"]
 
     def _demo_category_lift(self) -> np.ndarray:
         _, lift = self.category_lifts()
         return f64(np.where(self.item_category() > 0, lift, 0.0))
+
+    def user_demographics(self) -> np.ndarray:
+        """(N, D) each row's user's demographic buckets: the request's for a user the bundle does
+        not know, else the directory's."""
+        if self.recent is not None and self.recent.demographics is not None:
+            return self.recent.demographics
+        return self.past.affinity.user_demographics(self.u)
+
+    def _group_lift(self, affinity: CategoryAffinity, column: np.ndarray) -> np.ndarray:
+        value = np.where(self.i >= 0, column[np.maximum(self.i, 0)], 0)
+        overall = affinity.overall_share(value, self.t)
+        lift = affinity.group_lift(self.user_demographics(), value, self.t, overall)
+        return f64(np.where(value > 0, lift, 0.0))
+
+    def _demo_subcategory_lift(self) -> np.ndarray:
+        return self._group_lift(self.past.subcategory_affinity, self.catalog.subcategory)
+
+    def _demo_type_lift(self) -> np.ndarray:
+        return self._group_lift(self.past.type_affinity, self.catalog.content_type)
+
+    def _demo_item_lift_24h(self) -> np.ndarray:
+        return f64(self.past.group_items.lift(self.user_demographics(), self.i, self.t, 24 * US_PER_HOUR))
 
     def _user_category_affinity(self) -> np.ndarray:
         overall, lift = self.category_lifts()
