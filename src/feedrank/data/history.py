@@ -114,6 +114,9 @@ INDEXES = (
     "category_views",
     "category_dwell",
 )
+# What a query at t reads of the item views before it: the 24 h view counters and the 48 h live
+# catalog of the candidate sources (candidates/logged.py); `PastEvents.bound_views` keeps this much.
+VIEW_LOOKBACK_US = 48 * US_PER_HOUR
 SESSION_COLUMNS = ("session_activities", "session_clicks", "since_session_click_log_s", "no_session_click")
 
 
@@ -143,6 +146,7 @@ class PastEvents:
         # (U, D) hashed demographic buckets of each user row, for the group priors of `affinity`
         self.demographics = demographics
         self.demographic_buckets = demographic_buckets
+        self.views_from_us: int | None = None  # `bound_views`: the item view index's lower bound
 
     @property
     def events(self) -> EventLog:
@@ -166,9 +170,50 @@ class PastEvents:
 
     @functools.cached_property
     def item_views(self) -> EventIndex:
+        if self.views_from_us is not None:
+            return self._views_after(self.views_from_us)
         shown = all_shown(self.events, "item")
         known = shown.rows >= 0
         return EventIndex(shown.rows[known], shown.ts[known])
+
+    def bound_views(self, queries_from_us: int) -> None:
+        """Let the item view index hold only what queries at or after `queries_from_us` read.
+
+        Those read the views of the `VIEW_LOOKBACK_US` before them (the 24 h view counters, the
+        48 h live catalog of the candidate sources) and each item's first view (its age when it
+        has no publication time), so the index keeps the views from `queries_from_us -
+        VIEW_LOOKBACK_US` on and one first view per item seen before: the same answers, from a
+        part of the log (a ranker trained on the latest rows of a large log). An earlier query
+        raises (`check_view_queries`). No effect once the index is built.
+        """
+        if "item_views" not in self.__dict__:
+            self.views_from_us = int(queries_from_us) - VIEW_LOOKBACK_US
+
+    def check_view_queries(self, ts_us: np.ndarray) -> None:
+        """Raise if the item view index is bounded (`bound_views`) after what these times read."""
+        if self.views_from_us is None or np.size(ts_us) == 0:
+            return
+        earliest = int(np.min(ts_us))
+        if earliest < self.views_from_us + VIEW_LOOKBACK_US:
+            raise ValueError(
+                f"view counters asked at {earliest} µs, before {self.views_from_us + VIEW_LOOKBACK_US} µs "
+                "from which the bounded item view index (PastEvents.bound_views) answers"
+            )
+
+    def _views_after(self, lo_us: int) -> EventIndex:
+        """The views at or after `lo_us`, and the first view of every item first seen before it."""
+        first = np.full(self.num_items, np.iinfo(np.int64).max, dtype=np.int64)
+        rows, times = [], []
+        for chunk in self.events.shown_chunks("item"):  # a shard at a time: no whole-log arrays
+            known = chunk.rows >= 0
+            item, ts = chunk.rows[known], chunk.ts[known]
+            mins = pl.DataFrame({"item": item, "ts": ts}).group_by("item").agg(pl.col("ts").min())
+            np.minimum.at(first, mins.get_column("item").to_numpy(), mins.get_column("ts").to_numpy())
+            late = ts >= lo_us
+            rows.append(item[late])
+            times.append(ts[late])
+        early = np.flatnonzero(first < lo_us)
+        return EventIndex(np.concatenate([early, *rows]), np.concatenate([first[early], *times]))
 
     @functools.cached_property
     def user_category_clicks(self) -> EventIndex:
@@ -226,7 +271,7 @@ class PastEvents:
         """(item rows, µs): each known item's latest view in each clock hour, of the views with
         lo <= time < hi; from the index when it is built, else read from the log for that stretch
         of time alone, a shard at a time (a few rows per live item and hour are ever held)."""
-        if "item_views" in self.__dict__:
+        if "item_views" in self.__dict__ and (self.views_from_us is None or lo_us >= self.views_from_us):
             views = self.item_views
             inside = (views.times >= lo_us) & (views.times < hi_us)
             return _latest_per_hour([Shown(views.keys[inside], views.times[inside])])

@@ -108,6 +108,8 @@ class FeatureColumns:
         """(N,) int64 `count_before` of each row's item in the "clicks" or "views" index, bounds shared."""
         key = f"count_{which}_{window_us}"
         if key not in self._cache:
+            if which == "views":
+                self.past.check_view_queries(self.t)
             index = self.past.item_clicks if which == "clicks" else self.past.item_views
             start, end = f"start_{which}", f"end_{which}"
             if end not in self._cache:

@@ -27,6 +27,7 @@ import polars as pl
 import torch
 
 from feedrank.artifacts.store import WEIGHTS_FILE, build_space, load_ranker, load_retrieval
+from feedrank.data.features import to_us
 from feedrank.data.split import open_split
 from feedrank.eval.calibration import EPS, calibration_metrics, reliability_table
 from feedrank.eval.model_scorer import RankerScorer
@@ -88,6 +89,10 @@ def calibrate_ranker(run_dir: Path, max_rows: int = 200_000, seed: int = 0) -> d
     fit_rows, check_rows = _halves(impressions, height, max_rows, seed)
     ranker.click_calibration.copy_(torch.tensor([1.0, 0.0]))
     space = build_space(split_dir, retrieval_cfg.features)
+    # Every row scored is a valid row: the item views long before the earliest are not read.
+    times = np.concatenate([to_us(fit_rows.get_column("ts")), to_us(check_rows.get_column("ts"))])
+    if times.size:
+        space.past.bound_views(int(times.min()))
     scorer = RankerScorer(space, towers, ranker, cfg.weights.as_dict())
     raw_fit, y_fit = _click_probs(scorer, fit_rows)
     raw_check, y_check = _click_probs(scorer, check_rows)

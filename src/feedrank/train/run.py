@@ -30,7 +30,7 @@ from feedrank.candidates.logged import LoggedSources, Requests
 from feedrank.data.dataset import Dataset
 from feedrank.data.example_arrays import Arrays, RequestArrays
 from feedrank.data.examples import FeatureSpace, ranker_examples, with_unshown_negatives
-from feedrank.data.features import FeatureConfig, table_memory
+from feedrank.data.features import FeatureConfig, table_memory, to_us
 from feedrank.data.retrieval_stream import RetrievalBatches, retrieval_rows, window_clicks
 from feedrank.data.split import open_split
 from feedrank.errors import ConfigError, DatasetError
@@ -148,6 +148,8 @@ def _impression_data(
     """The ranker's rows of a log with impressions, in memory: every impression (and the unshown
     negatives of each click), its features as of its request; the tower tables per request."""
     log.info("ranker examples from %d training impressions (features as of each request)", impressions.height)
+    if impressions.height:  # every query is at or after the first row: views before it are not read
+        space.past.bound_views(int(to_us(impressions.get_column("ts")).min()))
     arrays, requests = ranker_examples(
         space,
         impressions,
