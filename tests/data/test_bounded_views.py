@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from feedrank.candidates.logged import LoggedSources, Requests
+from feedrank.data import bounded_views
 from feedrank.data.dataset import Dataset
 from feedrank.data.examples import FeatureSpace, fit_feature_space
 from feedrank.data.features import to_us
@@ -66,7 +67,7 @@ def test_bounded_views_give_the_same_features_and_sources(
     np.testing.assert_array_equal(columns[1], columns[0])
     assert columns[0].any()
     # an hour's latest views before the bound are read from the log, as without an index
-    lo = int(bounded.past.views_from_us) - 6 * H_US  # type: ignore[arg-type]
+    lo = int(bounded.past.views_from_us) - 6 * H_US
     for a, b in zip(
         bounded.past.latest_views(lo, lo + 12 * H_US),
         whole.past.latest_views(lo, lo + 12 * H_US),
@@ -84,3 +85,17 @@ def test_a_query_before_the_bound_raises(
     early = ts - 3 * H_US
     with pytest.raises(ValueError, match="bounded item view index"):
         bounded.past.features(RANKER_FEATURES, users, items, early, bounded.catalog)
+
+
+def test_counts_merged_along_the_way_are_the_same(
+    spaces: tuple[dict[str, Dataset], FeatureSpace, FeatureSpace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts, whole, _ = spaces
+    monkeypatch.setattr(bounded_views, "MERGE_ROWS", 5)  # merge the per-key counts after every shard
+    fresh = fit_feature_space(parts, EXAMPLE_FEATURES)
+    fresh.catalog.published_us[:] = whole.catalog.published_us  # as the first test left it
+    users, items, ts = _queries(whole, parts)
+    fresh.past.bound_views(int(ts.min()))
+    names = ("user_category_ctr_lift", "item_age_log_h", "item_views_24h", "session_activities")
+    expected = whole.past.features(names, users, items, ts, whole.catalog)
+    np.testing.assert_array_equal(fresh.past.features(names, users, items, ts, fresh.catalog), expected)

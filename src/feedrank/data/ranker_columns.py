@@ -178,6 +178,7 @@ class FeatureColumns:
 
     def _user_category_ctr_lift(self) -> np.ndarray:
         category = self.item_category()
+        self.past.check_view_queries(self.t)  # the category view counts may be bounded too
         by_category, by_user = self.past.category_views
         clicks_c = self.past.affinity.by_category.count_before(category, self.t)
         rate = (clicks_c + CTR_PRIOR_VIEWS * self.past.global_ctr) / (
