@@ -45,6 +45,13 @@ class CountedIndex:
         return counts
 
 
+def counted(keys: np.ndarray, times: np.ndarray, lo_us: int) -> CountedIndex:
+    """A `CountedIndex` of events (key, time) for queries at or after `lo_us`."""
+    late = times >= lo_us
+    base_keys, base_counts = np.unique(keys[~late], return_counts=True)
+    return CountedIndex(EventIndex(keys[late], times[late]), base_keys.astype(np.int64), base_counts)
+
+
 def views_after(items: Iterable[Shown], num_items: int, lo_us: int) -> EventIndex:
     """The item views at or after `lo_us`, and the first view of every item first seen before it."""
     first = np.full(num_items, np.iinfo(np.int64).max, dtype=np.int64)

@@ -218,7 +218,9 @@ class PastEvents:
     @functools.cached_property
     def affinity(self) -> CategoryAffinity:
         """Category click counts overall, by demographic group and by user (data/affinity.py)."""
-        return CategoryAffinity(self.clicks, self.category, self.demographics, self.demographic_buckets)
+        return CategoryAffinity(
+            self.clicks, self.category, self.demographics, self.demographic_buckets, self.views_from_us
+        )
 
     @functools.cached_property
     def category_dwell(self) -> CategoryDwell:

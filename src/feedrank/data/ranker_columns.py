@@ -154,6 +154,7 @@ class FeatureColumns:
     def category_lifts(self) -> tuple[np.ndarray, np.ndarray]:
         """(N,) overall share of each row's category and (N,) its demographic groups' log lift."""
         if "raw_overall" not in self._cache:
+            self.past.check_view_queries(self.t)  # its click counts are bounded with the views
             affinity = self.past.affinity
             category = self.item_category()
             overall = affinity.overall_share(category, self.t)
