@@ -259,10 +259,10 @@ def main() -> None:
     )
     opts = parser.parse_args()
     # 1 whole epoch of each model unless told otherwise (the cost of an epoch is what scales with
-    # rows): no sample or click budget.
+    # rows): no sample, click or row budget.
     one_epoch = {
         "retrieval_set": ["train.epochs=1", "train.max_samples=0"],
-        "ranker_set": ["train.epochs=1", "loss.max_clicks=0"],
+        "ranker_set": ["train.epochs=1", "loss.max_clicks=0", "loss.max_rows=0"],
     }
     for name in ("retrieval_set", "ranker_set"):
         values = getattr(opts, name) or ([] if opts.defaults else one_epoch[name])

@@ -44,6 +44,11 @@ AUTO_CLICK_ONLY_POOL_NEGATIVES = 10
 # About the last 2 hours of the Globo slice's train part: ranker E of docs/real_news.md (18,016
 # clicks), the recipe that run measured, in a step that fits the shared 2-core box.
 AUTO_CLICK_ONLY_MAX_CLICKS = 20_000
+# The rows of the latest requests a ranker trains on, on a log with impressions: the default
+# simulated world's train part (`feedrank demo`, 200,000 rows) is whole under it; the large
+# world's at 10M impressions (8M rows, 50 catalog negatives per click) did not fit 6 GB
+# (BENCHMARKS.md, "Training memory against rows on one world").
+AUTO_IMPRESSION_MAX_ROWS = 500_000
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,11 @@ class RankerLossConfig:
     # core), which bounds the ranker's time and memory whatever the log's length. -1 = auto:
     # AUTO_CLICK_ONLY_MAX_CLICKS on a click-only log, all rows on a log with impressions.
     max_clicks: int = -1
+    # Train on the rows of the latest requests of a log with impressions, about `max_rows` of them
+    # (after `train_window_h`; whole requests; 0 = all of them): it bounds the examples held, the
+    # counters computed and the requests replayed, as `max_clicks` does on a click-only log.
+    # -1 = auto: AUTO_IMPRESSION_MAX_ROWS on a log with impressions, 0 on a click-only log.
+    max_rows: int = -1
 
     def resolved(self, click_only: bool) -> RankerLossConfig:
         """This config with the auto (-1) counts decided for a click-only log or not."""
@@ -110,7 +120,10 @@ class RankerLossConfig:
         clicks = self.max_clicks
         if clicks < 0:
             clicks = AUTO_CLICK_ONLY_MAX_CLICKS if click_only else 0
-        return replace(self, catalog_negatives=catalog, pool_negatives=pool, max_clicks=clicks)
+        rows = self.max_rows
+        if rows < 0:
+            rows = 0 if click_only else AUTO_IMPRESSION_MAX_ROWS
+        return replace(self, catalog_negatives=catalog, pool_negatives=pool, max_clicks=clicks, max_rows=rows)
 
 
 # The training loop's defaults per model (TrainConfig is frozen and hashable: one shared default).

@@ -21,7 +21,7 @@ from feedrank.candidates.merge import SOURCE_FEATURES, SourceList, merged_rows, 
 from feedrank.candidates.postings import I64
 from feedrank.candidates.sources import CandidateSources, SourcesConfig
 from feedrank.data.features import US_PER_HOUR, ItemCatalog, UserDirectory
-from feedrank.data.history import PastEvents
+from feedrank.data.history import VIEW_LOOKBACK_US, PastEvents
 from feedrank.data.timeline import NO_TIME
 from feedrank.progress import advance
 
@@ -80,6 +80,9 @@ class LoggedSources:
     published_us: I64
     user_ids: np.ndarray  # user row → the key the sources keep its co-visitation under
     list_size: int = LIST_SIZE
+    # The earliest request time the live catalog answers for: its views are bounded
+    # (PastEvents.bound_views); None: every view.
+    requests_from_us: int | None = None
 
     @staticmethod
     def from_past(
@@ -107,7 +110,10 @@ class LoggedSources:
         )
         window = int(live_window_h * US_PER_HOUR)
         rows = np.arange(len(users), dtype=np.int64)
-        return LoggedSources(sources, events, window, catalog.published_us, rows, list_size)
+        bound = None if past.views_from_us is None else past.views_from_us + VIEW_LOOKBACK_US
+        if bound is not None and window > VIEW_LOOKBACK_US:
+            raise ValueError(f"a live window of {live_window_h} h reads views before the bounded view index")
+        return LoggedSources(sources, events, window, catalog.published_us, rows, list_size, bound)
 
     def features(self, requests: Requests, row_request: I64, row_items: I64) -> npt.NDArray[np.float32]:
         """(N, 8) `CandidateSet.features()` columns of each row's item in its request's lists.
@@ -158,6 +164,13 @@ class LoggedSources:
         One pass forward in time: the live catalog and the trending counts are kept up to date
         as t moves (`LiveItems`, `TrendingWalk`) instead of recounted per request.
         """
+        if self.requests_from_us is not None and wanted.size:
+            earliest = int(requests.ts_us[wanted].min())
+            if earliest < self.requests_from_us:
+                raise ValueError(
+                    f"sources asked at {earliest} µs, before {self.requests_from_us} µs from which "
+                    "their live catalog (a bounded item view index) answers"
+                )
         live_items = LiveItems(*self.events, self.published_us.size, self.live_window_us)
         trending = self.sources.trending.walk(self.published_us.size)
         order = wanted[np.argsort(requests.ts_us[wanted], kind="stable")]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from feedrank.data.bounded_views import CountedIndex, counted
 from feedrank.data.event_log import Clicks
 from feedrank.data.timeline import EventIndex
 
@@ -45,16 +46,27 @@ class CategoryAffinity:
     """
 
     def __init__(
-        self, clicks: Clicks, category: np.ndarray, demographics: np.ndarray | None, num_buckets: int
+        self,
+        clicks: Clicks,
+        category: np.ndarray,
+        demographics: np.ndarray | None,
+        num_buckets: int,
+        counts_from_us: int | None = None,
     ) -> None:
+        """`counts_from_us`: every query is at or after it (PastEvents.bound_views); each index
+        then holds the clicks from it on, and a count per key of those before (`CountedIndex`)."""
         self.num_categories = int(category.max(initial=0)) + 1
         self.known_categories = max(int(np.unique(category[category > 0]).size), 1)
         cat = category[clicks.item]
         has = cat > 0
-        self.by_category = EventIndex(cat[has], clicks.ts[has])
-        self.all_clicks = EventIndex(np.zeros(int(has.sum()), dtype=np.int64), clicks.ts[has])
-        self.user_category = EventIndex(clicks.user[has] * self.num_categories + cat[has], clicks.ts[has])
-        self.user_all = EventIndex(clicks.user[has], clicks.ts[has])
+
+        def index(keys: np.ndarray, times: np.ndarray) -> EventIndex | CountedIndex:
+            return EventIndex(keys, times) if counts_from_us is None else counted(keys, times, counts_from_us)
+
+        self.by_category = index(cat[has], clicks.ts[has])
+        self.all_clicks = index(np.zeros(int(has.sum()), dtype=np.int64), clicks.ts[has])
+        self.user_category = index(clicks.user[has] * self.num_categories + cat[has], clicks.ts[has])
+        self.user_all = index(clicks.user[has], clicks.ts[has])
         self.demographics = demographics
         # attribute a's value v is key a * num_buckets + v: without a bucket count, the largest seen
         largest = int(demographics.max(initial=0)) if demographics is not None else 0
@@ -66,8 +78,8 @@ class CategoryAffinity:
             times = np.repeat(clicks.ts[has], num_attrs)
             valued = (group > 0).reshape(-1)
             flat = keys.reshape(-1)
-            self.group_all: EventIndex | None = EventIndex(flat[valued], times[valued])
-            self.group_category: EventIndex | None = EventIndex(
+            self.group_all: EventIndex | CountedIndex | None = index(flat[valued], times[valued])
+            self.group_category: EventIndex | CountedIndex | None = index(
                 (flat * self.num_categories + np.repeat(cat[has], num_attrs))[valued], times[valued]
             )
         else:

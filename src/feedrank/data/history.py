@@ -69,6 +69,7 @@ import numpy as np
 import polars as pl
 
 from feedrank.data.affinity import CategoryAffinity, CategoryDwell, GroupItemClicks
+from feedrank.data.bounded_views import CountedIndex, category_views_after, views_after
 from feedrank.data.event_log import Clicks, EventLog, FrameEvents, Shown
 from feedrank.data.event_log import shown as all_shown
 from feedrank.data.features import US_PER_HOUR, ItemCatalog, UserDirectory
@@ -125,6 +126,9 @@ INDEXES = (
     "type_affinity",
     "group_items",
 )
+# What a query at t reads of the item views before it: the 24 h view counters and the 48 h live
+# catalog of the candidate sources (candidates/logged.py); `PastEvents.bound_views` keeps this much.
+VIEW_LOOKBACK_US = 48 * US_PER_HOUR
 SESSION_COLUMNS = ("session_activities", "session_clicks", "since_session_click_log_s", "no_session_click")
 
 
@@ -155,6 +159,7 @@ class PastEvents:
         # (U, D) hashed demographic buckets of each user row, for the group priors of `affinity`
         self.demographics = demographics
         self.demographic_buckets = demographic_buckets
+        self.views_from_us: int | None = None  # `bound_views`: the item view index's lower bound
 
     @property
     def events(self) -> EventLog:
@@ -178,9 +183,37 @@ class PastEvents:
 
     @functools.cached_property
     def item_views(self) -> EventIndex:
+        if self.views_from_us is not None:
+            return views_after(self.events.shown_chunks("item"), self.num_items, self.views_from_us)
         shown = all_shown(self.events, "item")
         known = shown.rows >= 0
         return EventIndex(shown.rows[known], shown.ts[known])
+
+    def bound_views(self, queries_from_us: int) -> None:
+        """Let the item view index hold only what queries at or after `queries_from_us` read.
+
+        Those read the views of the `VIEW_LOOKBACK_US` before them (the 24 h view counters, the
+        48 h live catalog of the candidate sources) and each item's first view (its age when it
+        has no publication time), so the index keeps the views from `queries_from_us -
+        VIEW_LOOKBACK_US` on and one first view per item seen before, and the category view
+        counts (all-time) count the views before that bound per key (data/bounded_views.py): the
+        same answers, from a part of the log (a ranker trained on the latest rows of a large
+        log). An earlier query raises (`check_view_queries`). No effect once the item view index
+        is built.
+        """
+        if "item_views" not in self.__dict__:
+            self.views_from_us = int(queries_from_us) - VIEW_LOOKBACK_US
+
+    def check_view_queries(self, ts_us: np.ndarray) -> None:
+        """Raise if the item view index is bounded (`bound_views`) after what these times read."""
+        if self.views_from_us is None or np.size(ts_us) == 0:
+            return
+        earliest = int(np.min(ts_us))
+        if earliest < self.views_from_us + VIEW_LOOKBACK_US:
+            raise ValueError(
+                f"view counters asked at {earliest} µs, before {self.views_from_us + VIEW_LOOKBACK_US} µs "
+                "from which the bounded item view index (PastEvents.bound_views) answers"
+            )
 
     @functools.cached_property
     def user_category_clicks(self) -> EventIndex:
@@ -197,17 +230,23 @@ class PastEvents:
     @functools.cached_property
     def affinity(self) -> CategoryAffinity:
         """Category click counts overall, by demographic group and by user (data/affinity.py)."""
-        return CategoryAffinity(self.clicks, self.category, self.demographics, self.demographic_buckets)
+        return CategoryAffinity(
+            self.clicks, self.category, self.demographics, self.demographic_buckets, self.views_from_us
+        )
 
     @functools.cached_property
     def subcategory_affinity(self) -> CategoryAffinity:
         """`affinity`'s counts with the subcategory in place of the category."""
-        return CategoryAffinity(self.clicks, self.subcategory, self.demographics, self.demographic_buckets)
+        return CategoryAffinity(
+            self.clicks, self.subcategory, self.demographics, self.demographic_buckets, self.views_from_us
+        )
 
     @functools.cached_property
     def type_affinity(self) -> CategoryAffinity:
         """`affinity`'s counts with the content type in place of the category."""
-        return CategoryAffinity(self.clicks, self.content_type, self.demographics, self.demographic_buckets)
+        return CategoryAffinity(
+            self.clicks, self.content_type, self.demographics, self.demographic_buckets, self.views_from_us
+        )
 
     @functools.cached_property
     def group_items(self) -> GroupItemClicks:
@@ -220,10 +259,13 @@ class PastEvents:
         return CategoryDwell(self.clicks, self.category)
 
     @functools.cached_property
-    def category_views(self) -> tuple[EventIndex, EventIndex]:
+    def category_views(self) -> tuple[EventIndex, EventIndex] | tuple[CountedIndex, CountedIndex]:
         """Impressions keyed by category bucket, and by user row * num_categories + category."""
         cats, keys, times = [], [], []
         by_user, by_item = self.events.shown_chunks("user"), self.events.shown_chunks("item")
+        if self.views_from_us is not None:  # bound_views: counts before the bound per key
+            pairs = zip(by_user, by_item, strict=True)
+            return category_views_after(pairs, self.category, self.num_categories, self.views_from_us)
         for users, items in zip(by_user, by_item, strict=True):  # both in log order, row-aligned
             known = (users.rows >= 0) & (items.rows >= 0)
             cat = self.category[items.rows[known]]
@@ -239,10 +281,16 @@ class PastEvents:
     @functools.cached_property
     def sessions(self) -> SessionIndex:
         """Every user's requests and clicks (history included)."""
-        shown, c = all_shown(self.events, "user"), self.clicks
-        users = np.concatenate([shown.rows, c.user])
-        times = np.concatenate([shown.ts, c.ts])
-        return SessionIndex(users[users >= 0], times[users >= 0])
+        # A request's rows share its (user, time), which the index counts once: deduplicated a
+        # shard at a time, it is built from requests, not from every impression (10x fewer).
+        users, times = [], []
+        for chunk in self.events.shown_chunks("user"):
+            known = chunk.rows >= 0
+            pairs = pl.DataFrame({"user": chunk.rows[known], "ts": chunk.ts[known]}).unique()
+            users.append(pairs.get_column("user").to_numpy())
+            times.append(pairs.get_column("ts").to_numpy())
+        c = self.clicks
+        return SessionIndex(np.concatenate([*users, c.user]), np.concatenate([*times, c.ts]))
 
     @functools.cached_property
     def covisits(self) -> PairIndex:
@@ -253,7 +301,7 @@ class PastEvents:
         """(item rows, µs): each known item's latest view in each clock hour, of the views with
         lo <= time < hi; from the index when it is built, else read from the log for that stretch
         of time alone, a shard at a time (a few rows per live item and hour are ever held)."""
-        if "item_views" in self.__dict__:
+        if "item_views" in self.__dict__ and (self.views_from_us is None or lo_us >= self.views_from_us):
             views = self.item_views
             inside = (views.times >= lo_us) & (views.times < hi_us)
             return _latest_per_hour([Shown(views.keys[inside], views.times[inside])])

@@ -109,6 +109,8 @@ class FeatureColumns:
         """(N,) int64 `count_before` of each row's item in the "clicks" or "views" index, bounds shared."""
         key = f"count_{which}_{window_us}"
         if key not in self._cache:
+            if which == "views":
+                self.past.check_view_queries(self.t)
             index = self.past.item_clicks if which == "clicks" else self.past.item_views
             start, end = f"start_{which}", f"end_{which}"
             if end not in self._cache:
@@ -153,6 +155,7 @@ class FeatureColumns:
     def category_lifts(self) -> tuple[np.ndarray, np.ndarray]:
         """(N,) overall share of each row's category and (N,) its demographic groups' log lift."""
         if "raw_overall" not in self._cache:
+            self.past.check_view_queries(self.t)  # its click counts are bounded with the views
             affinity = self.past.affinity
             category = self.item_category()
             overall = affinity.overall_share(category, self.t)
@@ -194,6 +197,7 @@ class FeatureColumns:
 
     def _user_category_ctr_lift(self) -> np.ndarray:
         category = self.item_category()
+        self.past.check_view_queries(self.t)  # the category view counts may be bounded too
         by_category, by_user = self.past.category_views
         clicks_c = self.past.affinity.by_category.count_before(category, self.t)
         rate = (clicks_c + CTR_PRIOR_VIEWS * self.past.global_ctr) / (

@@ -27,6 +27,7 @@ import polars as pl
 import torch
 
 from feedrank.artifacts.store import WEIGHTS_FILE, build_space, load_ranker, load_retrieval
+from feedrank.data.features import to_us
 from feedrank.data.split import open_split
 from feedrank.eval.calibration import EPS, calibration_metrics, reliability_table
 from feedrank.eval.model_scorer import RankerScorer
@@ -76,14 +77,22 @@ def calibrate_ranker(run_dir: Path, max_rows: int = 200_000, seed: int = 0) -> d
     split_dir = Path(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["data"])
     valid = open_split(split_dir)["valid"]
     result: dict[str, Any] = {"fitted": False, "head": "click", "method": "platt", "part": "valid"}
-    impressions = valid.read("impressions")
-    if valid.click_only or impressions.height == 0 or impressions.get_column("clicked").all():
+    # Scanned, not read whole: the request ids, then the sampled requests' rows (a 100M-impression
+    # log's valid part is 10M rows; the sample is `max_rows`).
+    impressions = valid.scan("impressions")
+    counts = impressions.select(pl.len(), pl.col("clicked").all()).collect(engine="streaming")
+    height, all_clicked = counts.row(0)
+    if valid.click_only or height == 0 or all_clicked:
         result["reason"] = "no unclicked impressions in the validation part (click-only log)"
         _write(run_dir, result)
         return result
-    fit_rows, check_rows = _halves(impressions, max_rows, seed)
+    fit_rows, check_rows = _halves(impressions, height, max_rows, seed)
     ranker.click_calibration.copy_(torch.tensor([1.0, 0.0]))
     space = build_space(split_dir, retrieval_cfg.features)
+    # Every row scored is a valid row: the item views long before the earliest are not read.
+    times = np.concatenate([to_us(fit_rows.get_column("ts")), to_us(check_rows.get_column("ts"))])
+    if times.size:
+        space.past.bound_views(int(times.min()))
     scorer = RankerScorer(space, towers, ranker, cfg.weights.as_dict())
     raw_fit, y_fit = _click_probs(scorer, fit_rows)
     raw_check, y_check = _click_probs(scorer, check_rows)
@@ -121,18 +130,21 @@ def _ratios(result: dict[str, Any]) -> tuple[float, float]:
     return result["before"]["calibration_ratio"], result["after"]["calibration_ratio"]
 
 
-def _halves(impressions: pl.DataFrame, max_rows: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Two disjoint seeded halves of the validation requests, about `max_rows` rows in all."""
-    requests = impressions.get_column("request_id").unique().sort()
+def _halves(
+    impressions: pl.LazyFrame, height: int, max_rows: int, seed: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Two disjoint seeded halves of the validation requests (`height` rows), about `max_rows` rows in all."""
+    ids = impressions.select("request_id").unique().collect(engine="streaming")
+    requests = ids.get_column("request_id").sort()
     rng = np.random.default_rng(seed)
     order = rng.permutation(requests.len())
-    share = min(1.0, max_rows / max(impressions.height, 1))
+    share = min(1.0, max_rows / max(height, 1))
     chosen = order[: max(2, int(requests.len() * share))]
     half = chosen.size // 2
     fit_ids, check_ids = requests.gather(chosen[:half]), requests.gather(chosen[half:])
     return (
-        impressions.filter(pl.col("request_id").is_in(fit_ids.implode())),
-        impressions.filter(pl.col("request_id").is_in(check_ids.implode())),
+        impressions.filter(pl.col("request_id").is_in(fit_ids.implode())).collect(),
+        impressions.filter(pl.col("request_id").is_in(check_ids.implode())).collect(),
     )
 
 

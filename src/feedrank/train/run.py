@@ -30,7 +30,7 @@ from feedrank.candidates.logged import LoggedSources, Requests
 from feedrank.data.dataset import Dataset
 from feedrank.data.example_arrays import Arrays, RequestArrays
 from feedrank.data.examples import FeatureSpace, ranker_examples, with_unshown_negatives
-from feedrank.data.features import FeatureConfig, table_memory
+from feedrank.data.features import FeatureConfig, table_memory, to_us
 from feedrank.data.retrieval_stream import RetrievalBatches, retrieval_rows, window_clicks
 from feedrank.data.split import open_split
 from feedrank.errors import ConfigError, DatasetError
@@ -40,6 +40,9 @@ from feedrank.train.batch_types import RankerBatch, RetrievalBatch
 from feedrank.train.batches import TensorBatchSource
 from feedrank.train.click_ranker import click_ranker_data
 from feedrank.train.loop import Evaluate, train
+from feedrank.train.ranker_rows import latest_clicks as latest_clicks
+from feedrank.train.ranker_rows import ranker_rows
+from feedrank.train.ranker_rows import recent_part as recent_part
 from feedrank.train.ranker_task import RankerTask, TowerTables, tower_tables
 from feedrank.train.report import TrainResult
 from feedrank.train.retrieval_task import RetrievalTask
@@ -122,9 +125,7 @@ def train_ranker(
             "set either > 0"
         )
     cfg = dataclasses.replace(cfg, loss=loss)
-    impressions = recent_part(parts["train"].read("impressions"), loss.train_window_h)
-    if click_only:
-        impressions = latest_clicks(impressions, loss.max_clicks)
+    impressions = ranker_rows(parts["train"], loss)  # read lazily: the rows it trains on alone
     torch.manual_seed(cfg.train.seed)  # initial weights are part of a reproducible run
     ranker = build_ranker(cfg, retrieval_cfg.features, retrieval_cfg.model.dim)
     data: BatchSource[Any]
@@ -147,6 +148,8 @@ def _impression_data(
     """The ranker's rows of a log with impressions, in memory: every impression (and the unshown
     negatives of each click), its features as of its request; the tower tables per request."""
     log.info("ranker examples from %d training impressions (features as of each request)", impressions.height)
+    if impressions.height:  # every query is at or after the first row: views before it are not read
+        space.past.bound_views(int(to_us(impressions.get_column("ts")).min()))
     arrays, requests = ranker_examples(
         space,
         impressions,
@@ -206,22 +209,6 @@ def retrieval_streams(
     )
     log.info("retrieval examples: %d rows in %d streams under %s", counted[0], streams, out_dir)
     return paths, counted[0]
-
-
-def recent_part(impressions: pl.DataFrame, window_h: float) -> pl.DataFrame:
-    """The impressions of the last `window_h` hours before the latest one (all when window_h <= 0)."""
-    if window_h <= 0 or impressions.height == 0:
-        return impressions
-    latest = impressions.get_column("ts").max()
-    return impressions.filter(pl.col("ts") > pl.lit(latest) - pl.duration(microseconds=int(window_h * 3.6e9)))
-
-
-def latest_clicks(impressions: pl.DataFrame, n: int) -> pl.DataFrame:
-    """The rows of the latest `n` clicks of `impressions` (in time order; all when n <= 0)."""
-    if n <= 0:
-        return impressions
-    clicks = impressions.filter(pl.col("clicked"))
-    return clicks if clicks.height <= n else clicks.sort("ts", maintain_order=True).tail(n)
 
 
 class SourceReplay:

@@ -132,12 +132,17 @@ def ranker_validator(
 
             return evaluate_clicks_only
 
-        valid = parts["valid"].read("impressions")
-        requests = valid.get_column("request_id").unique().sort()
+        # The valid part is scanned, not read whole: its request ids, then the sampled requests'
+        # rows (at 100M impressions the part is 10M rows; the sample is 50,000).
+        valid = parts["valid"].scan("impressions")
+        requests = (
+            valid.select("request_id").unique().collect(engine="streaming").get_column("request_id").sort()
+        )
+        height = valid.select(pl.len()).collect(engine="streaming").item()
         rng = np.random.default_rng(seed)
-        keep_n = max(1, int(requests.len() * min(1.0, max_rows / max(valid.height, 1))))
+        keep_n = max(1, int(requests.len() * min(1.0, max_rows / max(height, 1))))
         chosen = requests.gather(np.sort(rng.choice(requests.len(), keep_n, replace=False)))
-        sample = valid.filter(pl.col("request_id").is_in(chosen.implode()))
+        sample = valid.filter(pl.col("request_id").is_in(chosen.implode())).collect()
         rows: Any = (
             sample.get_column("user_id").to_numpy().astype(object),
             sample.get_column("ts").dt.replace_time_zone(None).to_numpy(),
