@@ -83,6 +83,8 @@ class LoggedSources:
     # The earliest request time the live catalog answers for: its views are bounded
     # (PastEvents.bound_views); None: every view.
     requests_from_us: int | None = None
+    # The latest request time they answer for (PastEvents.bound_queries); None: any.
+    requests_until_us: int | None = None
 
     @staticmethod
     def from_past(
@@ -95,25 +97,31 @@ class LoggedSources:
     ) -> LoggedSources:
         """Sources fed the dated clicks of `past`; the live catalog from its views and clicks."""
         clicks = past.user_clicks
-        dated = clicks.times != NO_TIME
+        # keys and times decoded here, not cached on the indexes: held there they were 16 bytes
+        # an event beside every view and click for as long as the indexes live
+        click_users, click_times = clicks.decoded()
+        dated = click_times != NO_TIME
         items = np.asarray(clicks.values, dtype=np.int64)[dated] - 1  # values are item row + 1
         # Co-visitation is keyed by user row, not by the id string serving uses: the same users and
         # lists, and the bulk load sorts integers (sorting 1.2M Python strings took most of it).
         sources = CandidateSources(config or SourcesConfig()).extend(
-            np.asarray(clicks.keys[dated], dtype=np.int64), items, clicks.times[dated]
+            np.asarray(click_users[dated], dtype=np.int64), items, click_times[dated]
         )
-        views = past.item_views
-        seen = views.times != NO_TIME
+        del click_users
+        view_items, view_times = past.item_views.decoded()
+        seen = view_times != NO_TIME
         events = (
-            np.concatenate([views.keys[seen], items]),
-            np.concatenate([views.times[seen], clicks.times[dated]]),
+            np.concatenate([view_items[seen], items]),
+            np.concatenate([view_times[seen], click_times[dated]]),
         )
         window = int(live_window_h * US_PER_HOUR)
         rows = np.arange(len(users), dtype=np.int64)
         bound = None if past.views_from_us is None else past.views_from_us + VIEW_LOOKBACK_US
         if bound is not None and window > VIEW_LOOKBACK_US:
             raise ValueError(f"a live window of {live_window_h} h reads views before the bounded view index")
-        return LoggedSources(sources, events, window, catalog.published_us, rows, list_size, bound)
+        return LoggedSources(
+            sources, events, window, catalog.published_us, rows, list_size, bound, past.until_us
+        )
 
     def features(self, requests: Requests, row_request: I64, row_items: I64) -> npt.NDArray[np.float32]:
         """(N, 8) `CandidateSet.features()` columns of each row's item in its request's lists.
@@ -170,6 +178,13 @@ class LoggedSources:
                 raise ValueError(
                     f"sources asked at {earliest} µs, before {self.requests_from_us} µs from which "
                     "their live catalog (a bounded item view index) answers"
+                )
+        if self.requests_until_us is not None and wanted.size:
+            latest = int(requests.ts_us[wanted].max())
+            if latest > self.requests_until_us:
+                raise ValueError(
+                    f"sources asked at {latest} µs, after {self.requests_until_us} µs, the last time "
+                    "their clicks and views were read for (PastEvents.bound_queries)"
                 )
         live_items = LiveItems(*self.events, self.published_us.size, self.live_window_us)
         trending = self.sources.trending.walk(self.published_us.size)

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from feedrank.data.event_log import Shown
+from feedrank.data.query_scope import user_scope
 from feedrank.data.timeline import EventIndex
 
 MERGE_ROWS = 4_000_000  # partial per-key counts held before they are summed into one frame
@@ -103,26 +104,54 @@ class _KeyCounts:
         return CountedIndex(after, base.get_column("key").to_numpy(), base.get_column("n").to_numpy())
 
 
+class KeyChunks:
+    """`counted` over events given a chunk at a time: the same `CountedIndex` as on their
+    concatenation, without holding the events before the bound."""
+
+    def __init__(self, lo_us: int) -> None:
+        self.lo_us = lo_us
+        self.before = _KeyCounts()
+        self.keys: list[np.ndarray] = []
+        self.times: list[np.ndarray] = []
+
+    def add(self, keys: np.ndarray, times: np.ndarray) -> None:
+        late = times >= self.lo_us
+        self.before.add(keys[~late])
+        self.keys.append(keys[late])
+        self.times.append(times[late])
+
+    def index(self) -> CountedIndex:
+        return self.before.index(self.keys, self.times)
+
+
 def category_views_after(
-    chunks: Iterable[tuple[Shown, Shown]], category: np.ndarray, num_categories: int, lo_us: int
+    chunks: Iterable[tuple[Shown, Shown]],
+    category: np.ndarray,
+    num_categories: int,
+    lo_us: int,
+    query_users: np.ndarray | None = None,
 ) -> tuple[CountedIndex, CountedIndex]:
     """Impressions keyed by category bucket, and by user row * num_categories + category (as
     `PastEvents.category_views`), for queries at or after `lo_us`; `chunks` are (user, item)
-    column pairs of the same impressions."""
+    column pairs of the same impressions. `query_users` (data/query_scope.py): the by-user counts
+    keep those users' views alone (every user's when None)."""
     by_category, by_user = _KeyCounts(), _KeyCounts()
-    cats, keys, times = [], [], []
+    cats, keys, times, user_times = [], [], [], []
     for users, items in chunks:
         known = (users.rows >= 0) & (items.rows >= 0)
         cat = category[items.rows[known]]
-        key = users.rows[known] * num_categories + cat
         ts = users.ts[known]
         late = ts >= lo_us
         by_category.add(cat[~late])
-        by_user.add(key[~late])
         cats.append(cat[late])
-        keys.append(key[late])
         times.append(ts[late])
-    return by_category.index(cats, times), by_user.index(keys, times)
+        asked = user_scope(query_users, users.rows[known])
+        key = users.rows[known][asked] * num_categories + cat[asked]
+        late = late[asked]
+        by_user.add(key[~late])
+        keys.append(key[late])
+        user_times.append(ts[asked][late])
+    return by_category.index(cats, times), by_user.index(keys, user_times)
 
 
 def _empty() -> np.ndarray:

@@ -50,7 +50,9 @@ class Shown:
 class EventLog(Protocol):
     """Where `PastEvents` reads its events."""
 
-    def clicks(self) -> Clicks: ...
+    def clicks(self, until_us: int | None = None) -> Clicks:
+        """Every engagement (with time <= `until_us` when given; the undated history always)."""
+        ...
 
     def shown_chunks(self, entity: str, between: tuple[int, int] | None = None) -> Iterator[Shown]:
         """The `entity` ("user" or "item") rows and times of every impression (with time in
@@ -109,6 +111,11 @@ def _clicks(parts: Iterator[ClickPart]) -> Clicks:
     return Clicks(user[known], item[known], ts[known], np.concatenate(dwells)[known])
 
 
+def _until(until_us: int | None) -> pl.Expr:
+    """Rows with ts <= until (µs), or every row."""
+    return pl.lit(True) if until_us is None else pl.col("ts").dt.epoch("us") <= until_us
+
+
 def _within(between: tuple[int, int] | None) -> pl.Expr:
     """Rows with lo <= ts < hi (µs), or every row."""
     if between is None:
@@ -129,8 +136,8 @@ class FrameEvents:
         self._impressions = impressions.select("user_id", "item_id", "ts", "clicked", *dwell)
         self._codes = _Codes(catalog, users)
 
-    def clicks(self) -> Clicks:
-        clicked = self._impressions.filter(pl.col("clicked"))
+    def clicks(self, until_us: int | None = None) -> Clicks:
+        clicked = self._impressions.filter(pl.col("clicked") & _until(until_us))
         log = (
             self._codes.rows("user", clicked.get_column("user_id")),
             self._codes.rows("item", clicked.get_column("item_id")),
@@ -164,11 +171,12 @@ class SplitEvents:
         scan = pl.scan_parquet(shard, schema=TABLES["impressions"].polars_schema(), missing_columns="insert")
         return scan.filter(keep).select(columns).collect()
 
-    def clicks(self) -> Clicks:
+    def clicks(self, until_us: int | None = None) -> Clicks:
         def parts() -> Iterator[ClickPart]:
             yield _history_clicks(self._parts[-1].read("history"), self._codes)
             for shard in self._shards():
-                frame = self._read(shard, ["user_id", "item_id", "ts", "dwell_s"], pl.col("clicked"))
+                keep = pl.col("clicked") & _until(until_us)
+                frame = self._read(shard, ["user_id", "item_id", "ts", "dwell_s"], keep)
                 yield (
                     self._codes.rows("user", frame.get_column("user_id")),
                     self._codes.rows("item", frame.get_column("item_id")),

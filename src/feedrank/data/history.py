@@ -73,6 +73,7 @@ from feedrank.data.bounded_views import CountedIndex, category_views_after, view
 from feedrank.data.event_log import Clicks, EventLog, FrameEvents, Shown
 from feedrank.data.event_log import shown as all_shown
 from feedrank.data.features import US_PER_HOUR, ItemCatalog, UserDirectory
+from feedrank.data.query_scope import check_scope, user_scope, users_mask
 from feedrank.data.ranker_columns import COUNTER_WINDOWS_H as COUNTER_WINDOWS_H
 from feedrank.data.ranker_columns import CTR_PRIOR_VIEWS as CTR_PRIOR_VIEWS
 from feedrank.data.ranker_columns import FeatureColumns, f64
@@ -160,6 +161,8 @@ class PastEvents:
         self.demographics = demographics
         self.demographic_buckets = demographic_buckets
         self.views_from_us: int | None = None  # `bound_views`: the item view index's lower bound
+        self.until_us: int | None = None  # `bound_queries`: no query is later; later events unread
+        self.query_users: np.ndarray | None = None  # `bound_queries`: (rows,) bool, users asked for
 
     @property
     def events(self) -> EventLog:
@@ -169,7 +172,24 @@ class PastEvents:
 
     @functools.cached_property
     def clicks(self) -> Clicks:
-        return self.events.clicks()
+        return self.events.clicks(self.until_us)
+
+    def _upto(self) -> tuple[int, int] | None:
+        """`shown_chunks`' bounds for `bound_queries`' upper end: events after it are never read."""
+        return None if self.until_us is None else (NO_TIME, self.until_us + 1)
+
+    def _asked(self, user_rows: np.ndarray) -> np.ndarray:
+        """(N,) bool: the rows' users are ones `bound_queries` keeps (every user when unbounded)."""
+        return user_scope(self.query_users, user_rows)
+
+    def _user_clicks_asked(self) -> Clicks:
+        """The clicks of the users `bound_queries` keeps: what the user-keyed click counts index."""
+        c = self.clicks
+        if self.query_users is None:
+            return c
+        keep = self._asked(c.user)
+        dwell = None if c.dwell_s is None else c.dwell_s[keep]
+        return Clicks(c.user[keep], c.item[keep], c.ts[keep], dwell)
 
     @functools.cached_property
     def user_clicks(self) -> EventIndex:
@@ -184,7 +204,8 @@ class PastEvents:
     @functools.cached_property
     def item_views(self) -> EventIndex:
         if self.views_from_us is not None:
-            return views_after(self.events.shown_chunks("item"), self.num_items, self.views_from_us)
+            chunks = self.events.shown_chunks("item", self._upto())
+            return views_after(chunks, self.num_items, self.views_from_us)
         shown = all_shown(self.events, "item")
         known = shown.rows >= 0
         return EventIndex(shown.rows[known], shown.ts[known])
@@ -204,6 +225,28 @@ class PastEvents:
         if "item_views" not in self.__dict__:
             self.views_from_us = int(queries_from_us) - VIEW_LOOKBACK_US
 
+    def bound_queries(self, from_us: int, until_us: int, user_rows: np.ndarray) -> None:
+        """Let every index hold only what queries of `user_rows` at times in [from_us, until_us] read.
+
+        `bound_views(from_us)`, and: no event after `until_us` is read (a query at t reads events
+        before t), and the indexes keyed by user (sessions, the user x category and user x
+        publisher click counts, the affinity's user counts, the user x category view counts) hold
+        the events of `user_rows` alone (data/query_scope.py). The user click index (histories)
+        keeps every user: the candidate sources' co-visitation and trending read everyone's
+        clicks. The same answers for those queries; others raise (`check_queries`). A ranker
+        trained on the latest rows of a large log asks for a few of its users over a few days.
+        """
+        built = [name for name in ("clicks", *INDEXES) if name in self.__dict__]
+        if built:
+            raise RuntimeError(f"PastEvents.bound_queries after {built} were built: bound them first")
+        self.bound_views(from_us)
+        self.until_us = int(until_us)
+        self.query_users = users_mask(user_rows)
+
+    def check_queries(self, user_rows: np.ndarray | None, ts_us: np.ndarray) -> None:
+        """Raise if `bound_queries` left out what these (user, t) queries read (None: any user)."""
+        check_scope(self.until_us, self.query_users, user_rows, ts_us)
+
     def check_view_queries(self, ts_us: np.ndarray) -> None:
         """Raise if the item view index is bounded (`bound_views`) after what these times read."""
         if self.views_from_us is None or np.size(ts_us) == 0:
@@ -218,34 +261,49 @@ class PastEvents:
     @functools.cached_property
     def user_category_clicks(self) -> EventIndex:
         """key user row * num_categories + category bucket."""
-        c = self.clicks
+        c = self._user_clicks_asked()
         return EventIndex(c.user * self.num_categories + self.category[c.item], c.ts)
 
     @functools.cached_property
     def user_publisher_clicks(self) -> EventIndex:
         """key user row * num_publishers + publisher bucket."""
-        c = self.clicks
+        c = self._user_clicks_asked()
         return EventIndex(c.user * self.num_publishers + self.publisher[c.item], c.ts)
 
     @functools.cached_property
     def affinity(self) -> CategoryAffinity:
         """Category click counts overall, by demographic group and by user (data/affinity.py)."""
         return CategoryAffinity(
-            self.clicks, self.category, self.demographics, self.demographic_buckets, self.views_from_us
+            self.clicks,
+            self.category,
+            self.demographics,
+            self.demographic_buckets,
+            self.views_from_us,
+            self.query_users,
         )
 
     @functools.cached_property
     def subcategory_affinity(self) -> CategoryAffinity:
         """`affinity`'s counts with the subcategory in place of the category."""
         return CategoryAffinity(
-            self.clicks, self.subcategory, self.demographics, self.demographic_buckets, self.views_from_us
+            self.clicks,
+            self.subcategory,
+            self.demographics,
+            self.demographic_buckets,
+            self.views_from_us,
+            self.query_users,
         )
 
     @functools.cached_property
     def type_affinity(self) -> CategoryAffinity:
         """`affinity`'s counts with the content type in place of the category."""
         return CategoryAffinity(
-            self.clicks, self.content_type, self.demographics, self.demographic_buckets, self.views_from_us
+            self.clicks,
+            self.content_type,
+            self.demographics,
+            self.demographic_buckets,
+            self.views_from_us,
+            self.query_users,
         )
 
     @functools.cached_property
@@ -262,10 +320,13 @@ class PastEvents:
     def category_views(self) -> tuple[EventIndex, EventIndex] | tuple[CountedIndex, CountedIndex]:
         """Impressions keyed by category bucket, and by user row * num_categories + category."""
         cats, keys, times = [], [], []
-        by_user, by_item = self.events.shown_chunks("user"), self.events.shown_chunks("item")
+        upto = self._upto()
+        by_user, by_item = self.events.shown_chunks("user", upto), self.events.shown_chunks("item", upto)
         if self.views_from_us is not None:  # bound_views: counts before the bound per key
             pairs = zip(by_user, by_item, strict=True)
-            return category_views_after(pairs, self.category, self.num_categories, self.views_from_us)
+            return category_views_after(
+                pairs, self.category, self.num_categories, self.views_from_us, self.query_users
+            )
         for users, items in zip(by_user, by_item, strict=True):  # both in log order, row-aligned
             known = (users.rows >= 0) & (items.rows >= 0)
             cat = self.category[items.rows[known]]
@@ -283,13 +344,14 @@ class PastEvents:
         """Every user's requests and clicks (history included)."""
         # A request's rows share its (user, time), which the index counts once: deduplicated a
         # shard at a time, it is built from requests, not from every impression (10x fewer).
+        # Under bound_queries, the requests and clicks of the users asked for, up to its end.
         users, times = [], []
-        for chunk in self.events.shown_chunks("user"):
-            known = chunk.rows >= 0
+        for chunk in self.events.shown_chunks("user", self._upto()):
+            known = (chunk.rows >= 0) & self._asked(chunk.rows)
             pairs = pl.DataFrame({"user": chunk.rows[known], "ts": chunk.ts[known]}).unique()
             users.append(pairs.get_column("user").to_numpy())
             times.append(pairs.get_column("ts").to_numpy())
-        c = self.clicks
+        c = self._user_clicks_asked()
         return SessionIndex(np.concatenate([*users, c.user]), np.concatenate([*times, c.ts]))
 
     @functools.cached_property
@@ -315,6 +377,12 @@ class PastEvents:
         reads the clicks from the log again (same events, same order), so answers do not change.
         """
         _ = self.user_clicks
+        self.release_clicks()
+
+    def release_clicks(self) -> None:
+        """Let go of the click arrays (32 bytes a click) once the indexes a run reads are built:
+        any click index asked for later reads the clicks from the log again (same events, same
+        order), so answers do not change."""
         if self._events is not None:  # after preload() the events are gone: keep what is built
             self.__dict__.pop("clicks", None)
 
@@ -327,6 +395,7 @@ class PastEvents:
 
     def history(self, user_rows: np.ndarray, ts_us: np.ndarray, n: int) -> np.ndarray:
         """(N, n) item rows + 1 of each user's last n engagements before t, oldest first; 0 pads."""
+        self.check_queries(None, ts_us)  # every user's clicks are kept, not every time's
         return self.user_clicks.last_n(user_rows, ts_us, n, pad=0)
 
     def counters(
@@ -367,7 +436,7 @@ class PastEvents:
         clicks = self.user_clicks.count_before(user_rows, t)
         before_start = self.user_clicks.count_before(user_rows, np.where(live, state.start_us, t))
         latest = self.user_clicks.latest_before(user_rows, t)
-        last_us = np.where(latest >= 0, self.user_clicks.times[np.maximum(latest, 0)], NO_TIME)
+        last_us = np.where(latest >= 0, self.user_clicks.times_at(np.maximum(latest, 0)), NO_TIME)
         return session_values(
             state.activities,
             np.where(live, clicks - before_start, 0),

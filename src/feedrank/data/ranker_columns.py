@@ -74,6 +74,7 @@ class FeatureColumns:
     ) -> None:
         self.past, self.u, self.i, self.catalog, self.recent = past, user_rows, item_rows, catalog, recent
         self.t = ts_us.astype(np.int64)
+        past.check_queries(user_rows, self.t)  # the indexes may hold only some users and times
         self._cache: dict[str, np.ndarray] = {}
         # Rows of one query (a user at one time: a slate, a candidate pool) usually come together:
         # the columns of the user alone are looked up once per such run of rows and repeated.
@@ -231,7 +232,7 @@ class FeatureColumns:
             published = np.where(self.i >= 0, self.catalog.published_us[np.maximum(self.i, 0)], NO_TIME)
             views = self.item_count("views")  # its earliest view before t is at start_views
             first = np.where(views > 0, self._cache["start_views"], -1)
-            first_us = np.where(first >= 0, self.past.item_views.times[np.maximum(first, 0)], NO_TIME)
+            first_us = np.where(first >= 0, self.past.item_views.times_at(np.maximum(first, 0)), NO_TIME)
             since = np.where(published != NO_TIME, published, first_us)
             known = (since != NO_TIME) & (self.i >= 0)
             hours = np.maximum(self.t - np.where(known, since, self.t), 0) / US_PER_HOUR

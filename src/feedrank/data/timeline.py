@@ -79,6 +79,25 @@ class EventIndex:
         times: np.ndarray = self._times[self._composite % self._stride]
         return times
 
+    def times_at(self, positions: np.ndarray) -> np.ndarray:
+        """(Q,) µs of the events at `positions` (index order), without building `times` for all:
+        a lookup of a few positions need not hold 8 bytes for every event beside the index."""
+        if "times" in self.__dict__:
+            held: np.ndarray = self.times[positions]
+            return held
+        at: np.ndarray = self._times[self._composite[positions] % self._stride]
+        return at
+
+    def decoded(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, times) of every event in index order, made for the caller and not kept (the
+        cached `keys` / `times` would stay beside the index for as long as it lives)."""
+        keys = self.__dict__.get("keys")
+        times = self.__dict__.get("times")
+        return (
+            keys if keys is not None else self._composite // self._stride,
+            times if times is not None else self._times[self._composite % self._stride],
+        )
+
     def __len__(self) -> int:
         return int(self._composite.size)
 

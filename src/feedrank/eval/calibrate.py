@@ -89,10 +89,12 @@ def calibrate_ranker(run_dir: Path, max_rows: int = 200_000, seed: int = 0) -> d
     fit_rows, check_rows = _halves(impressions, height, max_rows, seed)
     ranker.click_calibration.copy_(torch.tensor([1.0, 0.0]))
     space = build_space(split_dir, retrieval_cfg.features)
-    # Every row scored is a valid row: the item views long before the earliest are not read.
+    # Every row scored is a valid row: the indexes hold what these rows' users and times read
+    # (the item views long before the earliest, the events after the latest, other users' are not).
     times = np.concatenate([to_us(fit_rows.get_column("ts")), to_us(check_rows.get_column("ts"))])
     if times.size:
-        space.past.bound_views(int(times.min()))
+        users = pl.concat([fit_rows.get_column("user_id"), check_rows.get_column("user_id")])
+        space.past.bound_queries(int(times.min()), int(times.max()), space.users.rows(users))
     scorer = RankerScorer(space, towers, ranker, cfg.weights.as_dict())
     raw_fit, y_fit = _click_probs(scorer, fit_rows)
     raw_check, y_check = _click_probs(scorer, check_rows)

@@ -11,12 +11,17 @@ against rows on one world").
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
+import numpy as np
 import polars as pl
 
 from feedrank.artifacts.config import RankerLossConfig
 from feedrank.data.dataset import Dataset
+from feedrank.data.examples import FeatureSpace
+from feedrank.data.features import to_us
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +104,39 @@ def latest_clicks(impressions: pl.DataFrame, n: int) -> pl.DataFrame:
         return impressions
     clicks = impressions.filter(pl.col("clicked"))
     return clicks if clicks.height <= n else clicks.sort("ts", maintain_order=True).tail(n)
+
+
+class ScopedEvaluate:
+    """A validation (`Evaluate` of train/loop.py) that names the rows it asks features for: the
+    users (ids) and times of its sample, so `bound_to_queries` can bound the indexes to them."""
+
+    def __init__(
+        self, evaluate: Callable[[Any], dict[str, float]], user_ids: pl.Series, ts: pl.Series
+    ) -> None:
+        self.evaluate = evaluate
+        self.user_ids, self.ts = user_ids, ts
+
+    def __call__(self, model: Any) -> dict[str, float]:
+        return self.evaluate(model)
+
+
+def bound_to_queries(space: FeatureSpace, rows: pl.DataFrame, evaluate: object | None) -> bool:
+    """Bound `space`'s indexes to what the ranker asks of them (`PastEvents.bound_queries`): the
+    users and times of its training rows and of its validation's sample. Only when the validation
+    names its rows (`ScopedEvaluate`) or there is none; returns whether it bounded them.
+
+    A ranker's example rows (catalog and pool negatives included) and its candidate-source replay
+    are asked at its training rows' (user, time); its validation at the sample's. On the large
+    simulated world at 100M impressions that is ~70,000 of 1.96M users and the days from the
+    budget's first row to the end of the valid part (BENCHMARKS.md).
+    """
+    if rows.height == 0 or (evaluate is not None and not isinstance(evaluate, ScopedEvaluate)):
+        return False
+    users, times = [rows.get_column("user_id")], [to_us(rows.get_column("ts"))]
+    if isinstance(evaluate, ScopedEvaluate):
+        users.append(evaluate.user_ids)
+        times.append(to_us(evaluate.ts))
+    ts_us = np.concatenate(times)
+    user_rows = space.users.rows(pl.concat(users).cast(pl.String))
+    space.past.bound_queries(int(ts_us.min()), int(ts_us.max()), user_rows)
+    return True

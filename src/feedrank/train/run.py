@@ -40,8 +40,8 @@ from feedrank.train.batch_types import RankerBatch, RetrievalBatch
 from feedrank.train.batches import TensorBatchSource
 from feedrank.train.click_ranker import click_ranker_data
 from feedrank.train.loop import Evaluate, train
+from feedrank.train.ranker_rows import bound_to_queries, ranker_rows
 from feedrank.train.ranker_rows import latest_clicks as latest_clicks
-from feedrank.train.ranker_rows import ranker_rows
 from feedrank.train.ranker_rows import recent_part as recent_part
 from feedrank.train.ranker_task import RankerTask, TowerTables, tower_tables
 from feedrank.train.report import TrainResult
@@ -113,6 +113,7 @@ def train_ranker(
 ) -> TrainResult:
     """Train the ranker on the train part, over the frozen towers of `retrieval_run`."""
     towers, retrieval_cfg = load_retrieval(retrieval_run)
+    own_space = space is None  # nobody else asks this space anything: its indexes can be bounded
     space = space or build_space(split_dir, retrieval_cfg.features)
     parts = open_split(split_dir)
     click_only = parts["train"].click_only
@@ -132,10 +133,15 @@ def train_ranker(
     if click_only:
         data, tables, clicks = click_ranker_data(space, towers, impressions, cfg)
         examples = len(clicks)
+        evaluate = make_evaluate(space) if make_evaluate else None
     else:
+        # The validation's sample first (it reads no index yet): with its rows and the training
+        # rows known, the indexes hold what those ask for alone (PastEvents.bound_queries).
+        evaluate = make_evaluate(space) if make_evaluate else None
+        if own_space and bound_to_queries(space, impressions, evaluate):
+            log.info("indexes bounded to the training rows' and the validation sample's users and times")
         data, tables, examples = _impression_data(space, towers, impressions, cfg)
     task = RankerTask(ranker, tables, cfg.loss)
-    evaluate = make_evaluate(space) if make_evaluate else None
     result = train(task, data, cfg.train, out_dir, evaluate, resume=resume)
     extra = {"examples": examples, "retrieval_run": str(Path(retrieval_run).resolve())}
     _finish(out_dir, "ranker", cfg, split_dir, ranker, result, extra)
@@ -172,6 +178,7 @@ def _impression_data(
             arrays = replay.with_pool_negatives(arrays, cfg, np.random.default_rng(cfg.train.seed + 1))
         if cfg.sources:
             arrays["sources"] = replay.columns(arrays)
+    space.past.release_clicks()  # the click indexes are built; a later one reads them again
     data = TensorBatchSource(RankerBatch.from_arrays(arrays), cfg.batch_size, seed=cfg.train.seed)
     return data, tables, len(arrays["y_click"])
 

@@ -32,6 +32,7 @@ from feedrank.eval.next_click import NextClickOptions, evaluate_clicks, sample_c
 from feedrank.eval.next_click_stream import ClickStream
 from feedrank.models.ranker import Ranker
 from feedrank.models.two_tower import TwoTower
+from feedrank.train.ranker_rows import ScopedEvaluate
 
 Evaluate = Callable[[nn.Module], dict[str, float]]
 NEXT_CLICK_METRIC = "next_click_ndcg@10"
@@ -165,6 +166,7 @@ def ranker_validator(
                 out[NEXT_CLICK_METRIC] = clicks.ndcg(scorer.towers, scorer)
             return out
 
-        return evaluate
+        # It names its rows: train_ranker bounds the indexes to them and its own (ranker_rows.py).
+        return ScopedEvaluate(evaluate, sample.get_column("user_id"), sample.get_column("ts"))
 
     return make
