@@ -10,7 +10,7 @@ import pytest
 
 from feedrank.artifacts.store import build_space
 from feedrank.candidates import SOURCE_FEATURES, SourceList, source_features
-from feedrank.candidates.logged import LiveItems, LoggedSources, Requests
+from feedrank.candidates.logged import LiveItems, LoggedSources, Requests, live_spans
 from feedrank.data.examples import FeatureSpace
 from feedrank.data.features import to_us
 from feedrank.data.history import PastEvents, build_past_events
@@ -104,6 +104,24 @@ def test_live_items_follow_the_window_and_refuse_going_back() -> None:
     assert live.at(101).tolist() == [0]  # item 0 is live again after its event at 100
     with pytest.raises(ValueError, match="back in time"):
         live.at(50)
+
+
+def test_live_items_from_runs_of_events_are_the_live_items_of_every_event() -> None:
+    """`live_spans` keeps a row per run of an item's events (no gap over the window): far fewer
+    rows, the same live items at every t, gaps of exactly the window included."""
+    rng = np.random.default_rng(4)
+    items = rng.integers(0, 30, size=3_000)
+    ts = np.sort(rng.integers(0, 20_000, size=items.size))
+    ts[::7] = ts[::7] // 500 * 500  # ties, and gaps of exactly the window
+    runs = live_spans(items, ts, 500)
+    assert runs[0].size < items.size / 3
+    every, spans = LiveItems(items, ts, 30, 500), LiveItems(runs[0], runs[1], 30, 500, last_us=runs[2])
+    for t in np.unique(np.r_[ts, ts + 1, ts + 500, ts + 501]).tolist():
+        assert np.array_equal(spans.at(t), every.at(t)), t
+    # runs broken one microsecond too late (a gap of window + 1 kept inside a run) answer otherwise
+    wrong = live_spans(items, ts, 501)
+    every, spans = LiveItems(items, ts, 30, 500), LiveItems(wrong[0], wrong[1], 30, 500, last_us=wrong[2])
+    assert any(not np.array_equal(spans.at(t), every.at(t)) for t in np.unique(ts + 501).tolist())
 
 
 def test_one_walk_over_many_requests_lists_what_each_request_alone_gets(

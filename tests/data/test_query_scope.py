@@ -7,7 +7,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from feedrank.candidates import logged
 from feedrank.candidates.logged import LoggedSources, Requests
+from feedrank.candidates.merge import SOURCE_FEATURES
 from feedrank.data import affinity, bounded_views, history
 from feedrank.data.dataset import Dataset
 from feedrank.data.examples import FeatureSpace, fit_feature_space
@@ -51,15 +53,24 @@ def _queries(space: FeatureSpace, parts: dict[str, Dataset]) -> tuple[np.ndarray
     return np.r_[users, users], np.r_[items, drawn], np.r_[ts, ts]
 
 
-def _sources(space: FeatureSpace, users: np.ndarray, items: np.ndarray, ts: np.ndarray) -> np.ndarray:
+def _logged(space: FeatureSpace) -> LoggedSources:
+    return LoggedSources.from_past(space.past, space.catalog, space.users)
+
+
+def _sources(
+    space: FeatureSpace,
+    users: np.ndarray,
+    items: np.ndarray,
+    ts: np.ndarray,
+    logged: LoggedSources | None = None,
+) -> np.ndarray:
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(len(space.catalog), 4)).astype(np.float32)
     first = np.unique(ts, return_index=True)[1]
     requests = Requests(
         users[first], ts[first], rng.normal(size=(first.size, 4)).astype(np.float32), lambda hour: vectors
     )
-    logged = LoggedSources.from_past(space.past, space.catalog, space.users)
-    return logged.features(requests, np.searchsorted(ts[first], ts), items)
+    return (logged or _logged(space)).features(requests, np.searchsorted(ts[first], ts), items)
 
 
 def test_bounded_queries_give_the_same_features_sources_and_histories(
@@ -71,7 +82,14 @@ def test_bounded_queries_give_the_same_features_sources_and_histories(
     expected = whole.past.features(NAMES, users, items, ts, whole.catalog)
     np.testing.assert_array_equal(scoped.past.features(NAMES, users, items, ts, scoped.catalog), expected)
     np.testing.assert_array_equal(scoped.past.history(users, ts, 5), whole.past.history(users, ts, 5))
-    np.testing.assert_array_equal(_sources(scoped, users, items, ts), _sources(whole, users, items, ts))
+    scoped_sources, whole_sources = _logged(scoped), _logged(whole)
+    got = _sources(scoped, users, items, ts, scoped_sources)
+    np.testing.assert_array_equal(got, _sources(whole, users, items, ts, whole_sources))
+    assert got[:, SOURCE_FEATURES.index("covis_score")].any()
+    # co-visitation kept the asked users' clicks and the votes their recent clicks read, not all
+    scoped_covis, whole_covis = scoped_sources.sources.covis, whole_sources.sources.covis
+    assert 0 < len(scoped_covis._clicks) < len(whole_covis._clicks)
+    assert 0 < len(scoped_covis._votes) < len(whole_covis._votes)
     # it held less: no event after the last query, and the user-keyed indexes of these users alone
     assert 0 < len(scoped.past.user_clicks) < len(whole.past.user_clicks)
     assert 0 < len(scoped.past.item_views) < len(whole.past.item_views)
@@ -129,6 +147,13 @@ def test_breaking_the_bounds_by_hand_changes_the_features(
         getattr(early.past, name)
     early.past.until_us = int(ts.max())
     assert not np.array_equal(early.past.features(NAMES, users, items, ts, early.catalog), expected)
+    # co-visitation without the votes after the asked users' latest clicks before the first query
+    sources = _sources(whole, users, items, ts)
+    fewer = _scoped(parts)
+    fewer.past.bound_queries(int(ts.min()), int(ts.max()), users)
+    kept = logged._covis_kept
+    monkeypatch.setattr(logged, "_covis_kept", lambda past, u, i, t, n: kept(past, u, i, t, 0))
+    assert not np.array_equal(_sources(fewer, users, items, ts), sources)
 
 
 def test_train_ranker_bounds_to_its_rows_and_a_validation_that_names_its_own(

@@ -46,14 +46,30 @@ class CoVisitation:
         self._votes = Postings()  # key: item voted after; value: item voted for; weight
         self._clicks = Postings(max_keys=max_users)  # key: user; value: item clicked
 
-    def extend(self, users: np.ndarray, item_rows: I64, ts_us: I64) -> None:
-        """Bulk load clicks (any order; ties keep input order). Users: any hashable ids, e.g. str."""
+    def extend(
+        self,
+        users: np.ndarray,
+        item_rows: I64,
+        ts_us: I64,
+        recent_kept: np.ndarray | None = None,
+        votes_kept: np.ndarray | None = None,
+    ) -> None:
+        """Bulk load clicks (any order; ties keep input order). Users: any hashable ids, e.g. str.
+
+        For a replay whose queries are known (candidates/logged.py): `recent_kept` (E,) bool, the
+        clicks whose users are asked for (the others' recent clicks are never read); `votes_kept`
+        (num_items,) bool, the items whose votes after them are read (those the asked users'
+        recent clicks can hold). Every session still makes its votes; only those are kept.
+        """
         order = np.argsort(ts_us, kind="stable")
         order = order[np.argsort(users[order], kind="stable")]  # by (user, time)
         users, items, ts = users[order], item_rows[order], ts_us[order]
         new_user = np.r_[True, users[1:] != users[:-1]] if users.size else np.zeros(0, dtype=bool)
         session = np.cumsum(new_user | (np.diff(ts, prepend=ts[:1]) > self.gap_us))
-        self._vote(*co_clicks(session, items, ts, None, self.config.max_lag))
+        self._vote(*co_clicks(session, items, ts, None, self.config.max_lag), votes_kept)
+        if recent_kept is not None:
+            kept = recent_kept[order]
+            users, ts, items = users[kept], ts[kept], items[kept]
         self._clicks.extend(users, ts, items)
 
     def add(self, user: Hashable, item_row: int, ts_us: int) -> None:
@@ -114,11 +130,15 @@ class CoVisitation:
     def prune(self, before_us: int) -> int:
         return self._votes.prune(before_us) + self._clicks.prune(before_us)
 
-    def _vote(self, first: I64, second: I64, ts: I64) -> None:
-        self._votes.extend(first, ts, second)
+    def _vote(self, first: I64, second: I64, ts: I64, kept: np.ndarray | None = None) -> None:
+        """Votes for `second` after `first` (and back, weighted); `kept`: (num_items,) bool, the
+        items whose votes after them are kept (all when None)."""
+        forward = slice(None) if kept is None else kept[first]
+        self._votes.extend(first[forward], ts[forward], second[forward])
         if self.config.backward_weight > 0:
-            back = np.full(first.size, self.config.backward_weight)
-            self._votes.extend(second, ts, first, back)
+            back = slice(None) if kept is None else kept[second]
+            weight = np.full(first.size, self.config.backward_weight)[back]
+            self._votes.extend(second[back], ts[back], first[back], weight)
 
 
 def co_clicks(

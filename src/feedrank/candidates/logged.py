@@ -22,22 +22,41 @@ from feedrank.candidates.postings import I64
 from feedrank.candidates.sources import CandidateSources, SourcesConfig
 from feedrank.data.features import US_PER_HOUR, ItemCatalog, UserDirectory
 from feedrank.data.history import VIEW_LOOKBACK_US, PastEvents
+from feedrank.data.query_scope import user_scope
 from feedrank.data.timeline import NO_TIME
 from feedrank.progress import advance
 
 LIST_SIZE = 500  # each source's list: serving merges 500 candidates (ServeSettings.candidates)
 
 
+def live_spans(item_rows: I64, ts_us: I64, window_us: int) -> tuple[I64, I64, I64]:
+    """(item rows, first µs, last µs) of each item's runs of events with no gap over `window_us`,
+    by first event: `LiveItems` given these answers as given every event, from far fewer rows (an
+    item is live from just after a run's first event to `window_us` after its last; in between
+    each event is within the window of the one before)."""
+    order = np.lexsort((ts_us, item_rows))
+    items, ts = item_rows[order], ts_us[order]
+    opens = np.r_[True, (items[1:] != items[:-1]) | (ts[1:] - ts[:-1] > window_us)] if ts.size else ts > 0
+    first = np.flatnonzero(opens)
+    last = np.r_[first[1:], ts.size] - 1
+    by_time = np.argsort(ts[first], kind="stable")
+    return items[first][by_time], ts[first][by_time], ts[last][by_time]
+
+
 class LiveItems:
     """Items with an event in the window before t, for queries in increasing t.
 
     Fed (item row, µs) events in any order; `at(t)` absorbs every event before t and returns the
-    sorted rows whose latest such event is within `window_us` of t.
+    sorted rows whose latest such event is within `window_us` of t. `last_us`: the events are runs
+    of `live_spans` (item, first µs in ts_us, last µs) instead.
     """
 
-    def __init__(self, item_rows: I64, ts_us: I64, num_items: int, window_us: int) -> None:
+    def __init__(
+        self, item_rows: I64, ts_us: I64, num_items: int, window_us: int, last_us: I64 | None = None
+    ) -> None:
         order = np.argsort(ts_us, kind="stable")
         self.items, self.ts = item_rows[order], ts_us[order]
+        self.ends = self.ts if last_us is None else last_us[order]
         self.window_us = window_us
         self.last = np.full(num_items, np.iinfo(np.int64).min, dtype=np.int64)
         self._next = 0
@@ -49,7 +68,7 @@ class LiveItems:
         self._t = t
         end = int(np.searchsorted(self.ts, t, side="left"))
         if end > self._next:
-            np.maximum.at(self.last, self.items[self._next : end], self.ts[self._next : end])
+            np.maximum.at(self.last, self.items[self._next : end], self.ends[self._next : end])
             self._next = end
         live: I64 = np.flatnonzero(self.last >= t - self.window_us)
         return live
@@ -75,7 +94,9 @@ class LoggedSources:
     """The candidate sources replayed over a log, to give logged rows their source columns."""
 
     sources: CandidateSources
-    events: tuple[I64, I64]  # (item rows, µs) of every view and click: the live catalog
+    # (item rows, first µs, last µs) of the runs of views and clicks (`live_spans`): the live
+    # catalog; every view and click, held here, took 16 bytes each (270 MB at 100M impressions)
+    events: tuple[I64, I64, I64]
     live_window_us: int
     published_us: I64
     user_ids: np.ndarray  # user row → the key the sources keep its co-visitation under
@@ -104,17 +125,19 @@ class LoggedSources:
         items = np.asarray(clicks.values, dtype=np.int64)[dated] - 1  # values are item row + 1
         # Co-visitation is keyed by user row, not by the id string serving uses: the same users and
         # lists, and the bulk load sorts integers (sorting 1.2M Python strings took most of it).
-        sources = CandidateSources(config or SourcesConfig()).extend(
-            np.asarray(click_users[dated], dtype=np.int64), items, click_times[dated]
-        )
-        del click_users
+        config = config or SourcesConfig()
+        users_dated, times_dated = np.asarray(click_users[dated], dtype=np.int64), click_times[dated]
+        kept = _covis_kept(past, users_dated, items, times_dated, config.covis_cfg.num_recent)
+        sources = CandidateSources(config).extend(users_dated, items, times_dated, *kept)
+        del click_users, users_dated
         view_items, view_times = past.item_views.decoded()
         seen = view_times != NO_TIME
-        events = (
+        window = int(live_window_h * US_PER_HOUR)
+        events = live_spans(
             np.concatenate([view_items[seen], items]),
             np.concatenate([view_times[seen], click_times[dated]]),
+            window,
         )
-        window = int(live_window_h * US_PER_HOUR)
         rows = np.arange(len(users), dtype=np.int64)
         bound = None if past.views_from_us is None else past.views_from_us + VIEW_LOOKBACK_US
         if bound is not None and window > VIEW_LOOKBACK_US:
@@ -186,7 +209,8 @@ class LoggedSources:
                     f"sources asked at {latest} µs, after {self.requests_until_us} µs, the last time "
                     "their clicks and views were read for (PastEvents.bound_queries)"
                 )
-        live_items = LiveItems(*self.events, self.published_us.size, self.live_window_us)
+        items, first_us, last_us = self.events
+        live_items = LiveItems(items, first_us, self.published_us.size, self.live_window_us, last_us)
         trending = self.sources.trending.walk(self.published_us.size)
         order = wanted[np.argsort(requests.ts_us[wanted], kind="stable")]
         hour, vectors = -1, np.zeros((0, 0), dtype=np.float32)
@@ -210,3 +234,31 @@ class LoggedSources:
             )
             yield r, lists
             advance(task, i + 1, order.size)
+
+
+def _covis_kept(
+    past: PastEvents, users: I64, items: I64, ts_us: I64, num_recent: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """What co-visitation must keep of these clicks (sorted by user, then time) for the queries
+    `past` is bounded to (PastEvents.bound_queries): the asked users' clicks, and the items whose
+    votes those users' recent clicks read. A query at t >= the first query time reads the user's
+    `num_recent` latest clicks before t: among the clicks from the first query time on, and the
+    `num_recent` latest before it. (None, None) when `past` is not bounded: everything.
+
+    Every user's clicks per user, 1.96M users at 100M impressions, held 1-2 GB of small arrays
+    (BENCHMARKS.md); the asked users are a few percent of them.
+    """
+    if past.query_users is None or past.views_from_us is None:
+        return None, None
+    asked = user_scope(past.query_users, users)
+    first_query = past.views_from_us + VIEW_LOOKBACK_US
+    u, t, i = users[asked], ts_us[asked], items[asked]
+    early = t < first_query
+    run_start = np.flatnonzero(np.r_[True, u[1:] != u[:-1]]) if u.size else np.zeros(0, np.int64)
+    run = np.cumsum(np.r_[True, u[1:] != u[:-1]]) - 1 if u.size else np.zeros(0, np.int64)
+    early_in_run = np.bincount(run, weights=early, minlength=run_start.size).astype(np.int64)
+    position = np.arange(u.size) - run_start[run] if u.size else run
+    readable = ~early | (position >= early_in_run[run] - num_recent)  # early clicks come first
+    votes = np.zeros(max(int(items.max(initial=-1)) + 1, 1), dtype=bool)
+    votes[i[readable]] = True
+    return asked, votes

@@ -74,10 +74,18 @@ class CandidateSources:
         self.trending = Trending(config.trending_cfg)
         self.covis = CoVisitation(config.covis_cfg, max_users=max_users)
 
-    def extend(self, users: np.ndarray, item_rows: I64, ts_us: I64) -> CandidateSources:
-        """Bulk load past clicks: (E,) user ids, catalog rows and µs times, in any order."""
+    def extend(
+        self,
+        users: np.ndarray,
+        item_rows: I64,
+        ts_us: I64,
+        recent_kept: np.ndarray | None = None,
+        votes_kept: np.ndarray | None = None,
+    ) -> CandidateSources:
+        """Bulk load past clicks: (E,) user ids, catalog rows and µs times, in any order;
+        `recent_kept`, `votes_kept`: what co-visitation keeps of them (`CoVisitation.extend`)."""
         self.trending.extend(item_rows, ts_us)
-        self.covis.extend(users, item_rows, ts_us)
+        self.covis.extend(users, item_rows, ts_us, recent_kept, votes_kept)
         return self
 
     def add_click(self, user: Hashable, item_row: int, ts_us: int) -> None:
