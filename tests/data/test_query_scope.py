@@ -173,3 +173,13 @@ def test_train_ranker_bounds_to_its_rows_and_a_validation_that_names_its_own(
     other = _scoped(parts)
     assert not bound_to_queries(other, train, lambda model: {})
     assert other.past.until_us is None and other.past.query_users is None
+
+
+def test_features_in_blocks_of_rows_are_the_features_at_once(
+    parts: dict[str, Dataset], whole: FeatureSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users, items, ts = _queries(whole, parts)
+    expected = whole.past.features(NAMES, users, items, ts, whole.catalog)  # one block
+    assert ts.size < history.FEATURE_BLOCK
+    monkeypatch.setattr(history, "FEATURE_BLOCK", 7)  # blocks that split runs of one (user, t)
+    np.testing.assert_array_equal(whole.past.features(NAMES, users, items, ts, whole.catalog), expected)

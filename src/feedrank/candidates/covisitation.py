@@ -66,7 +66,8 @@ class CoVisitation:
         users, items, ts = users[order], item_rows[order], ts_us[order]
         new_user = np.r_[True, users[1:] != users[:-1]] if users.size else np.zeros(0, dtype=bool)
         session = np.cumsum(new_user | (np.diff(ts, prepend=ts[:1]) > self.gap_us))
-        self._vote(*co_clicks(session, items, ts, None, self.config.max_lag), votes_kept)
+        pairs = co_clicks(session, items, ts, None, self.config.max_lag, votes_kept)
+        self._vote(*pairs, votes_kept)
         if recent_kept is not None:
             kept = recent_kept[order]
             users, ts, items = users[kept], ts[kept], items[kept]
@@ -142,7 +143,12 @@ class CoVisitation:
 
 
 def co_clicks(
-    group: np.ndarray, item: I64, ts_us: I64, window_us: int | None, max_lag: int
+    group: np.ndarray,
+    item: I64,
+    ts_us: I64,
+    window_us: int | None,
+    max_lag: int,
+    kept: np.ndarray | None = None,
 ) -> tuple[I64, I64, I64]:
     """Co-click pairs among clicks sorted by (group, time), e.g. group = user or session.
 
@@ -151,6 +157,9 @@ def co_clicks(
         item, ts_us: (E,) int64 item codes and µs times.
         window_us: largest gap between the two clicks (inclusive); None: any within the group.
         max_lag: largest distance in the sorted order between the two clicks.
+        kept: (num items,) bool: only the pairs with a kept first or second item (None: all);
+            filtered lag by lag, the pairs of every lag are never held at once (9.1M clicks at
+            100M impressions made 5 GB of them).
 
     Returns:
         (first item, second item, time of the second click), each (P,) int64; items differ.
@@ -166,6 +175,8 @@ def co_clicks(
         if not close.any():
             break
         pair = close & (item[lag:] != item[:-lag])
+        if kept is not None:
+            pair &= kept[item[:-lag]] | kept[item[lag:]]
         firsts.append(item[:-lag][pair])
         seconds.append(item[lag:][pair])
         times.append(ts_us[lag:][pair])

@@ -21,6 +21,7 @@ import polars as pl
 from feedrank.data.event_log import Shown
 from feedrank.data.query_scope import user_scope
 from feedrank.data.timeline import EventIndex
+from feedrank.memory import release_free_memory
 
 MERGE_ROWS = 4_000_000  # partial per-key counts held before they are summed into one frame
 
@@ -66,7 +67,10 @@ def views_after(items: Iterable[Shown], num_items: int, lo_us: int) -> EventInde
         rows.append(item[late])
         times.append(ts[late])
     early = np.flatnonzero(first < lo_us)
-    return EventIndex(np.concatenate([early, *rows]), np.concatenate([first[early], *times]))
+    index = EventIndex(np.concatenate([early, *rows]), np.concatenate([first[early], *times]))
+    del rows, times
+    release_free_memory()  # the shards' arrays, freed on the heap (feedrank/memory.py)
+    return index
 
 
 class _KeyCounts:
@@ -151,7 +155,10 @@ def category_views_after(
         by_user.add(key[~late])
         keys.append(key[late])
         user_times.append(ts[asked][late])
-    return by_category.index(cats, times), by_user.index(keys, user_times)
+    indexes = by_category.index(cats, times), by_user.index(keys, user_times)
+    del cats, keys, times, user_times
+    release_free_memory()  # the shards' arrays, freed on the heap (feedrank/memory.py)
+    return indexes
 
 
 def _empty() -> np.ndarray:

@@ -80,6 +80,7 @@ from feedrank.data.ranker_columns import FeatureColumns, f64
 from feedrank.data.ranker_columns import RecentEvents as RecentEvents
 from feedrank.data.sessions import SESSION_GAP_US, PairIndex, SessionIndex
 from feedrank.data.timeline import NO_TIME, EventIndex
+from feedrank.memory import release_free_memory
 
 COUNTER_NAMES = (  # the original nine: what a ranker that records no names was trained with
     *(f"item_clicks_{w}h" for w in COUNTER_WINDOWS_H),
@@ -130,6 +131,7 @@ INDEXES = (
 # What a query at t reads of the item views before it: the 24 h view counters and the 48 h live
 # catalog of the candidate sources (candidates/logged.py); `PastEvents.bound_views` keeps this much.
 VIEW_LOOKBACK_US = 48 * US_PER_HOUR
+FEATURE_BLOCK = 262_144  # query rows whose feature columns `PastEvents.features` computes at once
 SESSION_COLUMNS = ("session_activities", "session_clicks", "since_session_click_log_s", "no_session_click")
 
 
@@ -172,7 +174,9 @@ class PastEvents:
 
     @functools.cached_property
     def clicks(self) -> Clicks:
-        return self.events.clicks(self.until_us)
+        clicks = self.events.clicks(self.until_us)
+        release_free_memory()  # the shards' arrays, freed on the heap (feedrank/memory.py)
+        return clicks
 
     def _upto(self) -> tuple[int, int] | None:
         """`shown_chunks`' bounds for `bound_queries`' upper end: events after it are never read."""
@@ -352,7 +356,10 @@ class PastEvents:
             users.append(pairs.get_column("user").to_numpy())
             times.append(pairs.get_column("ts").to_numpy())
         c = self._user_clicks_asked()
-        return SessionIndex(np.concatenate([*users, c.user]), np.concatenate([*times, c.ts]))
+        index = SessionIndex(np.concatenate([*users, c.user]), np.concatenate([*times, c.ts]))
+        del users, times
+        release_free_memory()  # the shards' arrays, freed on the heap (feedrank/memory.py)
+        return index
 
     @functools.cached_property
     def covisits(self) -> PairIndex:
@@ -420,12 +427,19 @@ class PastEvents:
         unknown = [n for n in names if n not in FEATURE_NAMES]
         if unknown:
             raise ValueError(f"unknown ranker features {unknown}; known: {sorted(FEATURE_NAMES)}")
-        columns = FeatureColumns(
-            self, np.asarray(user_rows), np.asarray(item_rows), np.asarray(ts_us), catalog, recent
-        )
-        out = np.empty((len(columns.t), len(names)), dtype=np.float32)
-        for j, name in enumerate(names):
-            out[:, j] = columns.get(name)
+        users, items, ts = np.asarray(user_rows), np.asarray(item_rows), np.asarray(ts_us)
+        out = np.empty((ts.size, len(names)), dtype=np.float32)
+        # A block of rows at a time: each row's columns are its own, and the float64 pieces the
+        # columns share for every row at once took GBs for 2.9M rows (a ranker's examples at 100M
+        # impressions). Serving's `recent` is aligned with all its (few) rows: one block.
+        block = FEATURE_BLOCK if recent is None else max(ts.size, 1)
+        for lo in range(0, max(ts.size, 1), block):
+            part = slice(lo, lo + block)
+            columns = FeatureColumns(self, users[part], items[part], ts[part], catalog, recent)
+            for j, name in enumerate(names):
+                out[part, j] = columns.get(name)
+        if ts.size > block:
+            release_free_memory()  # the blocks' pieces, freed on the heap (feedrank/memory.py)
         return out
 
     def session_columns(self, user_rows: np.ndarray, ts_us: np.ndarray) -> np.ndarray:

@@ -34,6 +34,7 @@ from feedrank.data.features import FeatureConfig, table_memory, to_us
 from feedrank.data.retrieval_stream import RetrievalBatches, retrieval_rows, window_clicks
 from feedrank.data.split import open_split
 from feedrank.errors import ConfigError, DatasetError
+from feedrank.memory import release_free_memory
 from feedrank.models.inputs import ItemInputs, UserInputs
 from feedrank.models.two_tower import TwoTower
 from feedrank.train.batch_types import RankerBatch, RetrievalBatch
@@ -179,6 +180,7 @@ def _impression_data(
         if cfg.sources:
             arrays["sources"] = replay.columns(arrays)
     space.past.release_clicks()  # the click indexes are built; a later one reads them again
+    release_free_memory()  # what building the examples freed on the heap (feedrank/memory.py)
     data = TensorBatchSource(RankerBatch.from_arrays(arrays), cfg.batch_size, seed=cfg.train.seed)
     return data, tables, len(arrays["y_click"])
 
