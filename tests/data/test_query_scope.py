@@ -86,6 +86,8 @@ def test_bounded_queries_give_the_same_features_sources_and_histories(
     got = _sources(scoped, users, items, ts, scoped_sources)
     np.testing.assert_array_equal(got, _sources(whole, users, items, ts, whole_sources))
     assert got[:, SOURCE_FEATURES.index("covis_score")].any()
+    # one run's sources are built once and shared (replay, validation); an unbounded past's are not
+    assert _logged(scoped) is scoped_sources and _logged(whole) is not whole_sources
     # co-visitation kept the asked users' clicks and the votes their recent clicks read, not all
     scoped_covis, whole_covis = scoped_sources.sources.covis, whole_sources.sources.covis
     assert 0 < len(scoped_covis._clicks) < len(whole_covis._clicks)

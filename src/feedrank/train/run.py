@@ -157,6 +157,11 @@ def _impression_data(
     log.info("ranker examples from %d training impressions (features as of each request)", impressions.height)
     if impressions.height:  # every query is at or after the first row: views before it are not read
         space.past.bound_views(int(to_us(impressions.get_column("ts")).min()))
+    if space.past.until_us is not None and (cfg.sources or cfg.loss.pool_negatives > 0):
+        # Built before the examples, while little else is held: its peak (every session's
+        # co-click votes sorted) then does not stack on theirs; the replay and the validation
+        # share it (LoggedSources.from_past).
+        LoggedSources.from_past(space.past, space.catalog, space.users)
     arrays, requests = ranker_examples(
         space,
         impressions,
