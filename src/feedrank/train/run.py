@@ -136,8 +136,7 @@ def train_ranker(
         examples = len(clicks)
         evaluate = make_evaluate(space) if make_evaluate else None
     else:
-        # The validation's sample first (it reads no index yet): with its rows and the training
-        # rows known, the indexes hold what those ask for alone (PastEvents.bound_queries).
+        # The validation's sample first (no index read): the indexes then hold what it and the rows ask.
         evaluate = make_evaluate(space) if make_evaluate else None
         if own_space and bound_to_queries(space, impressions, evaluate):
             log.info("indexes bounded to the training rows' and the validation sample's users and times")
