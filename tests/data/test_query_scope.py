@@ -134,7 +134,7 @@ def test_breaking_the_bounds_by_hand_changes_the_features(
     dropped.past.bound_queries(int(ts.min()), int(ts.max()), users)
 
     def without_busiest(mask: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
-        return (rows >= 0) & (rows != busiest)
+        return np.asarray((rows >= 0) & (rows != busiest), dtype=bool)
 
     for module in (history, bounded_views, affinity):
         monkeypatch.setattr(module, "user_scope", without_busiest)
@@ -168,6 +168,7 @@ def test_train_ranker_bounds_to_its_rows_and_a_validation_that_names_its_own(
     assert bound_to_queries(space, train, named)
     past = space.past
     rows = space.users.rows(pl.concat([train.get_column("user_id"), valid.get_column("user_id")]))
+    assert past.query_users is not None
     assert np.array_equal(np.flatnonzero(past.query_users), np.unique(rows[rows >= 0]))
     assert past.until_us == int(to_us(valid.get_column("ts")).max())
     assert past.views_from_us is not None
