@@ -22,6 +22,10 @@ SERVED_ROWS = (
     "new_user_overlap@10",
     "anonymous_overlap@10",
     "new_feed_share@20",
+    "utility_share@20_minus_served",
+    "posterior_ess",
+    "posterior_ess_share",
+    "posterior_events",
 )
 PANEL_ROWS = ("jaccard@10", "jaccard_all_pairs", "distinct_items", "top_item_feed_share", "live_coverage")
 
