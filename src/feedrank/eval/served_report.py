@@ -53,6 +53,15 @@ def served_markdown(report: ServedReport) -> list[str]:
         "new user's feed over the oracle's. Mean ± standard error.",
         "",
     ]
+    if "posterior oracle" in report.systems:
+        lines += [
+            "The posterior oracle serves the best feed a model could build from the log alone: it knows",
+            "the simulator's model and only what the log shows about the user before the request, and",
+            "ranks by the utility expected under the posterior of their interests (`sim/posterior.py`).",
+            "utility_share@20_minus_served: a system's share minus the served feed's, paired by request;",
+            "posterior_ess: its sampler's effective sample size (of 1,024 draws or more).",
+            "",
+        ]
     lines += _se_table(report.systems, [m for m in SERVED_ROWS if _anywhere(report.systems, m)], systems)
     cover = ", ".join(
         f"{name} {row['coverage@10']:.4f} ({int(row['distinct@10'])} items)"
