@@ -69,7 +69,7 @@ def test_with_no_log_the_feed_is_the_new_user_oracles(world: World) -> None:
 def test_a_long_log_approaches_the_true_oracle_and_beats_the_demographics(world: World) -> None:
     t = world.start_s + 40 * 3600.0
     items = world.live_items(t)
-    oracle = PosteriorOracle(world, draws=512, seed=0)
+    oracle = PosteriorOracle(world, draws=256, seed=0, rounds=6, final_draws=1024)
     shares, priors, corrs = [], [], []
     for user in (5, 17, 42):
         demo = _demographics(world, user)
@@ -77,7 +77,7 @@ def test_a_long_log_approaches_the_true_oracle_and_beats_the_demographics(world:
         log = _simulated_log(world, user, requests=300, seed=user)
         post = oracle.fit(demo, log, key=str(user))
         assert post.events == log.size == 3000
-        assert post.ess > 50  # not degenerate on a heavy reader's log
+        assert post.ess > 40  # not degenerate on a heavy reader's log
         corrs.append(np.corrcoef(post.weights @ post.interests, world.users.interests[user])[0, 1])
         shares.append(_share(world, user, oracle.expected_utility(post, items, t), items, t))
         prior = oracle.fit(demo, UserLog.empty())
@@ -112,3 +112,15 @@ def test_the_weighted_dirichlet_fit_recovers_its_parameters() -> None:
     assert fitted == pytest.approx(alpha, rel=0.08)
     # Its density integrates the draws' own log likelihood better than a wrong one does.
     assert is_.dirichlet_logpdf(log_theta, alpha).mean() > is_.dirichlet_logpdf(log_theta, alpha * 2).mean()
+
+
+def test_the_logistic_normal_density_integrates_to_one_on_the_simplex() -> None:
+    rng = np.random.default_rng(1)
+    q = is_.LogisticNormal(ref=2, mean=np.array([0.2, -0.3]), chol=np.linalg.cholesky(0.3 * np.eye(2)))
+    uniform = np.ones(3)
+    draws = is_.dirichlet_log_draws(rng, uniform, 200_000)  # uniform on the simplex
+    ratio = np.exp(is_.logistic_normal_logpdf(draws, q) - is_.dirichlet_logpdf(draws, uniform))
+    assert ratio.mean() == pytest.approx(1.0, abs=0.03)
+    own = is_.logistic_normal_log_draws(rng, q, 50_000)
+    fitted = is_.fit_logistic_normal(own, np.full(50_000, 1 / 50_000), inflate=1.0)
+    assert fitted.ref == int(np.argmax(np.exp(own).mean(axis=0)))

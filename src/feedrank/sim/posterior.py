@@ -25,14 +25,15 @@ policy's freshness weights (its popularity term is left out), times the dwell de
 the one approximation; any approximation can only lower the feed's true value, so the share stays
 a lower bound of the ceiling.
 
-The sampler: adaptive importance sampling (population Monte Carlo). Round 0 draws the prior; each
-later round fits a Dirichlet (weighted maximum likelihood) to the previous round's draws
-weighted towards a tempered posterior prior * likelihood ** beta, with beta raised as far as the
-effective sample size allows, and draws from a mixture of that fit and the prior (the prior's
-share keeps the weights bounded). It stops once the full posterior's effective sample size
-reaches `target_ess` of the draws, after `rounds` rounds, or when beta stops rising (the
-Dirichlet family cannot come closer, as for the heaviest readers); short of the target, it ends
-with one larger draw (`final_draws`) from the last proposal. `Posterior.ess` reports what it got.
+The sampler: adaptive importance sampling (population Monte Carlo). Round 0 draws the prior;
+each later round fits a Dirichlet (weighted maximum likelihood) to the previous round's draws
+weighted towards a tempered posterior prior * likelihood ** beta, beta raised as far as keeps
+half of the current tempered effective sample size (ESS), and draws from a mixture of that fit
+and the prior (the prior's share keeps the weights bounded). Once beta stalls (one Dirichlet
+precision cannot follow a long log's posterior) a logistic normal fitted to the same weights
+joins the mixture. It stops once the full posterior's ESS reaches `target_ess` of the draws or
+after `rounds` rounds; short of the target, it ends with one larger draw (`final_draws`) from the
+best proposal seen. `Posterior.ess` reports what it got.
 
     oracle = PosteriorOracle(world, draws=1024, seed=0)
     post = oracle.fit({"country": "US", ...}, log)         # log: a UserLog of events before t
@@ -110,7 +111,7 @@ class PosteriorOracle:
         draws: int = 1024,
         seed: int = 0,
         *,
-        rounds: int = 8,
+        rounds: int = 12,
         target_ess: float = 0.3,
         defensive: float = 0.1,
         history_sample: int = 64,
@@ -143,23 +144,34 @@ class PosteriorOracle:
         ll = self._loglik(np.exp(log_theta), device, log)
         log_p = is_.dirichlet_logpdf(log_theta, alpha)
         log_q = log_p.copy()
-        beta, rounds, fitted = 0.0, 0, alpha
-        while (
-            is_.ess(is_.normalized(log_p + ll - log_q)) < self.target_ess * self.draws
-            and rounds < self.rounds
-        ):
-            step = is_.next_beta(log_p - log_q, ll, beta, 0.5 * self.draws)
-            if rounds >= 2 and step - beta < 0.005:
-                break  # the Dirichlet family has come as close as it can: stop refitting
+        target = self.target_ess * self.draws
+        beta, rounds, refine = 0.0, 0, False
+        fitted: F64 = alpha
+        gauss: is_.LogisticNormal | None = None
+        full = is_.ess(is_.normalized(log_p + ll - log_q))
+        best: tuple[float, F64, is_.LogisticNormal | None] = (full, fitted, gauss)
+        while full < target and rounds < self.rounds:
+            # Raise beta as far as keeps half of the current tempered ESS (a fixed share of the
+            # draws would stop beta where the proposal is imperfect, as on long logs).
+            current = is_.ess(is_.normalized(log_p + beta * ll - log_q))
+            step = is_.next_beta(log_p - log_q, ll, beta, 0.5 * current)
+            # Once beta stalls the Dirichlet family has come as close as it can: from then on a
+            # logistic normal joins it, which follows the posterior's correlations and per-topic
+            # precision.
+            refine = refine or (rounds >= 2 and step - beta < 0.005)
             beta = step
-            fitted = is_.dirichlet_mle(log_theta, is_.normalized(log_p + beta * ll - log_q))
-            log_theta, log_q = self._mixture_draws(rng, alpha, fitted, self.draws)
+            w = is_.normalized(log_p + beta * ll - log_q)
+            fitted = is_.dirichlet_mle(log_theta, w)
+            gauss = is_.fit_logistic_normal(log_theta, w) if refine else None
+            log_theta, log_q = self._mixture_draws(rng, alpha, fitted, self.draws, gauss)
             ll = self._loglik(np.exp(log_theta), device, log)
             log_p = is_.dirichlet_logpdf(log_theta, alpha)
+            full = is_.ess(is_.normalized(log_p + ll - log_q))
+            best = max(best, (full, fitted, gauss), key=lambda b: b[0])
             rounds += 1
-        if rounds and is_.ess(is_.normalized(log_p + ll - log_q)) < self.target_ess * self.draws:
-            # Still short of the target: one last, larger draw from the last proposal.
-            log_theta, log_q = self._mixture_draws(rng, alpha, fitted, self.final_draws)
+        if rounds and full < target:
+            # Still short of the target: one last, larger draw from the best proposal seen.
+            log_theta, log_q = self._mixture_draws(rng, alpha, best[1], self.final_draws, best[2])
             ll = self._loglik(np.exp(log_theta), device, log)
             log_p = is_.dirichlet_logpdf(log_theta, alpha)
         w = is_.normalized(log_p + ll - log_q)
@@ -188,20 +200,33 @@ class PosteriorOracle:
         out: F64 = w.config.interest_concentration * prior / prior.sum()
         return out
 
-    def _mixture_draws(self, rng: np.random.Generator, alpha: F64, fitted: F64, n: int) -> tuple[F64, F64]:
-        """n draws from defensive * Dirichlet(alpha) + (1 - defensive) * Dirichlet(fitted), and
-        the mixture's log density at each."""
-        n_prior = int(rng.binomial(n, self.defensive))
-        log_theta = np.concatenate(
-            [
-                is_.dirichlet_log_draws(rng, alpha, n_prior),
-                is_.dirichlet_log_draws(rng, fitted, n - n_prior),
-            ]
+    def _mixture_draws(
+        self,
+        rng: np.random.Generator,
+        alpha: F64,
+        fitted: F64,
+        n: int,
+        gauss: is_.LogisticNormal | None = None,
+    ) -> tuple[F64, F64]:
+        """n draws from defensive * Dirichlet(alpha) + the rest split between Dirichlet(fitted) and
+        the logistic normal `gauss` (when given), and the mixture's log density at each."""
+        shares = (
+            [self.defensive, 1.0 - self.defensive]
+            if gauss is None
+            else [self.defensive, *[(1.0 - self.defensive) / 2] * 2]
         )
-        log_q: F64 = np.logaddexp(
-            np.log(self.defensive) + is_.dirichlet_logpdf(log_theta, alpha),
-            np.log1p(-self.defensive) + is_.dirichlet_logpdf(log_theta, fitted),
-        )
+        counts = rng.multinomial(n, shares)
+        parts = [
+            is_.dirichlet_log_draws(rng, alpha, counts[0]),
+            is_.dirichlet_log_draws(rng, fitted, counts[1]),
+        ]
+        if gauss is not None:
+            parts.append(is_.logistic_normal_log_draws(rng, gauss, counts[2]))
+        log_theta = np.concatenate(parts)
+        dens = [is_.dirichlet_logpdf(log_theta, alpha), is_.dirichlet_logpdf(log_theta, fitted)]
+        if gauss is not None:
+            dens.append(is_.logistic_normal_logpdf(log_theta, gauss))
+        log_q: F64 = np.logaddexp.reduce(np.log(shares)[:, None] + np.stack(dens), axis=0)
         return log_theta, log_q
 
     def _features(self, interests: F64, device: I64, items: I64, t_s: F64) -> PairFeatures:

@@ -3,6 +3,8 @@ a weighted Dirichlet fit, effective sample sizes and tempering (sim/posterior.py
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 from scipy.special import digamma, gammaln, polygamma
@@ -69,4 +71,50 @@ def inverse_digamma(y: F64) -> F64:
     for _ in range(6):
         x = x - (digamma(x) - y) / polygamma(1, x)
     out: F64 = x
+    return out
+
+
+@dataclass(frozen=True)
+class LogisticNormal:
+    """A Gaussian on the log ratios y = log theta_k - log theta_ref (k != ref): it can follow a
+    posterior's correlations and per-topic precision, which one Dirichlet precision cannot."""
+
+    ref: int
+    mean: F64  # (K - 1,)
+    chol: F64  # (K - 1, K - 1) lower Cholesky factor of the covariance
+
+
+def fit_logistic_normal(log_theta: F64, w: F64, floor: float = -40.0, inflate: float = 1.5) -> LogisticNormal:
+    """Weighted moments of the log ratios against the topic of largest weighted mean. Log ratios
+    below `floor` count as `floor` (a topic that small does not move any affinity); the covariance
+    is inflated by `inflate` so the proposal's tails cover the target's."""
+    ref = int(np.argmax(w @ np.exp(log_theta)))
+    y = np.maximum(np.delete(log_theta - log_theta[:, ref : ref + 1], ref, axis=1), floor)
+    mean = w @ y
+    centred = y - mean
+    cov = (centred * w[:, None]).T @ centred * inflate + 1e-6 * np.eye(y.shape[1])
+    chol: F64 = np.asarray(np.linalg.cholesky(cov), dtype=np.float64)
+    return LogisticNormal(ref, mean, chol)
+
+
+def logistic_normal_log_draws(rng: np.random.Generator, q: LogisticNormal, n: int) -> F64:
+    """(n, K) log of draws of theta."""
+    y = q.mean + rng.standard_normal((n, q.mean.size)) @ q.chol.T
+    z = np.insert(y, q.ref, 0.0, axis=1)
+    top = z.max(axis=1, keepdims=True)
+    out: F64 = z - top - np.log(np.exp(z - top).sum(axis=1, keepdims=True))
+    return out
+
+
+def logistic_normal_logpdf(log_theta: F64, q: LogisticNormal) -> F64:
+    """Density on the simplex (the Dirichlet's measure): N(y; mean, cov) / prod_k theta_k."""
+    y = np.delete(log_theta - log_theta[:, q.ref : q.ref + 1], q.ref, axis=1)
+    solved = np.linalg.solve(q.chol, (y - q.mean).T)  # (K - 1, n)
+    log_det = np.log(np.diag(q.chol)).sum()
+    out: F64 = (
+        -0.5 * (solved * solved).sum(axis=0)
+        - log_det
+        - 0.5 * q.mean.size * np.log(2 * np.pi)
+        - log_theta.sum(axis=1)
+    )
     return out
