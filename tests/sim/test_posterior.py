@@ -9,8 +9,9 @@ import pytest
 from feedrank.sim import World
 from feedrank.sim import simplex_is as is_
 from feedrank.sim import vocab as names
-from feedrank.sim.posterior import PosteriorOracle, UserLog, _survey_loglik
+from feedrank.sim.posterior import PosteriorOracle, UserLog
 from feedrank.sim.prior import NewUserPrior
+from feedrank.sim.response import survey_loglik
 from tests.sim.conftest import tiny_config
 
 
@@ -98,7 +99,7 @@ def test_a_short_log_moves_the_posterior_only_a_little(world: World) -> None:
 def test_survey_answers_form_a_distribution() -> None:
     vgc = np.array([[0.05], [0.6], [3.0]])
     total = sum(
-        np.exp(_survey_loglik(vgc, np.array([r], dtype=np.float64), 1.5, 0.6, 0.5)) for r in range(1, 6)
+        np.exp(survey_loglik(vgc, np.array([r], dtype=np.float64), 1.5, 0.6, 0.5)) for r in range(1, 6)
     )
     assert total == pytest.approx(np.ones(3))
 

@@ -49,12 +49,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import log_ndtr, ndtr
 
 from feedrank.sim import simplex_is as is_
 from feedrank.sim import vocab as names
 from feedrank.sim.prior import NewUserPrior
-from feedrank.sim.response import PairFeatures
+from feedrank.sim.response import PairFeatures, dwell_loglik, survey_loglik
 from feedrank.sim.world import World
 
 F64 = npt.NDArray[np.float64]
@@ -248,14 +247,14 @@ class PosteriorOracle:
         if clicked.any():
             f = self._features(interests, device, log.items[clicked], log.t_s[clicked])
             out += _log(model.click_prob(f)).sum(axis=1)
-            out += _dwell_loglik(model.dwell_log_mean(f), log.dwell_s[clicked], p.dwell_sigma)
+            out += dwell_loglik(model.dwell_log_mean(f), log.dwell_s[clicked], p.dwell_sigma)
             s = model.share_prob(f)
             out += np.where(log.shared[clicked], _log(s), _log(1.0 - s)).sum(axis=1)
             surveyed = np.isfinite(log.survey[clicked])
             if surveyed.any():
                 vgc = model.value_given_click(f)[:, surveyed]
                 rating = log.survey[clicked][surveyed]
-                out += _survey_loglik(vgc, rating, p.survey_slope, p.survey_ref_min, p.survey_noise)
+                out += survey_loglik(vgc, rating, p.survey_slope, p.survey_ref_min, p.survey_noise)
         rest = ~clicked
         if rest.any():
             f = self._features(interests, device, log.items[rest], log.t_s[rest])
@@ -272,7 +271,7 @@ class PosteriorOracle:
         model = self.world.model
         f = self._features(interests, device, log.click_items, log.click_t_s)
         out: F64 = _log(model.click_prob(f)).sum(axis=1)
-        out += _dwell_loglik(model.dwell_log_mean(f), log.click_dwell_s, model.params.dwell_sigma)
+        out += dwell_loglik(model.dwell_log_mean(f), log.click_dwell_s, model.params.dwell_sigma)
         rng = np.random.default_rng([self.seed, 31, log.click_items.size])
         cfg = self.world.config
         for t in log.click_t_s.tolist():
@@ -287,23 +286,4 @@ class PosteriorOracle:
 
 def _log(x: F64) -> F64:
     out: F64 = np.log(np.maximum(x, TINY))
-    return out
-
-
-def _dwell_loglik(mu: F64, dwell_s: F64, sigma: float) -> F64:
-    """(D,) sum of log Normal(log dwell; mu, sigma) densities over the columns, up to a constant."""
-    z = (np.log(np.maximum(dwell_s, 1e-3))[None, :] - mu) / sigma
-    out: F64 = -0.5 * (z * z).sum(axis=1)
-    return out
-
-
-def _survey_loglik(vgc: F64, rating: F64, slope: float, ref: float, noise: float) -> F64:
-    """(D,) log P(the survey answers) with rating = clip(round(latent + Normal(0, noise)), 1, 5)."""
-    latent = 1.0 + 4.0 * 0.5 * (1.0 + np.tanh(0.5 * slope * np.log(np.maximum(vgc, TINY) / ref)))
-    hi = np.where(rating >= 5, np.inf, rating + 0.5)[None, :]
-    lo = np.where(rating <= 1, -np.inf, rating - 0.5)[None, :]
-    prob = ndtr((hi - latent) / noise) - ndtr((lo - latent) / noise)
-    # The answer 1 (or 5) alone: log_ndtr keeps precision far in the tail.
-    prob_log = np.where(rating[None, :] <= 1, log_ndtr((hi - latent) / noise), _log(prob))
-    out: F64 = prob_log.sum(axis=1)
     return out
