@@ -6,7 +6,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Self
+from typing import ClassVar, Self
 
 import numpy as np
 import polars as pl
@@ -18,9 +18,11 @@ from feedrank.eval.served_metrics import (
     disjoint_pairs,
     jaccard,
     mean_se,
+    paired_share,
     ratio_se,
     spread,
 )
+from feedrank.eval.served_path import SERVED
 from feedrank.eval.served_requests import Requests, panel, sample_requests, segment_masks
 from feedrank.progress import reporting
 
@@ -193,3 +195,28 @@ def test_progress_reports_every_request_then_every_panel_time_of_every_system() 
     assert [r for r in seen if r[0] == REQUESTS_TASK] == [(REQUESTS_TASK, q, 40) for q in range(1, 41)]
     assert [r for r in seen if r[0] == PANEL_TASK] == [(PANEL_TASK, n, 6) for n in range(1, 7)]
     assert seen.index((REQUESTS_TASK, 40, 40)) < seen.index((PANEL_TASK, 1, 6))
+
+
+class NamedServer(ConstantServer):
+    """The constant feed under the served feed's name, reporting one sampler number per request."""
+
+    name = SERVED
+    last_stats: ClassVar[dict[str, float]] = {"posterior_ess": 7.0}
+
+
+def test_every_other_system_gets_its_share_minus_the_served_feeds_paired() -> None:
+    requests = _requests(60)
+    report = measure(
+        [NamedServer(), PersonalServer(), TopItemsServer()],
+        requests,
+        np.ones(60),
+        ItemNumberTruth(),
+        len(CATALOG),
+    )
+    served, personal = report.systems[SERVED], report.systems["personal"]
+    diff = personal["utility_share@20_minus_served"]
+    assert diff == pytest.approx(personal["utility_share@20"] - served["utility_share@20"])
+    assert 0 < personal["utility_share@20_minus_served_se"] < personal["utility_share@20_se"]
+    assert "utility_share@20_minus_served" not in served
+    assert served["posterior_ess"] == pytest.approx(7.0)  # a server's `last_stats`, per request
+    assert paired_share([2.0, 4.0], [1.0, 1.0], [4.0, 4.0]) == pytest.approx((0.5, 0.25))

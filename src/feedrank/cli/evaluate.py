@@ -32,6 +32,13 @@ def evaluate_command(
     served_requests: Annotated[
         int, typer.Option(help="Test requests sent through the serving path (0: no served-feed rows).")
     ] = 1000,
+    posterior_oracle: Annotated[
+        bool,
+        typer.Option(
+            help="Simulator: add the posterior oracle's served row, the best feed the log allows "
+            "(about 1 s per request)."
+        ),
+    ] = False,
     protocol: Annotated[str, typer.Option(help="offline (default) or next-click.")] = "offline",
     max_events: Annotated[int, typer.Option(help="next-click: sampled test clicks.")] = 20_000,
     valid_events: Annotated[
@@ -51,6 +58,7 @@ def evaluate_command(
 
     Example: feedrank evaluate runs/ranker --out runs/ranker/eval
     Example: feedrank evaluate runs/demo/ranker --bundle runs/demo/bundle --served-requests 2000
+    Example: feedrank evaluate runs/demo/ranker --bundle runs/demo/bundle --posterior-oracle
     Example: feedrank evaluate runs/globo/ranker --protocol next-click --bundle runs/globo/bundle
     Example: feedrank evaluate runs/ranker --protocol next-click --max-events 20000
     Example: feedrank evaluate runs/ranker --protocol next-click --quota covis=0 --out /tmp/nocovis
@@ -84,7 +92,12 @@ def evaluate_command(
         return
     console.print(f"evaluating {run} (the stages below, a bar for each long one)")
     with stages(), item_bars():
-        offline = EvalOptions(max_queries=max_queries, seed=seed, served_requests=served_requests)
+        offline = EvalOptions(
+            max_queries=max_queries,
+            seed=seed,
+            served_requests=served_requests,
+            served_posterior=posterior_oracle,
+        )
         report = evaluate_run(run, data, offline, bundle=bundle)
         paths = write_report(report, out or run / "eval")
     console.print(paths["markdown"].read_text(encoding="utf-8"), markup=False, highlight=False)

@@ -71,6 +71,7 @@ class EvalOptions:
     live_window_h: float = 48.0  # an item is a candidate while published or shown this recently
     rerank_queries: int = 300  # test requests replayed through each re-ranking configuration
     served_requests: int = 1000  # test requests sent through the serving path (0: none)
+    served_posterior: bool = False  # the posterior oracle's row beside served and oracle (slow)
 
 
 @dataclass
@@ -191,6 +192,7 @@ def served_feed(run_dir: Path, split_dir: Path, options: EvalOptions, bundle: Pa
         part=options.part,
         seed=options.seed,
         live_window_h=options.live_window_h,
+        posterior_oracle=options.served_posterior,
     )
     if bundle is not None:
         return evaluate_served(bundle, split_dir, served)

@@ -21,6 +21,12 @@ served beside it. Per system, mean ± standard error over requests:
     new_feed_share@20 the known user's utility@20 of the new user's feed (same demographics), over
                       the oracle's utility@20 on the same requests: what serving everyone with
                       those demographics one feed would keep
+    utility_share@20_minus_served  a system's share minus the served feed's, request by request
+                      (paired: the same requests and oracle)
+
+With `posterior_oracle`, a "posterior oracle" row serves beside them: the best feed a model
+could build knowing the simulator's model and only what the log shows about the user before the
+request (sim/posterior.py, eval/posterior_server.py), with its sampler's effective sample size.
     coverage@10       distinct items over all requests' top 10, as a share of the catalog
 
 and on a panel of known users served at a few shared times: the distinct items across their
@@ -45,6 +51,7 @@ from feedrank.data.split import open_split
 from feedrank.eval.baselines import Scorer
 from feedrank.eval.catalog import LiveCatalog
 from feedrank.eval.oracle import NewUserOracle, OracleScorer, world_of
+from feedrank.eval.posterior_server import posterior_server
 from feedrank.eval.served_metrics import (
     F64,
     all_pairs_jaccard,
@@ -52,11 +59,12 @@ from feedrank.eval.served_metrics import (
     jaccard,
     mean_se,
     pair_jaccards,
+    paired_share,
     ratio_se,
     spread,
     summarize,
 )
-from feedrank.eval.served_path import FeedServer, OracleServer, RecommenderServer
+from feedrank.eval.served_path import SERVED, FeedServer, OracleServer, RecommenderServer
 from feedrank.eval.served_requests import Requests, panel, sample_requests, segment_masks
 from feedrank.progress import advance
 from feedrank.serve.settings import ServeSettings
@@ -83,6 +91,9 @@ class ServedOptions:
     # The re-ranker's click rates and dwell from the bundle's events before each request only (as a
     # live service has them); False: from all of them, later ones included (the look-ahead before).
     past_engagement: bool = True
+    # The posterior oracle's row (simulator only): the best feed the log allows (module docstring).
+    posterior_oracle: bool = False
+    posterior_draws: int = 1024
 
 
 @dataclass
@@ -127,6 +138,8 @@ def evaluate_served(
         events = pl.concat([ds.read("impressions").select("item_id", "ts") for ds in parts.values()])
         live = LiveCatalog(space, events, options.live_window_h)
         known = set(world.user_ids().to_list())
+        if options.posterior_oracle:
+            servers.append(posterior_server(world, parts, live, space.catalog.item_ids, options))
         servers.append(
             OracleServer(truth, live, space.catalog.item_ids, known, NewUserOracle(world, seed=options.seed))
         )
@@ -160,6 +173,7 @@ def measure(
                 [user, NEW_USER.format(q), ANONYMOUS.format(q)], int(now), k, [demo, demo, {}]
             )
             values = request_metrics(known, new, target, anonymous)
+            values |= getattr(server, "last_stats", {})  # the posterior oracle's sampler numbers
             if truth is not None:
                 values |= _utilities(truth, user, int(now), known)
                 values["new_feed_utility@20"] = _utilities(truth, user, int(now), new)["utility@20"]
@@ -238,6 +252,12 @@ def _summaries(arrays: dict[str, dict[str, F64]], mask: np.ndarray) -> dict[str,
         for k in KS:
             share, se = ratio_se(metrics[f"utility@{k}"][mask], oracle[f"utility@{k}"][mask])
             out[system][f"utility_share@{k}"], out[system][f"utility_share@{k}_se"] = share, se
+        if system != SERVED and SERVED in arrays:
+            ok = mask & np.isfinite(oracle["utility@20"])
+            served_u, u = arrays[SERVED]["utility@20"][ok], metrics["utility@20"][ok]
+            diff, se = paired_share(u, served_u, oracle["utility@20"][ok])
+            out[system]["utility_share@20_minus_served"] = diff
+            out[system]["utility_share@20_minus_served_se"] = se
     return out
 
 

@@ -81,6 +81,20 @@ def ratio_se(numerator: npt.ArrayLike, denominator: npt.ArrayLike) -> tuple[floa
     return r, float(np.sqrt(max(var, 0.0)))
 
 
+def paired_share(variant: npt.ArrayLike, base: npt.ArrayLike, oracle: npt.ArrayLike) -> tuple[float, float]:
+    """share(variant) - share(base) over the same requests and oracle denominator, and its
+    standard error: (mean(variant - base) / mean(oracle)) by the delta method, request by request."""
+    x = np.asarray(variant, dtype=np.float64) - np.asarray(base, dtype=np.float64)
+    o = np.asarray(oracle, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(o)
+    x, o = x[ok], o[ok]
+    if x.size < 2 or o.mean() == 0:
+        return float("nan"), float("nan")
+    r = float(x.mean() / o.mean())
+    se = float((x - r * o).std(ddof=1) / (np.sqrt(x.size) * o.mean()))
+    return r, se
+
+
 def summarize(per_request: dict[str, F64], mask: npt.NDArray[np.bool_]) -> dict[str, float]:
     """metric → mean and `<metric>_se` over the masked requests (finite values only), plus `requests`."""
     out: dict[str, float] = {"requests": float(mask.sum())}

@@ -54,6 +54,9 @@ class FeedServer(Protocol):
     ) -> list[list[str]]: ...
 
 
+SERVED = "served (ranker)"  # the name of the bundle's own feed in the reports
+
+
 class RecommenderServer:
     """Feeds from `Recommender.recommend_batch` over a loaded bundle (see the module docstring).
 
@@ -65,7 +68,7 @@ class RecommenderServer:
         bundle: Bundle,
         settings: ServeSettings | None = None,
         *,
-        name: str = "served (ranker)",
+        name: str = SERVED,
         weights: Mapping[str, float] | None = None,
         past_engagement: bool = True,
     ) -> None:

@@ -22,6 +22,10 @@ SERVED_ROWS = (
     "new_user_overlap@10",
     "anonymous_overlap@10",
     "new_feed_share@20",
+    "utility_share@20_minus_served",
+    "posterior_ess",
+    "posterior_ess_share",
+    "posterior_events",
 )
 PANEL_ROWS = ("jaccard@10", "jaccard_all_pairs", "distinct_items", "top_item_feed_share", "live_coverage")
 
@@ -49,6 +53,15 @@ def served_markdown(report: ServedReport) -> list[str]:
         "new user's feed over the oracle's. Mean ± standard error.",
         "",
     ]
+    if "posterior oracle" in report.systems:
+        lines += [
+            "The posterior oracle serves the best feed a model could build from the log alone: it knows",
+            "the simulator's model and only what the log shows about the user before the request, and",
+            "ranks by the utility expected under the posterior of their interests (`sim/posterior.py`).",
+            "utility_share@20_minus_served: a system's share minus the served feed's, paired by request;",
+            "posterior_ess: its sampler's effective sample size (of 1,024 draws or more).",
+            "",
+        ]
     lines += _se_table(report.systems, [m for m in SERVED_ROWS if _anywhere(report.systems, m)], systems)
     cover = ", ".join(
         f"{name} {row['coverage@10']:.4f} ({int(row['distinct@10'])} items)"

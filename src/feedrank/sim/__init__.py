@@ -9,7 +9,8 @@
 Modules: config (SimConfig, ResponseParams), generate (drawing a world), world (World: latent
 parameters, ground truth, ids, save/load), response (the response model), policy (the logging
 policy and its propensities), tables (canonical frames), simulate (the streaming loop), storage
-(saving and loading a World), prior (the ground truth for a brand-new user), ids, vocab.
+(saving and loading a World), prior (the ground truth for a brand-new user), posterior (the best
+feed given what the log shows about a user; its sampler in simplex_is), ids, vocab.
 The generative model is written out in docs/simulator.md.
 """
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import log_ndtr, ndtr
 
 from feedrank.sim.config import ResponseParams
 
@@ -170,3 +171,27 @@ class ResponseModel:
         rating = np.clip(np.rint(latent + p.survey_noise * rng.standard_normal(shape)), 1.0, 5.0)
         survey = np.where(surveyed, rating, np.nan).astype(np.float32)
         return Responses(examined, clicked, dwell, shared, hidden, survey)
+
+
+# Log densities of what the log records, for inference about a user (sim/posterior.py).
+
+
+def dwell_loglik(mu: F64, dwell_s: F64, sigma: float) -> F64:
+    """(D,) sum of log Normal(log dwell; mu, sigma) densities over the columns, up to a constant."""
+    z = (np.log(np.maximum(dwell_s, 1e-3))[None, :] - mu) / sigma
+    out: F64 = -0.5 * (z * z).sum(axis=1)
+    return out
+
+
+def survey_loglik(vgc: F64, rating: F64, slope: float, ref: float, noise: float) -> F64:
+    """(D,) log P(the survey answers) with rating = clip(round(latent + Normal(0, noise)), 1, 5)."""
+    latent = 1.0 + 4.0 * _sigmoid(slope * np.log(np.maximum(vgc, 1e-300) / ref))  # as `sample` draws it
+    hi = np.where(rating >= 5, np.inf, rating + 0.5)[None, :]
+    lo = np.where(rating <= 1, -np.inf, rating - 0.5)[None, :]
+    prob = ndtr((hi - latent) / noise) - ndtr((lo - latent) / noise)
+    # The answer 1 (or 5) alone: log_ndtr keeps precision far in the tail.
+    prob_log = np.where(
+        rating[None, :] <= 1, log_ndtr((hi - latent) / noise), np.log(np.maximum(prob, 1e-300))
+    )
+    out: F64 = prob_log.sum(axis=1)
+    return out
