@@ -117,7 +117,9 @@ def test_the_weighted_dirichlet_fit_recovers_its_parameters() -> None:
 
 def test_the_logistic_normal_density_integrates_to_one_on_the_simplex() -> None:
     rng = np.random.default_rng(1)
-    q = is_.LogisticNormal(ref=2, mean=np.array([0.2, -0.3]), chol=np.linalg.cholesky(0.3 * np.eye(2)))
+    q = is_.LogisticNormal(
+        ref=2, mean=np.array([0.2, -0.3]), chol=np.linalg.cholesky(0.3 * np.eye(2)).astype(np.float64)
+    )
     uniform = np.ones(3)
     draws = is_.dirichlet_log_draws(rng, uniform, 200_000)  # uniform on the simplex
     ratio = np.exp(is_.logistic_normal_logpdf(draws, q) - is_.dirichlet_logpdf(draws, uniform))
