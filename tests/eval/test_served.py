@@ -23,6 +23,7 @@ from feedrank.eval.served_metrics import (
     spread,
 )
 from feedrank.eval.served_path import SERVED
+from feedrank.eval.served_report import served_json
 from feedrank.eval.served_requests import Requests, panel, sample_requests, segment_masks
 from feedrank.progress import reporting
 
@@ -220,3 +221,19 @@ def test_every_other_system_gets_its_share_minus_the_served_feeds_paired() -> No
     assert "utility_share@20_minus_served" not in served
     assert served["posterior_ess"] == pytest.approx(7.0)  # a server's `last_stats`, per request
     assert paired_share([2.0, 4.0], [1.0, 1.0], [4.0, 4.0]) == pytest.approx((0.5, 0.25))
+
+
+def test_the_report_keeps_each_requests_metrics_for_callers_but_not_in_its_json() -> None:
+    requests = _requests(60)
+    report = measure(
+        [NamedServer(), PersonalServer()], requests, np.arange(60) % 7, ItemNumberTruth(), len(CATALOG)
+    )
+    served = report.per_request[SERVED]["utility@20"]
+    assert served.shape == (60,)
+    assert served.mean() == pytest.approx(report.systems[SERVED]["utility@20"])
+    assert set(report.masks) == set(report.segments) | {"all"}
+    heavy = report.masks["heavy readers"]
+    assert served[heavy].mean() == pytest.approx(report.segments["heavy readers"][SERVED]["utility@20"])
+    written = served_json(report)
+    assert "per_request" not in written and "masks" not in written
+    assert written["systems"] == report.systems

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from feedrank.bundle import load_bundle
-from feedrank.eval import served, served_requests
+from feedrank.eval import served
 from feedrank.eval.served_metrics import paired_share
 from feedrank.eval.served_path import SERVED, RecommenderServer
 
@@ -32,7 +33,7 @@ from feedrank.eval.served_path import SERVED, RecommenderServer
 class MeanProbability(nn.Module):
     """Logits whose sigmoid is the mean of the members' head probabilities."""
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    def __init__(self, members: Sequence[nn.Module]) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
 
@@ -53,19 +54,6 @@ def _ensemble(paths: list[str]) -> Any:
 
 def main() -> None:
     part, requests, out, paths = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:]
-    captured: dict[str, Any] = {}
-    summaries = served._summaries
-
-    def keep_first(arrays: Any, mask: Any) -> Any:
-        captured.setdefault("arrays", arrays)
-        return summaries(arrays, mask)
-
-    def keep_masks(past_clicks: Any) -> Any:
-        captured["masks"] = served_requests.segment_masks(past_clicks)
-        return captured["masks"]
-
-    served._summaries = keep_first
-    vars(served)["segment_masks"] = keep_masks
     extra = [
         (lambda _b, i=i, p=p: RecommenderServer(load_bundle(p), name=f"seed {i}"))
         for i, p in enumerate(paths)
@@ -77,7 +65,7 @@ def main() -> None:
         options=served.ServedOptions(part=part, requests=requests, panel_users=50),
         extra=[*extra, _ensemble(paths)],
     )
-    arrays, masks = captured["arrays"], captured["masks"]
+    arrays, masks = report.per_request, report.masks
     oracle = arrays["oracle"]["utility@20"]
     ok = np.isfinite(oracle)
     singles = [SERVED] + [f"seed {i}" for i in range(1, len(paths))]

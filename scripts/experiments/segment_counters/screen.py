@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from feedrank.bundle import load_bundle
-from feedrank.eval import served, served_requests
+from feedrank.eval import served
 from feedrank.eval.served_path import RecommenderServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unshown_negatives"))
@@ -35,26 +35,13 @@ def _server(name: str, spec: str) -> Any:
 def main() -> None:
     part, requests, out, base = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
     variants = dict(arg.split("=", 1) for arg in sys.argv[5:])
-    captured: dict[str, Any] = {}
-    summaries = served._summaries
-
-    def keep_first(arrays: Any, mask: Any) -> Any:
-        captured.setdefault("arrays", arrays)
-        return summaries(arrays, mask)
-
-    def keep_masks(past_clicks: Any) -> Any:
-        captured["masks"] = served_requests.segment_masks(past_clicks)
-        return captured["masks"]
-
-    served._summaries = keep_first
-    vars(served)["segment_masks"] = keep_masks  # evaluate_served looks the name up in its module
     start = time.time()
     report = served.evaluate_served(
         base,
         options=served.ServedOptions(part=part, requests=requests, panel_users=50),
         extra=[_server(name, spec) for name, spec in variants.items()],
     )
-    arrays, masks = captured["arrays"], captured["masks"]
+    arrays, masks = report.per_request, report.masks
     oracle = arrays["oracle"]["utility@20"]
     ok = np.isfinite(oracle)
     base_u = arrays["served (ranker)"]["utility@20"]

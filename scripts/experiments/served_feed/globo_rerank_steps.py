@@ -18,8 +18,7 @@ from feedrank.bundle import load_bundle
 from feedrank.data.features import to_us
 from feedrank.data.split import open_split
 from feedrank.eval.next_click import sample_clicks
-from feedrank.eval.served import request_metrics
-from feedrank.eval.served_metrics import mean_se
+from feedrank.eval.served_metrics import mean_se, request_metrics
 from feedrank.eval.served_path import RecommenderServer
 from feedrank.serve.rerank import RerankConfig
 from feedrank.serve.settings import ServeSettings

@@ -15,7 +15,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -35,14 +34,6 @@ def paired_share(variant: np.ndarray, base: np.ndarray, oracle: np.ndarray) -> t
 def main() -> None:
     part, requests, out, base = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
     variants = dict(arg.split("=", 1) for arg in sys.argv[5:])
-    captured: dict[str, Any] = {}
-    summaries = served._summaries
-
-    def keep_first(arrays: Any, mask: Any) -> Any:
-        captured.setdefault("arrays", arrays)
-        return summaries(arrays, mask)
-
-    served._summaries = keep_first
     extra = [
         (lambda _b, name=name, path=path: RecommenderServer(load_bundle(path), name=name))
         for name, path in variants.items()
@@ -51,7 +42,7 @@ def main() -> None:
     report = served.evaluate_served(
         base, options=served.ServedOptions(part=part, requests=requests, panel_users=50), extra=extra
     )
-    arrays = captured["arrays"]
+    arrays = report.per_request
     oracle = arrays["oracle"]["utility@20"]
     ok = np.isfinite(oracle)
     lines = {}

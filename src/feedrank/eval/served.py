@@ -23,16 +23,16 @@ served beside it. Per system, mean ± standard error over requests:
                       those demographics one feed would keep
     utility_share@20_minus_served  a system's share minus the served feed's, request by request
                       (paired: the same requests and oracle)
-
-With `posterior_oracle`, a "posterior oracle" row serves beside them: the best feed a model
-could build knowing the simulator's model and only what the log shows about the user before the
-request (sim/posterior.py, eval/posterior_server.py), with its sampler's effective sample size.
     coverage@10       distinct items over all requests' top 10, as a share of the catalog
 
 and on a panel of known users served at a few shared times: the distinct items across their
 top-10s, the share of feeds holding the most common item, and the mean inter-user Jaccard of the
 top 10 (all pairs; and over disjoint pairs, which are independent, with a standard error).
 Rows per segment: new / returning users, heavy / light readers.
+
+With `posterior_oracle`, a "posterior oracle" row serves beside them: the best feed a model
+could build knowing the simulator's model and only what the log shows about the user before the
+request (sim/posterior.py, eval/posterior_server.py), with its sampler's effective sample size.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from feedrank.bundle import Bundle, load_bundle
@@ -56,11 +57,11 @@ from feedrank.eval.served_metrics import (
     F64,
     all_pairs_jaccard,
     disjoint_pairs,
-    jaccard,
     mean_se,
     pair_jaccards,
     paired_share,
     ratio_se,
+    request_metrics,
     spread,
     summarize,
 )
@@ -106,6 +107,10 @@ class ServedReport:
     panel: dict[str, dict[str, float]]  # system → panel measures
     notes: list[str] = field(default_factory=list)
     part: str = "test"  # the split part the requests were sampled from
+    # Per request (system → metric → (R,)) and each segment's request mask, for paired comparisons
+    # a caller makes itself (scripts/experiments); not written to the report's JSON.
+    per_request: dict[str, dict[str, F64]] = field(default_factory=dict, repr=False)
+    masks: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict, repr=False)
 
 
 def evaluate_served(
@@ -205,24 +210,9 @@ def measure(
         systems=systems,
         segments=segments,
         panel=panels,
+        per_request=arrays,
+        masks=masks,
     )
-
-
-def request_metrics(
-    known: list[str], new: list[str], target: str | None, anonymous: list[str] | None = None
-) -> dict[str, float]:
-    rank = known.index(target) + 1 if target is not None and target in known else 0
-    nan = float("nan")
-    out = {
-        "hr@10": nan if target is None else float(0 < rank <= 10),
-        "hr@20": nan if target is None else float(0 < rank <= 20),
-        "ndcg@10": nan if target is None else (1.0 / np.log2(rank + 1.0) if 0 < rank <= 10 else 0.0),
-        "mrr@20": nan if target is None else (1.0 / rank if 0 < rank <= 20 else 0.0),
-        "new_user_overlap@10": jaccard(known[:10], new[:10]) if new else nan,
-        "anonymous_overlap@10": jaccard(known[:10], anonymous[:10]) if anonymous else nan,
-        "feed_length": float(len(known)),
-    }
-    return out
 
 
 def _utilities(truth: Scorer, user: str, now: int, feed: list[str]) -> dict[str, float]:

@@ -101,3 +101,20 @@ def summarize(per_request: dict[str, F64], mask: npt.NDArray[np.bool_]) -> dict[
     for name, values in per_request.items():
         out[name], out[f"{name}_se"] = mean_se(values[mask])
     return out
+
+
+def request_metrics(
+    known: list[str], new: list[str], target: str | None, anonymous: list[str] | None = None
+) -> dict[str, float]:
+    rank = known.index(target) + 1 if target is not None and target in known else 0
+    nan = float("nan")
+    out = {
+        "hr@10": nan if target is None else float(0 < rank <= 10),
+        "hr@20": nan if target is None else float(0 < rank <= 20),
+        "ndcg@10": nan if target is None else (1.0 / np.log2(rank + 1.0) if 0 < rank <= 10 else 0.0),
+        "mrr@20": nan if target is None else (1.0 / rank if 0 < rank <= 20 else 0.0),
+        "new_user_overlap@10": jaccard(known[:10], new[:10]) if new else nan,
+        "anonymous_overlap@10": jaccard(known[:10], anonymous[:10]) if anonymous else nan,
+        "feed_length": float(len(known)),
+    }
+    return out

@@ -28,8 +28,7 @@ from feedrank.data.features import to_us
 from feedrank.data.split import open_split
 from feedrank.errors import ConfigError
 from feedrank.eval.next_click import NextClickOptions, NextClickReport, next_click_per_event, sample_clicks
-from feedrank.eval.served import request_metrics
-from feedrank.eval.served_metrics import summarize
+from feedrank.eval.served_metrics import request_metrics, summarize
 from feedrank.eval.served_path import RecommenderServer
 from feedrank.eval.served_requests import demographics_of
 from feedrank.serve.rerank import RerankConfig

@@ -5,7 +5,7 @@ feed" are read together."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from feedrank.eval.served import ServedReport
@@ -31,7 +31,10 @@ PANEL_ROWS = ("jaccard@10", "jaccard_all_pairs", "distinct_items", "top_item_fee
 
 
 def served_json(report: ServedReport) -> dict[str, Any]:
-    return asdict(report)
+    """The report's summaries; its per-request arrays stay in memory (ServedReport.per_request)."""
+    data = asdict(replace(report, per_request={}, masks={}))
+    del data["per_request"], data["masks"]
+    return data
 
 
 def served_markdown(report: ServedReport) -> list[str]:
