@@ -277,33 +277,23 @@ class PastEvents:
     @functools.cached_property
     def affinity(self) -> CategoryAffinity:
         """Category click counts overall, by demographic group and by user (data/affinity.py)."""
-        return CategoryAffinity(
-            self.clicks,
-            self.category,
-            self.demographics,
-            self.demographic_buckets,
-            self.views_from_us,
-            self.query_users,
-        )
+        return self._affinity_by(self.category)
 
     @functools.cached_property
     def subcategory_affinity(self) -> CategoryAffinity:
         """`affinity`'s counts with the subcategory in place of the category."""
-        return CategoryAffinity(
-            self.clicks,
-            self.subcategory,
-            self.demographics,
-            self.demographic_buckets,
-            self.views_from_us,
-            self.query_users,
-        )
+        return self._affinity_by(self.subcategory)
 
     @functools.cached_property
     def type_affinity(self) -> CategoryAffinity:
         """`affinity`'s counts with the content type in place of the category."""
+        return self._affinity_by(self.content_type)
+
+    def _affinity_by(self, groups: np.ndarray) -> CategoryAffinity:
+        """Click counts by the item grouping `groups` (catalog row → bucket), bounded as the views."""
         return CategoryAffinity(
             self.clicks,
-            self.content_type,
+            groups,
             self.demographics,
             self.demographic_buckets,
             self.views_from_us,
